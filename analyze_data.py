@@ -1,0 +1,281 @@
+"""Look at the data before touching hyperparameters: class distribution, class weights, augmentation.
+
+    python analyze_data.py --visualize                  # the built-in demo when nothing is configured
+    python analyze_data.py --source PATH [--max-side 512] [--visualize]
+    python analyze_data.py --demo --visualize           # back to the demo after analysing another dataset
+
+With --source it first cleans that dataset into --out (data/cleaned; see cleaning.py for the rules). With no
+--source it analyses the cleaned dataset already in --out, or, when there is none, generates the built-in
+synthetic demo into data/demo and cleans that. --visualize writes three figures into --plots-dir.
+"""
+import argparse
+import time
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+
+import atomic_io  # noqa: E402
+import demo_data  # noqa: E402
+from cleaning import WEIGHT_SCHEMES_WRITTEN, clean_dataset  # noqa: E402
+from dataset import build_transform, load_metadata, read_image_rgb, shot_groups  # noqa: E402
+from errors import UserError, cli_entry  # noqa: E402
+from plots import shorten  # noqa: E402
+
+DEMO_DIR = "data/demo"
+TOP_N = 5
+AUGMENTATION_DRAWS = 5
+AUGMENTATION_IMG_SIZE = 320  # the seed's training resolution
+SHOT_COLORS = {"many": "tab:blue", "medium": "tab:orange", "few": "tab:red"}
+SCHEME_STYLES = {"inverse": ("tab:red", "o"), "sqrt": ("tab:green", "s"), "effective": ("tab:purple", "^")}
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = parser.add_argument_group("what to analyse")
+    source.add_argument("--source", help="dataset to clean first: AI Challenger root, ImageFolder root or CSV file")
+    source.add_argument("--format", choices=("auto", "aichallenger", "imagefolder", "csv"), default="auto",
+                        help="layout of --source (default: detected)")
+    source.add_argument("--path-column", help="CSV: column holding image paths (default: detected)")
+    source.add_argument("--label-column", help="CSV: column holding labels, ids or names (default: detected)")
+    source.add_argument("--split-column", help="CSV: column holding train/val (default: 'split' if present)")
+    source.add_argument("--demo", action="store_true",
+                        help="use the built-in demo as the source: generate it into data/demo and clean it "
+                             "(each step is redone only if missing or changed)")
+    source.add_argument("--demo-scale", type=float, default=demo_data.DEFAULT_SCALE,
+                        help="demo size as a fraction of the seed's class counts")
+    source.add_argument("--demo-image-size", type=int, default=160, help="demo image side in pixels")
+    cleaning = parser.add_argument_group("cleaning")
+    cleaning.add_argument("--out", default="data/cleaned", help="cleaned dataset folder")
+    cleaning.add_argument("--max-side", type=int, default=None,
+                          help="re-encode images whose longer side exceeds this (default: keep originals)")
+    cleaning.add_argument("--val-fraction", type=float, default=0.15,
+                          help="validation share per class when the source has no split")
+    cleaning.add_argument("--seed", type=int, default=0, help="seed of the stratified split and the plot draws")
+    cleaning.add_argument("--workers", type=int, default=None, help="processes for image checks (default: all cores)")
+    report = parser.add_argument_group("report")
+    report.add_argument("--visualize", action="store_true", help="write the three figures into --plots-dir")
+    report.add_argument("--plots-dir", default="demo_plots")
+    report.add_argument("--many-threshold", type=int, default=100, help="many-shot: more training images than this")
+    report.add_argument("--few-threshold", type=int, default=20, help="few-shot: fewer training images than this")
+    args = parser.parse_args(argv)
+    if args.demo and args.source:
+        parser.error("--demo and --source exclude each other")
+    return args
+
+
+@cli_entry
+def main(argv=None):
+    args = parse_args(argv)
+    prepare_cleaned_dataset(args)
+    metadata = load_metadata(args.out)
+    metadata_dir = Path(args.out) / "metadata"
+    weights = {scheme: _read_metadata_table(metadata_dir / f"class_weights_{scheme}.csv").set_index("id")["weight"]
+               for scheme in WEIGHT_SCHEMES_WRITTEN}
+    rejected = _read_metadata_table(metadata_dir / "rejected.csv")
+    print_report(metadata.classes, weights, rejected, args)
+    if args.visualize:
+        started = time.monotonic()
+        plots_dir = Path(args.plots_dir)
+        groups = shot_groups(metadata.classes["train_count"], args.many_threshold, args.few_threshold)
+        paths = [plots_dir / "class_distribution.png", plots_dir / "class_weights_comparison.png",
+                 plots_dir / "augmentation_examples.png"]
+        plot_class_distribution(metadata.classes, groups, args.many_threshold, args.few_threshold, paths[0])
+        plot_class_weights(metadata.classes, weights, paths[1])
+        plot_augmentation_examples(metadata, paths[2], args.seed)
+        print(f"\nFigures ({time.monotonic() - started:.1f} s):")
+        for path in paths:
+            print(f"  {path}")
+
+
+def prepare_cleaned_dataset(args):
+    """Clean --source, or the demo when asked or when nothing is configured; otherwise use --out as is."""
+    out = Path(args.out)
+    if args.source:
+        source, fmt = args.source, args.format
+    elif args.demo or not (out / "metadata" / "classes.csv").exists():
+        if not args.demo:
+            print(f"No --source given and no cleaned dataset in {out}: generating the built-in synthetic demo "
+                  f"dataset into {DEMO_DIR} and cleaning it (use --source PATH for your own data).")
+        started = time.monotonic()
+        source = demo_data.generate_demo(DEMO_DIR, scale=args.demo_scale, image_size=args.demo_image_size,
+                                         workers=args.workers)
+        fmt = "aichallenger"
+        print(f"Demo dataset ready in {source} ({time.monotonic() - started:.1f} s).")
+    else:
+        print(f"Using the cleaned dataset in {out} (pass --source PATH or --demo to rebuild it).")
+        return
+    summary = clean_dataset(source, out, fmt=fmt, max_side=args.max_side, val_fraction=args.val_fraction,
+                            seed=args.seed, workers=args.workers, path_column=args.path_column,
+                            label_column=args.label_column, split_column=args.split_column,
+                            many_threshold=args.many_threshold, few_threshold=args.few_threshold)
+    if summary["reused"]:
+        print(f"{out} is up to date with {summary['source']} (nothing changed since it was cleaned).")
+    else:
+        totals = summary["totals"]
+        print(f"Cleaned {totals['listed']} listed images from {summary['source']} ({summary['format']}) into {out} "
+              f"in {summary['seconds']:.1f} s: kept {totals['kept']}, rejected {totals['rejected']}, "
+              f"re-encoded {totals['reencoded']}.")
+
+
+def _read_metadata_table(path):
+    try:
+        return pd.read_csv(path, keep_default_na=False)
+    except FileNotFoundError:
+        raise UserError(f"{path}: not found; rebuild {path.parent.parent} with "
+                        f"`python analyze_data.py --source PATH` (or --demo)") from None
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        raise UserError(f"{path}: not a readable CSV ({error})") from None
+
+
+# ----------------------------------------------------------------------------------------------------
+# Text report
+# ----------------------------------------------------------------------------------------------------
+def print_report(classes, weights, rejected, args):
+    counts = classes["train_count"]
+    groups = shot_groups(counts, args.many_threshold, args.few_threshold)
+    by_count = classes.sort_values(["train_count", "id"], ascending=[False, True])
+    columns = {"id": "id", "name": "class", "train_count": "train", "val_count": "val"}
+    print(f"\nDataset {args.out}: {int(counts.sum())} training and {int(classes['val_count'].sum())} validation "
+          f"images in {len(classes)} classes.")
+    table = by_count[list(columns)].rename(columns=columns)
+    if len(table) <= 2 * TOP_N:
+        print("\nClasses by training images:")
+        print(table.to_string(index=False))
+    else:
+        print(f"\nLargest {TOP_N} classes (training images):")
+        print(table.head(TOP_N).to_string(index=False))
+        print(f"\nSmallest {TOP_N} classes:")
+        print(table.tail(TOP_N).to_string(index=False))
+    print(f"\nImbalance ratio (largest / smallest training class): {counts.max() / counts.min():.1f} : 1")
+    print(f"Shot groups: many-shot (> {args.many_threshold} images) {int((groups == 'many').sum())} classes, "
+          f"medium {int((groups == 'medium').sum())}, few-shot (< {args.few_threshold}) "
+          f"{int((groups == 'few').sum())}")
+    print("\nClass weights from the training split (metadata/class_weights_<scheme>.csv):")
+    table = pd.DataFrame([{"scheme": scheme, "min": w.min(), "max": w.max(), "max/min": w.max() / w.min()}
+                          for scheme, w in weights.items()])
+    print(table.to_string(index=False, float_format=lambda value: f"{value:.3f}"))
+    if rejected.empty:
+        print("\nRejected images: none.")
+    else:
+        by_reason = ", ".join(f"{count} {reason}" for reason, count in rejected["reason"].value_counts().items())
+        print(f"\nRejected images: {len(rejected)} ({by_reason}); see {Path(args.out) / 'metadata' / 'rejected.csv'}")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Figures (analysis only)
+# ----------------------------------------------------------------------------------------------------
+def _class_labels(classes):
+    return [f"{class_id} {shorten(name, 34)}" for class_id, name in zip(classes["id"], classes["name"])]
+
+
+def _class_axis(axis, classes):
+    """Class names on the x axis, readable for 61 classes."""
+    count = len(classes)
+    font_size = 9 if count <= 20 else max(5, min(8, int(480 / count)))
+    axis.set_xticks(range(count), _class_labels(classes), rotation=90, fontsize=font_size)
+    axis.set_xlim(-0.7, count - 0.3)
+    axis.set_xlabel("class (id and name), sorted by number of training images")
+
+
+def _figure_width(class_count):
+    return max(10.0, 0.24 * class_count + 3)
+
+
+def plot_class_distribution(classes, groups, many_threshold, few_threshold, path):
+    """Sorted training counts per class on a log scale, coloured by many/medium/few-shot group."""
+    order = np.argsort(-classes["train_count"].to_numpy(), kind="stable")
+    ordered, ordered_groups = classes.iloc[order].reset_index(drop=True), groups[order]
+    counts = ordered["train_count"].to_numpy()
+    fig, axis = plt.subplots(figsize=(_figure_width(len(ordered)), 6.5))
+    axis.bar(range(len(ordered)), counts, color=[SHOT_COLORS[group] for group in ordered_groups], width=0.8)
+    for position, count in enumerate(counts):
+        axis.text(position, count * 1.08, str(count), ha="center", va="bottom", rotation=90, fontsize=6)
+    axis.set_yscale("log")
+    axis.set_ylim(0.5, counts.max() * 4)
+    axis.axhline(many_threshold, color="tab:blue", linestyle="--", linewidth=0.8)
+    axis.axhline(few_threshold, color="tab:red", linestyle="--", linewidth=0.8)
+    group_text = {"many": f"many-shot (> {many_threshold} images)",
+                  "medium": f"medium ({few_threshold} to {many_threshold} images)",
+                  "few": f"few-shot (< {few_threshold} images)"}
+    handles = [Patch(color=SHOT_COLORS[group], label=f"{group_text[group]}: {int((groups == group).sum())} classes")
+               for group in SHOT_COLORS]
+    axis.legend(handles=handles, loc="upper right", fontsize=9)
+    _class_axis(axis, ordered)
+    axis.set_ylabel("training images (log scale)")
+    axis.set_title(f"Training images per class: {int(counts.sum())} images, {len(counts)} classes, "
+                   f"imbalance {counts.max() / counts.min():.0f}:1 (largest / smallest class)\n"
+                   f"dashed lines: many-shot ({many_threshold}) and few-shot ({few_threshold}) thresholds")
+    axis.grid(axis="y", which="major", alpha=0.3)
+    atomic_io.save_figure(fig, path)
+
+
+def plot_class_weights(classes, weights, path):
+    """inverse vs sqrt vs effective-number weight per class, log scale, classes in the same order as above."""
+    order = np.argsort(-classes["train_count"].to_numpy(), kind="stable")
+    ordered = classes.iloc[order].reset_index(drop=True)
+    fig, (weight_axis, count_axis) = plt.subplots(
+        2, 1, figsize=(_figure_width(len(ordered)), 8.5), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    positions = np.arange(len(ordered))
+    for scheme, scheme_weights in weights.items():
+        values = scheme_weights.loc[ordered["id"]].to_numpy()
+        color, marker = SCHEME_STYLES[scheme]
+        label = f"{scheme}: {values.min():.3g} to {values.max():.3g} (max/min {values.max() / values.min():.1f})"
+        weight_axis.plot(positions, values, color=color, marker=marker, markersize=4, linewidth=1.2, label=label)
+    weight_axis.axhline(1.0, color="gray", linewidth=0.8, linestyle=":")
+    weight_axis.set_yscale("log")
+    weight_axis.set_ylabel("loss weight (log scale)")
+    weight_axis.set_title("Per-class loss weights from the training split (higher = the class counts more in "
+                          "the loss)\ninverse frequency vs sqrt-smoothed vs effective number of samples (beta 0.999)")
+    weight_axis.legend(fontsize=9, loc="upper left")
+    weight_axis.grid(alpha=0.3, which="major")
+    count_axis.bar(positions, ordered["train_count"], color="tab:gray", width=0.8)
+    count_axis.set_yscale("log")
+    count_axis.set_ylabel("training images\n(log scale)")
+    count_axis.grid(axis="y", alpha=0.3)
+    _class_axis(count_axis, ordered)
+    atomic_io.save_figure(fig, path)
+
+
+def plot_augmentation_examples(metadata, path, seed):
+    """The largest (head) and smallest (tail) class's first training image through weak and strong augmentation."""
+    counts = metadata.classes.set_index("id")["train_count"]
+    head_id = counts.index[counts == counts.max()].min()
+    tail_id = counts.index[counts == counts.min()].min()
+    columns = AUGMENTATION_DRAWS + 1
+    fig, axes = plt.subplots(4, columns, figsize=(2.3 * columns, 2.3 * 4 + 0.6))
+    rows = [(role, class_id, kind) for role, class_id in (("head", head_id), ("tail", tail_id))
+            for kind in ("weak", "strong")]
+    for row, (role, class_id, kind) in enumerate(rows):
+        class_row = metadata.classes.loc[metadata.classes["id"] == class_id].iloc[0]
+        image_path = metadata.train.loc[metadata.train["label"] == class_id, "path"].sort_values().iloc[0]
+        image = read_image_rgb(image_path)
+        transform = build_transform(kind, AUGMENTATION_IMG_SIZE, normalize=False)
+        transform.set_random_seed(seed + row)
+        row_axes = axes[row]
+        row_axes[0].imshow(image)
+        row_axes[0].set_title("original", fontsize=9)
+        for draw, axis in enumerate(row_axes[1:], start=1):
+            axis.imshow(transform(image=image)["image"])
+            axis.set_title(f"{kind} draw {draw}", fontsize=9)
+        row_axes[0].set_ylabel(f"{role} class {class_id}:\n{class_row['name']}\n"
+                               f"({int(class_row['train_count'])} train images)\n{kind.upper()} augmentation",
+                               fontsize=8)
+        for axis in row_axes:
+            axis.set_xticks([])
+            axis.set_yticks([])
+    fig.suptitle(f"Augmentation examples at {AUGMENTATION_IMG_SIZE}px, largest (head) and smallest (tail) class: "
+                 f"'weak' = the seed's before (rotate 15, occasional colour jitter/cutout),\n"
+                 f"'strong' = the seed's after (rotate 45, flips, grid distortion, frequent colour jitter, shadow, "
+                 f"cutout)", fontsize=11)
+    fig.tight_layout()
+    atomic_io.save_figure(fig, path)
+
+
+if __name__ == "__main__":
+    main()

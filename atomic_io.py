@@ -1,0 +1,72 @@
+"""Write every output file under a temporary name and rename it, so a crash never leaves half a file."""
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+from errors import UserError
+
+
+@contextmanager
+def atomic_path(path):
+    """Yield a temporary path beside `path`; on success it replaces `path` in one rename.
+
+    The temporary name keeps the final suffix so libraries that pick a format from it (matplotlib,
+    pandas) still do the right thing.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
+    except OSError as error:
+        raise UserError(f"{path}: cannot write here ({error.strerror})") from None
+    os.close(fd)
+    tmp_path = Path(tmp_name)
+    # mkstemp creates 0600 files; give the result the permissions a plain open() would.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp_path, 0o666 & ~umask)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    except OSError as error:
+        raise UserError(f"{path}: write failed ({error.strerror}); the previous file, if any, is intact") from None
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def remove_stale_temporaries(directory):
+    """Delete temporaries a killed process left behind (atomic_path names them .<stem>.*.tmp<suffix>)."""
+    for leftover in Path(directory).glob(".*.tmp*"):
+        leftover.unlink(missing_ok=True)
+
+
+def write_text(path, text):
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_json(path, obj):
+    write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def write_csv(path, frame):
+    """Write a pandas DataFrame without its index."""
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
+
+
+def save_figure(fig, path, dpi=110):
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+
+
+def save_torch(obj, path):
+    import torch
+
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)

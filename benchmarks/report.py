@@ -1,0 +1,64 @@
+"""What every benchmark report states besides its numbers: the machine, the date, the exact command."""
+import datetime
+import os
+import platform
+import shlex
+import sys
+from pathlib import Path
+
+import cv2
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _cpu_model():
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _ram_gib():
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) / 2 ** 20
+    except OSError:
+        pass
+    return float("nan")
+
+
+def machine_lines():
+    """Markdown bullet lines describing where the numbers were measured (load average included: a busy
+    machine makes every rate lower)."""
+    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    gpu = (f"{torch.cuda.get_device_name(0)} (CUDA {torch.version.cuda}, {torch.cuda.device_count()} device(s))"
+           if torch.cuda.is_available() else "none")
+    return [
+        f"- CPU: {_cpu_model()}, `nproc` = {os.cpu_count()}; RAM {_ram_gib():.1f} GiB; load average at start {load}",
+        f"- GPU: {gpu}",
+        f"- torch {torch.__version__} ({torch.get_num_threads()} intra-op threads), OpenCV {cv2.__version__} "
+        f"({cv2.getNumThreads()} threads), Python {platform.python_version()}, {platform.platform()}",
+    ]
+
+
+def header_lines(title, started):
+    command = " ".join(shlex.quote(part) for part in [Path(sys.executable).name, *sys.argv])
+    return [f"# {title}", "", f"- Date: {started:%Y-%m-%d %H:%M} (local time)",
+            f"- Command (from `{ROOT}`): `{command}`", *machine_lines(), ""]
+
+
+def now():
+    return datetime.datetime.now()
+
+
+def markdown_table(frame):
+    """A pandas DataFrame of already-formatted cells as a GitHub markdown table."""
+    columns = [str(column) for column in frame.columns]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in frame.itertuples(index=False)]
+    return lines

@@ -1,0 +1,431 @@
+"""Turn a dataset source into data/cleaned/: every image decode-checked, deduplicated, split and weighted.
+
+Rules (each excluded image is a row of metadata/rejected.csv: path, split, reason, detail, label; never silently
+dropped):
+- missing_file / unreadable_file / empty_file / not_image / truncated / corrupt: the file cannot be used.
+  The decode check is a Pillow decode of all the compressed data (OpenCV, which the trainer uses, silently pads
+  truncated JPEGs); JPEGs are decoded at 1/8 scale, which reads the same bytes at half the cost.
+- Exact duplicates (same bytes, SHA-256): within one split the first path (sorted) is kept, the others are
+  'duplicate'; a copy in val of a training image is 'leakage' (the val copy goes, the train copy stays);
+  copies that disagree on the label are all 'label_conflict' (no way to know which label is right).
+- Colour: the trainer reads with cv2.IMREAD_COLOR, which was checked to give correct 8-bit RGB for grayscale,
+  palette, 1-bit, 16-bit (scaled, not clipped) and CMYK JPEG/TIFF files, so those keep their original file and
+  are only counted in summary.json. It drops alpha, which shows whatever colour hides under transparent pixels, so
+  images with real transparency are flattened onto black and re-encoded; so are files in formats OpenCV cannot
+  decode and in unusual colour modes (LAB, HSV, ...), which Pillow converts instead. Re-encoded images go to images/<label>/<sha256 prefix>.jpg (JPEG q95).
+- max_side: images whose longer side exceeds it are downscaled (area interpolation) and re-encoded the same way,
+  so training does not decode multi-megapixel photos every epoch. By default originals are referenced.
+- Split: a source with a validation split keeps it. Otherwise a seeded, stratified split: a class with n >= 2
+  images puts n * val_fraction (rounded half up) of them in val, at least 1 and at most n - 1, so every class with two
+  or more images is validated and keeps a training image; a class with one image stays in train.
+- A class that has images in the source but no training image after cleaning is an error naming the class
+  (its loss weight would be infinite and the model could never learn it). Classes declared in
+  class_names.csv without any image are left out of classes.csv and listed in summary.json.
+- Output is built in a staging folder next to out_dir and swapped in at the end, so a crash never leaves a mix
+  of two runs. A folder that does not look like a previous cleaning output is never replaced.
+- A re-run whose source files (paths, labels, sizes, modification times) and settings are unchanged reuses the
+  existing output without opening an image.
+"""
+import hashlib
+import io
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from multiprocessing import Pool
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+from PIL import Image, ImageOps, UnidentifiedImageError
+from tqdm import tqdm
+
+import atomic_io
+from dataset import compute_class_weights, shot_groups
+from errors import UserError
+from sources import REJECTED_COLUMNS, read_source
+
+# Bump when a rule above changes, so an unchanged source is cleaned again under the new rules.
+CLEANING_VERSION = 1
+WEIGHT_SCHEMES_WRITTEN = ("inverse", "sqrt", "effective")
+# Formats whose every mode in the test suite OpenCV decodes to correct RGB; anything else is tried with OpenCV.
+OPENCV_CHECKED_FORMATS = {"JPEG", "PNG", "BMP", "WEBP", "TIFF"}
+REENCODE_QUALITY = 95
+MIN_MAX_SIDE = 16
+MANAGED_ENTRIES = {"metadata", "images"}
+
+
+def clean_dataset(source, out_dir="data/cleaned", fmt=None, max_side=None, val_fraction=0.15, seed=0,
+                  workers=None, path_column=None, label_column=None, split_column=None,
+                  many_threshold=100, few_threshold=20, progress=True):
+    """Clean the dataset at `source` into `out_dir` and return the summary (as written to summary.json).
+
+    The returned dict also has "reused": True when an up-to-date previous output was kept as is.
+    """
+    _check_settings(max_side, val_fraction, seed, workers, many_threshold, few_threshold)
+    out_dir = Path(out_dir)
+    workers = workers or os.cpu_count() or 1
+    source_data = read_source(source, fmt, path_column, label_column, split_column)
+    _refuse_source_inside_output(source_data, out_dir)
+    settings = {"max_side": max_side, "val_fraction": val_fraction, "seed": seed,
+                "many_threshold": many_threshold, "few_threshold": few_threshold}
+    fingerprint = _fingerprint(source_data, settings)
+    previous = _previous_summary(out_dir)
+    if previous is not None and previous.get("fingerprint") == fingerprint:
+        return {**previous, "reused": True}
+
+    started = time.monotonic()
+    listing = pd.concat([source_data.images, source_data.rejected[["path", "label", "split"]]], ignore_index=True)
+    inspected = source_data.images.join(pd.DataFrame(_map_parallel(
+        inspect_image, list(source_data.images["path"]), workers, "checking images", progress)).drop(columns="path"))
+    decode_rejected = inspected.loc[inspected["reason"] != ""]
+    decoded = inspected.loc[inspected["reason"] == ""]
+    kept, duplicate_rejected = _resolve_duplicates(decoded)
+    split_from_source = bool((source_data.images["split"] == "val").any())
+    if not split_from_source:
+        kept = kept.assign(split=_stratified_split(kept, val_fraction, seed))
+    rejected = pd.concat([source_data.rejected, decode_rejected[REJECTED_COLUMNS], duplicate_rejected],
+                         ignore_index=True)
+    classes = _class_table(listing, kept, rejected, source_data.class_names)
+    kept = kept.assign(reencode=_reencode_reasons(kept, max_side))
+
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.staging-"))
+        staging.chmod(0o755)  # mkdtemp makes it private; the swapped-in dataset should not be
+    except OSError as error:
+        raise UserError(f"{out_dir}: cannot create the output folder ({error.strerror})") from None
+    try:
+        kept = kept.assign(path=_reencode(kept, staging, max_side, workers, progress))
+        summary = _summary(source, source_data, settings, split_from_source, kept, rejected, classes, listing,
+                           fingerprint, many_threshold, few_threshold, started)
+        _write_metadata(staging / "metadata", kept, rejected, classes, summary)
+        _swap_in(staging, out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return {**summary, "reused": False}
+
+
+# ----------------------------------------------------------------------------------------------------
+# Per-image work (runs in worker processes)
+# ----------------------------------------------------------------------------------------------------
+def inspect_image(path):
+    """Decode-check one file: reason ('' when usable), detail, sha256, size, colour kind, OpenCV readability."""
+    result = {"path": path, "reason": "", "detail": "", "sha256": "", "width": 0, "height": 0,
+              "color": "", "has_transparency": False, "opencv_readable": True}
+    try:
+        data = Path(path).read_bytes()
+    except OSError as error:
+        return {**result, "reason": "unreadable_file", "detail": error.strerror or str(error)}
+    if not data:
+        return {**result, "reason": "empty_file", "detail": "the file has zero bytes"}
+    result["sha256"] = hashlib.sha256(data).hexdigest()
+    try:
+        image = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        return {**result, "reason": "not_image", "detail": "Pillow cannot identify an image format in it"}
+    except Exception as error:  # noqa: BLE001 -- any decoder failure is a property of the file
+        return {**result, "reason": "corrupt", "detail": _one_line(error)}
+    width, height = image.size
+    try:
+        if image.format == "JPEG":
+            # A 1/8-scale decode still reads every compressed byte, so truncation is still caught.
+            image.draft(None, (max(1, width // 8), max(1, height // 8)))
+        image.load()
+    except Exception as error:  # noqa: BLE001 -- idem
+        reason = "truncated" if "truncated" in str(error).lower() else "corrupt"
+        return {**result, "reason": reason, "detail": _one_line(error)}
+    result.update(width=width, height=height, color=_color_kind(image, data), has_transparency=_has_transparency(image))
+    if image.format not in OPENCV_CHECKED_FORMATS:
+        result["opencv_readable"] = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) is not None
+    return result
+
+
+def _color_kind(image, data):
+    """What the file holds: rgb, alpha, cmyk, 16-bit, palette, grayscale or other:<mode>."""
+    mode = image.mode
+    if mode in ("RGBA", "RGBa", "LA", "La", "PA") or "transparency" in image.info:
+        return "alpha"
+    if mode == "CMYK":
+        return "cmyk"
+    # Pillow opens 16-bit RGB PNGs as 8-bit RGB; the PNG header's bit depth byte says what the file holds.
+    if mode.startswith("I;16") or (image.format == "PNG" and len(data) > 24 and data[24] == 16):
+        return "16-bit"
+    if mode == "P":
+        return "palette"
+    if mode in ("1", "L", "I", "F"):
+        return "grayscale"
+    if mode == "RGB":
+        return "rgb"
+    return f"other:{mode}"
+
+
+def _has_transparency(image):
+    if image.mode not in ("RGBA", "RGBa", "LA", "La", "PA") and "transparency" not in image.info:
+        return False
+    return image.convert("RGBA").getchannel("A").getextrema()[0] < 255
+
+
+def reencode_image(task):
+    """Write the image as the trainer should see it (RGB, alpha flattened on black, <= max_side) as JPEG."""
+    source_path, target_path, flatten_alpha, via_pillow, max_side = task
+    if flatten_alpha or via_pillow:
+        image = ImageOps.exif_transpose(Image.open(source_path))
+        if flatten_alpha:
+            background = Image.new("RGBA", image.size, (0, 0, 0, 255))
+            image = Image.alpha_composite(background, image.convert("RGBA"))
+        bgr = cv2.cvtColor(np.asarray(image.convert("RGB")), cv2.COLOR_RGB2BGR)
+    else:
+        # Same decoder and flags as training, so 16-bit scaling and EXIF orientation match exactly.
+        bgr = cv2.imread(source_path, cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise OSError(f"{source_path}: OpenCV cannot read it any more (changed during cleaning?)")
+    longer_side = max(bgr.shape[:2])
+    if max_side and longer_side > max_side:
+        scale = max_side / longer_side
+        size = (max(1, round(bgr.shape[1] * scale)), max(1, round(bgr.shape[0] * scale)))
+        bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
+    Path(target_path).parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(target_path, bgr, [cv2.IMWRITE_JPEG_QUALITY, REENCODE_QUALITY]):
+        raise OSError(f"cannot write {target_path}")
+
+
+def _init_worker():
+    # Each worker decodes one image at a time; OpenCV's own threads would only fight the other workers.
+    cv2.setNumThreads(1)
+
+
+def _map_parallel(function, items, workers, description, progress):
+    # disable=None lets tqdm stay quiet when stderr is not a terminal (logs, tests).
+    bar = {"total": len(items), "desc": description, "unit": "img", "disable": None if progress else True}
+    if workers == 1 or len(items) < 2:
+        return [function(item) for item in tqdm(items, **bar)]
+    chunksize = max(1, min(64, len(items) // (workers * 8)))
+    with Pool(min(workers, len(items)), initializer=_init_worker) as pool:
+        return list(tqdm(pool.imap(function, items, chunksize=chunksize), **bar))
+
+
+def _one_line(error):
+    return " ".join(f"{type(error).__name__}: {error}".split())
+
+
+# ----------------------------------------------------------------------------------------------------
+# Decisions over the whole dataset
+# ----------------------------------------------------------------------------------------------------
+def _resolve_duplicates(decoded):
+    """(kept rows, rejected rows) after the duplicate / leakage / label-conflict rules."""
+    ordered = decoded.assign(split_rank=decoded["split"].map({"train": 0, "": 0, "val": 1})).sort_values(
+        ["sha256", "split_rank", "path"])
+    copies = ordered.loc[ordered["sha256"].duplicated(keep=False)]
+    rejected_rows = []
+    for _, group in copies.groupby("sha256", sort=False):
+        if group["label"].nunique() > 1:
+            for row in group.itertuples():
+                others = [f"{p} (label {l})" for p, l in zip(group["path"], group["label"]) if p != row.path]
+                rejected_rows.append((row.Index, "label_conflict", "identical to " + "; ".join(others[:3])))
+            continue
+        keeper = group.iloc[0]
+        for row in group.iloc[1:].itertuples():
+            if row.split == "val" and keeper["split"] != "val":
+                rejected_rows.append((row.Index, "leakage", f"identical to training image {keeper['path']}"))
+            else:
+                rejected_rows.append((row.Index, "duplicate", f"identical to {keeper['path']} (kept)"))
+    index = [row[0] for row in rejected_rows]
+    rejected = decoded.loc[index, ["path", "split", "label"]].assign(
+        reason=[row[1] for row in rejected_rows], detail=[row[2] for row in rejected_rows])
+    return decoded.drop(index=index), rejected[REJECTED_COLUMNS]
+
+
+def _stratified_split(kept, val_fraction, seed):
+    """'train'/'val' per row; per-class draws seeded by (seed, class id), independent of row order."""
+    split = pd.Series("train", index=kept.index)
+    for label, group in kept.groupby("label"):
+        count = len(group)
+        if count < 2:
+            continue
+        val_count = min(count - 1, max(1, math.floor(count * val_fraction + 0.5)))
+        candidates = group.sort_values("path").index.to_numpy()
+        chosen = np.random.default_rng([seed, int(label)]).choice(candidates, size=val_count, replace=False)
+        split[chosen] = "val"
+    return split
+
+
+def _class_table(listing, kept, rejected, class_names):
+    """id, name, train_count, val_count for every class with an image in the source; UserError if one has no
+    training image left."""
+    ids = sorted(set(listing["label"].astype(int)))
+    train_counts = kept.loc[kept["split"] == "train", "label"].value_counts()
+    val_counts = kept.loc[kept["split"] == "val", "label"].value_counts()
+    classes = pd.DataFrame({
+        "id": ids,
+        "name": [class_names.get(class_id, f"class_{class_id}") for class_id in ids],
+        "train_count": [int(train_counts.get(class_id, 0)) for class_id in ids],
+        "val_count": [int(val_counts.get(class_id, 0)) for class_id in ids],
+    })
+    starved = classes.loc[classes["train_count"] == 0]
+    if len(starved):
+        class_id, name = int(starved["id"].iloc[0]), starved["name"].iloc[0]
+        listed = listing.loc[listing["label"] == class_id, "split"].replace("", "unsplit").value_counts()
+        listed_text = ", ".join(f"{count} {split}" for split, count in listed.items())
+        lost = rejected.loc[rejected["label"] == class_id, "reason"].value_counts()
+        lost_text = ", ".join(f"{count} {reason}" for reason, count in lost.items()) or "none"
+        more = f" ({len(starved) - 1} more such classes)" if len(starved) > 1 else ""
+        raise UserError(
+            f"class {class_id} '{name}': no training image after cleaning (source lists {listed_text}; "
+            f"rejected: {lost_text}){more}; every class needs a training image: add one or remove the class"
+        )
+    return classes
+
+
+def _reencode_reasons(kept, max_side):
+    reasons = pd.Series("", index=kept.index)
+    if max_side:
+        reasons[kept[["width", "height"]].max(axis=1) > max_side] = "max_side"
+    reasons[kept["color"].str.startswith("other:")] = "unusual_color_mode"
+    reasons[~kept["opencv_readable"]] = "opencv_unreadable"
+    reasons[kept["has_transparency"]] = "transparency"
+    return reasons
+
+
+def _reencode(kept, staging, max_side, workers, progress):
+    """New path column: originals stay absolute; re-encoded images become images/<label>/<sha>.jpg."""
+    paths = kept["path"].copy()
+    todo = kept.loc[kept["reencode"] != ""]
+    relative = {row.Index: f"images/{row.label}/{row.sha256[:20]}.jpg" for row in todo.itertuples()}
+    tasks = [(row.path, str(staging / relative[row.Index]), row.reencode == "transparency",
+              row.reencode in ("opencv_unreadable", "unusual_color_mode"), max_side) for row in todo.itertuples()]
+    try:
+        _map_parallel(reencode_image, tasks, workers, "re-encoding images", progress)
+    except OSError as error:
+        raise UserError(f"re-encoding into {staging} failed: {error}") from None
+    for index, path in relative.items():
+        paths[index] = path
+    return paths
+
+
+# ----------------------------------------------------------------------------------------------------
+# Output
+# ----------------------------------------------------------------------------------------------------
+def _summary(source, source_data, settings, split_from_source, kept, rejected, classes, listing, fingerprint,
+             many_threshold, few_threshold, started):
+    train_counts = classes["train_count"].to_numpy()
+    groups = shot_groups(train_counts, many_threshold, few_threshold)
+    largest, smallest = classes.loc[classes["train_count"].idxmax()], classes.loc[classes["train_count"].idxmin()]
+    weights = {scheme: compute_class_weights(train_counts, scheme) for scheme in WEIGHT_SCHEMES_WRITTEN}
+    imageless = sorted(set(source_data.class_names) - set(classes["id"]))
+    return {
+        "source": os.path.abspath(source),
+        "format": source_data.fmt,
+        "settings": settings,
+        "split_from_source": split_from_source,
+        "totals": {
+            "listed": len(listing),
+            "kept": len(kept),
+            "train": int((kept["split"] == "train").sum()),
+            "val": int((kept["split"] == "val").sum()),
+            "rejected": len(rejected),
+            "classes": len(classes),
+            "reencoded": int((kept["reencode"] != "").sum()),
+        },
+        "imbalance_ratio": float(largest["train_count"] / smallest["train_count"]),
+        "largest_class": _class_record(largest),
+        "smallest_class": _class_record(smallest),
+        "shot_thresholds": {"many": f"> {many_threshold} training images", "few": f"< {few_threshold} training images"},
+        "shot_groups": {group: [int(i) for i in classes["id"][groups == group]] for group in ("many", "medium", "few")},
+        "rejected_by_reason": {reason: int(count) for reason, count in rejected["reason"].value_counts().items()},
+        "color_kinds": {kind: int(count) for kind, count in kept["color"].value_counts().items()},
+        "reencoded_by_reason": {reason: int(count) for reason, count
+                                in kept.loc[kept["reencode"] != "", "reencode"].value_counts().items()},
+        "weight_ranges": {scheme: {"min": float(w.min()), "max": float(w.max()), "ratio": float(w.max() / w.min())}
+                          for scheme, w in weights.items()},
+        "classes_without_images": [{"id": int(i), "name": source_data.class_names[i]} for i in imageless],
+        "seconds": round(time.monotonic() - started, 1),
+        "fingerprint": fingerprint,
+    }
+
+
+def _class_record(row):
+    return {"id": int(row["id"]), "name": row["name"], "train_count": int(row["train_count"])}
+
+
+def _write_metadata(metadata_dir, kept, rejected, classes, summary):
+    name_by_id = dict(zip(classes["id"], classes["name"]))
+    for split in ("train", "val"):
+        rows = kept.loc[kept["split"] == split].sort_values(["label", "path"])
+        atomic_io.write_csv(metadata_dir / f"{split}.csv", pd.DataFrame({
+            "path": rows["path"], "label": rows["label"], "class_name": rows["label"].map(name_by_id)}))
+    atomic_io.write_csv(metadata_dir / "classes.csv", classes)
+    for scheme in WEIGHT_SCHEMES_WRITTEN:
+        atomic_io.write_csv(metadata_dir / f"class_weights_{scheme}.csv", classes[["id", "name", "train_count"]].assign(
+            weight=compute_class_weights(classes["train_count"].to_numpy(), scheme)))
+    atomic_io.write_csv(metadata_dir / "rejected.csv", rejected.sort_values(["reason", "path"]))
+    atomic_io.write_json(metadata_dir / "summary.json", summary)
+
+
+def _swap_in(staging, out_dir):
+    previous = out_dir.with_name(f".{out_dir.name}.previous-{os.getpid()}")
+    try:
+        if out_dir.exists():
+            os.rename(out_dir, previous)
+        os.rename(staging, out_dir)
+    except OSError as error:
+        if previous.exists() and not out_dir.exists():
+            os.rename(previous, out_dir)
+        raise UserError(f"{out_dir}: cannot replace it with the new output ({error.strerror})") from None
+    shutil.rmtree(previous, ignore_errors=True)
+
+
+def _previous_summary(out_dir):
+    """The summary.json of an earlier cleaning in out_dir; None if empty/absent; UserError if out_dir holds
+    something else (it would be replaced wholesale)."""
+    if not out_dir.exists():
+        return None
+    if not out_dir.is_dir():
+        raise UserError(f"{out_dir}: exists and is not a folder; choose another --out")
+    entries = {entry.name for entry in out_dir.iterdir()}
+    if not entries:
+        return None
+    summary_path = out_dir / "metadata" / "summary.json"
+    if not entries <= MANAGED_ENTRIES or not summary_path.is_file():
+        raise UserError(f"{out_dir}: exists and is not a cleaned dataset (no metadata/summary.json, or other "
+                        f"files in it); refusing to replace it, choose another --out")
+    try:
+        return json.loads(summary_path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def _refuse_source_inside_output(source_data, out_dir):
+    out_prefix = os.path.abspath(out_dir) + os.sep
+    inside = [p for p in source_data.images["path"] if p.startswith(out_prefix)]
+    if inside or os.path.abspath(source_data.root).startswith(out_prefix):
+        raise UserError(f"{out_dir}: the source ({inside[0] if inside else source_data.root}) lies inside the "
+                        f"output folder, which is replaced by cleaning; choose another --out")
+
+
+def _fingerprint(source_data, settings):
+    """Hash of everything the output depends on: the listing, each file's size and mtime, and the settings."""
+    digest = hashlib.sha256(json.dumps({"version": CLEANING_VERSION, "settings": settings, "format": source_data.fmt,
+                                        "classes": source_data.class_names}, sort_keys=True).encode())
+    for path, label, split in sorted(source_data.images[["path", "label", "split"]].itertuples(index=False)):
+        stat = os.stat(path)
+        digest.update(f"{path}\0{label}\0{split}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    for path in sorted(source_data.rejected["path"]):
+        digest.update(f"missing\0{path}\n".encode())
+    return digest.hexdigest()
+
+
+def _check_settings(max_side, val_fraction, seed, workers, many_threshold, few_threshold):
+    if max_side is not None and max_side < MIN_MAX_SIDE:
+        raise UserError(f"--max-side {max_side}: must be at least {MIN_MAX_SIDE} pixels")
+    if not 0.0 < val_fraction < 1.0:
+        raise UserError(f"--val-fraction {val_fraction}: must be between 0 and 1 (exclusive)")
+    if seed < 0:
+        raise UserError(f"--seed {seed}: must be a non-negative integer")
+    if workers is not None and workers < 1:
+        raise UserError(f"--workers {workers}: must be at least 1")
+    if few_threshold > many_threshold:
+        raise UserError(f"--few-threshold {few_threshold} is above --many-threshold {many_threshold}")

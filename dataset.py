@@ -1,0 +1,330 @@
+"""The data module: cleaned metadata, class weights, augmentation pipelines, the Dataset and the samplers.
+
+Everything that decides *what the model sees* lives here, so train.py, analyze_data.py and predict.py
+agree on it: one class-weight function, one set of transforms.
+"""
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import albumentations as A
+import cv2
+import numpy as np
+import pandas as pd
+import torch
+from albumentations.pytorch import ToTensorV2
+from torch.utils.data import Dataset, Sampler
+
+from errors import UserError
+
+WEIGHT_SCHEMES = ("inverse", "sqrt", "effective", "none")
+AUGMENTATIONS = ("weak", "strong", "heavy")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Class weights
+# ----------------------------------------------------------------------------------------------------
+def compute_class_weights(class_counts, scheme, beta=0.999):
+    """Per-class loss weights from training-split counts.
+
+    inverse:   total / (n_classes * count)   -- the seed's "before": 2445:1 on its data.
+    sqrt:      sqrt(max_count / count), scaled to mean 1 -- the seed's fix: 49:1 on its data.
+    effective: (1 - beta) / (1 - beta**count) (Cui et al., CVPR 2019), scaled to mean 1.
+    none:      all ones.
+    A class with no training image cannot be weighted (its weight would be infinite), so it is an error.
+    """
+    counts = np.asarray(class_counts, dtype=np.float64)
+    if scheme not in WEIGHT_SCHEMES:
+        raise UserError(f"class weights: unknown scheme '{scheme}' (choose from {', '.join(WEIGHT_SCHEMES)})")
+    if counts.ndim != 1 or counts.size == 0:
+        raise UserError("class weights: need a non-empty list of class counts")
+    empty = np.flatnonzero(counts <= 0)
+    if empty.size:
+        raise UserError(
+            f"class weights: class index {int(empty[0])} has no training image "
+            f"({empty.size} such classes); remove it or use --min-samples"
+        )
+    if scheme == "none":
+        return np.ones_like(counts)
+    if scheme == "inverse":
+        return counts.sum() / (counts.size * counts)
+    if scheme == "sqrt":
+        weights = np.sqrt(counts.max() / counts)
+    else:
+        if not 0.0 <= beta < 1.0:
+            raise UserError(f"class weights: effective-number beta must be in [0, 1), got {beta}")
+        weights = (1.0 - beta) / (1.0 - np.power(beta, counts))
+    return weights / weights.mean()
+
+
+def load_weights_csv(path, class_ids):
+    """Per-class weights from a CSV with columns id,weight, in the order of `class_ids`."""
+    path = Path(path)
+    try:
+        table = pd.read_csv(path)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        raise UserError(f"{path}: cannot read class weights ({error})") from None
+    missing_columns = {"id", "weight"} - set(table.columns)
+    if missing_columns:
+        raise UserError(f"{path}: missing column(s) {', '.join(sorted(missing_columns))}")
+    weight_by_id = dict(zip(table["id"].astype(int), table["weight"].astype(float)))
+    missing_ids = [class_id for class_id in class_ids if class_id not in weight_by_id]
+    if missing_ids:
+        raise UserError(f"{path}: no weight for class id {missing_ids[0]}")
+    weights = np.array([weight_by_id[class_id] for class_id in class_ids], dtype=np.float64)
+    if not np.all(np.isfinite(weights)) or np.any(weights <= 0):
+        raise UserError(f"{path}: weights must be positive finite numbers")
+    return weights
+
+
+def shot_groups(class_counts, many_threshold=100, few_threshold=20):
+    """'many' (> many_threshold training images), 'few' (< few_threshold) or 'medium', per class.
+
+    The thresholds follow the long-tail literature (Liu et al., OLTR, CVPR 2019).
+    """
+    counts = np.asarray(class_counts)
+    return np.where(counts > many_threshold, "many", np.where(counts < few_threshold, "few", "medium"))
+
+
+# ----------------------------------------------------------------------------------------------------
+# Augmentation
+# ----------------------------------------------------------------------------------------------------
+def _random_resized_crop(img_size):
+    return A.RandomResizedCrop(size=(img_size, img_size), scale=(0.5, 1.0), ratio=(0.75, 1.333))
+
+
+def _weak_pipeline(img_size):
+    """The seed's "before": mild rotation, occasional colour jitter and cutout."""
+    return [
+        _random_resized_crop(img_size),
+        A.HorizontalFlip(p=0.5),
+        A.Rotate(limit=15, border_mode=cv2.BORDER_REFLECT_101, p=0.5),
+        A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.05, p=0.5),
+        A.CoarseDropout(num_holes_range=(1, 4), hole_height_range=(0.05, 0.15), hole_width_range=(0.05, 0.15), p=0.3),
+    ]
+
+
+def _strong_pipeline(img_size, rotate_limit):
+    """The seed's "after": leaves have no canonical orientation, field photos have shadows and deformation.
+
+    Rare classes (one image in the seed's data) only generalise if every epoch shows them differently.
+    """
+    return [
+        _random_resized_crop(img_size),
+        A.HorizontalFlip(p=0.5),
+        A.VerticalFlip(p=0.3),
+        A.Rotate(limit=rotate_limit, border_mode=cv2.BORDER_REFLECT_101, p=0.7),
+        A.GridDistortion(num_steps=5, distort_limit=0.3, border_mode=cv2.BORDER_REFLECT_101, p=0.3),
+        A.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.05, p=0.8),
+        A.RandomShadow(shadow_roi=(0, 0, 1, 1), num_shadows_limit=(1, 2), p=0.2),
+        A.CoarseDropout(num_holes_range=(1, 8), hole_height_range=(0.05, 0.2), hole_width_range=(0.05, 0.2), p=0.5),
+    ]
+
+
+def _heavy_pipeline(img_size):
+    """For classes with a handful of images (targeted augmentation): any orientation, tighter crops,
+    more deformation and occlusion, so a single photo yields many distinct views."""
+    return [
+        A.RandomResizedCrop(size=(img_size, img_size), scale=(0.3, 1.0), ratio=(0.7, 1.4)),
+        A.HorizontalFlip(p=0.5),
+        A.VerticalFlip(p=0.5),
+        A.Rotate(limit=180, border_mode=cv2.BORDER_REFLECT_101, p=0.9),
+        A.GridDistortion(num_steps=5, distort_limit=0.4, border_mode=cv2.BORDER_REFLECT_101, p=0.5),
+        A.ColorJitter(brightness=0.4, contrast=0.4, saturation=0.4, hue=0.08, p=0.9),
+        A.RandomShadow(shadow_roi=(0, 0, 1, 1), num_shadows_limit=(1, 3), p=0.4),
+        A.GaussNoise(std_range=(0.02, 0.08), p=0.3),
+        A.CoarseDropout(num_holes_range=(1, 8), hole_height_range=(0.05, 0.25), hole_width_range=(0.05, 0.25), p=0.7),
+    ]
+
+
+def _eval_pipeline(img_size, crop_pct):
+    return [
+        A.SmallestMaxSize(max_size=int(round(img_size / crop_pct))),
+        A.CenterCrop(height=img_size, width=img_size),
+    ]
+
+
+def build_transform(kind, img_size, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), rotate_limit=45,
+                    crop_pct=0.875, normalize=True):
+    """An albumentations pipeline: 'weak', 'strong' or 'heavy' for training, 'eval' (resize + center crop).
+
+    With normalize=False it stops before Normalize/ToTensor and returns HWC uint8, for plotting.
+    mean/std come from the model's pretrained config so the pretrained features see what they expect.
+    """
+    if kind == "weak":
+        steps = _weak_pipeline(img_size)
+    elif kind == "strong":
+        steps = _strong_pipeline(img_size, rotate_limit)
+    elif kind == "heavy":
+        steps = _heavy_pipeline(img_size)
+    elif kind == "eval":
+        steps = _eval_pipeline(img_size, crop_pct)
+    else:
+        raise UserError(f"unknown augmentation '{kind}' (choose weak, strong, heavy or eval)")
+    if normalize:
+        steps += [A.Normalize(mean=mean, std=std, max_pixel_value=255.0), ToTensorV2()]
+    return A.Compose(steps)
+
+
+def describe_transform(transform):
+    """One line per step, for logs and the run config: proof of what augmentation was applied."""
+    return [repr(step).replace("\n", " ") for step in transform.transforms]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Reading images and metadata
+# ----------------------------------------------------------------------------------------------------
+def read_image_rgb(path):
+    """HxWx3 uint8 RGB. A file that can't be read mid-training is a UserError naming it, not a crash."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR) if os.path.isfile(path) else None
+    if image is None:
+        raise UserError(f"{path}: cannot read image (missing, truncated or not an image); re-run analyze_data.py")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+@dataclass
+class Metadata:
+    train: pd.DataFrame
+    val: pd.DataFrame
+    classes: pd.DataFrame
+    root: Path
+
+
+def _read_table(path, columns):
+    if not path.exists():
+        raise UserError(f"{path}: not found; run `python analyze_data.py --source PATH` (or without --source for the demo)")
+    try:
+        table = pd.read_csv(path, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        raise UserError(f"{path}: not a valid CSV ({error})") from None
+    missing = [column for column in columns if column not in table.columns]
+    if missing:
+        raise UserError(f"{path}: missing column(s) {', '.join(missing)}")
+    return table
+
+
+def load_metadata(cleaned_dir="data/cleaned"):
+    """The cleaned dataset written by analyze_data.py; paths resolved to absolute strings."""
+    root = Path(cleaned_dir).resolve()
+    metadata_dir = root / "metadata"
+    classes = _read_table(metadata_dir / "classes.csv", ["id", "name", "train_count", "val_count"])
+    classes = classes.sort_values("id").reset_index(drop=True)
+    known_ids = set(classes["id"].astype(int))
+    splits = {}
+    for split in ("train", "val"):
+        path = metadata_dir / f"{split}.csv"
+        table = _read_table(path, ["path", "label"])
+        unknown = table.loc[~table["label"].isin(known_ids)]
+        if len(unknown):
+            row = unknown.index[0]
+            raise UserError(f"{path}: row {row + 2}: label {unknown['label'].iloc[0]} is not in classes.csv")
+        table = table.assign(path=[str(root / p) for p in table["path"]], label=table["label"].astype(int))
+        splits[split] = table
+    if splits["train"].empty:
+        raise UserError(f"{metadata_dir / 'train.csv'}: no training images")
+    return Metadata(train=splits["train"], val=splits["val"], classes=classes, root=root)
+
+
+def select_classes(metadata, min_samples):
+    """Drop classes with fewer than `min_samples` training images (the seed's "remove classes 44, 45").
+
+    Returns (metadata restricted to kept classes, excluded classes table). Labels stay the original ids;
+    the mapping to contiguous model outputs is `label_to_index`.
+    """
+    keep = metadata.classes["train_count"] >= min_samples
+    kept_classes = metadata.classes.loc[keep].reset_index(drop=True)
+    excluded = metadata.classes.loc[~keep].reset_index(drop=True)
+    if kept_classes.empty:
+        raise UserError(f"--min-samples {min_samples}: no class has that many training images")
+    kept_ids = set(kept_classes["id"])
+    subset = Metadata(
+        train=metadata.train.loc[metadata.train["label"].isin(kept_ids)].reset_index(drop=True),
+        val=metadata.val.loc[metadata.val["label"].isin(kept_ids)].reset_index(drop=True),
+        classes=kept_classes,
+        root=metadata.root,
+    )
+    return subset, excluded
+
+
+def label_to_index(class_ids):
+    """Original class id -> model output index (contiguous 0..K-1)."""
+    return {int(class_id): index for index, class_id in enumerate(class_ids)}
+
+
+# ----------------------------------------------------------------------------------------------------
+# Dataset and samplers
+# ----------------------------------------------------------------------------------------------------
+class LeafDataset(Dataset):
+    """(image tensor, class index) pairs; each class index may get its own transform (targeted augmentation)."""
+
+    def __init__(self, paths, targets, transform, transform_by_target=None):
+        self.paths = list(paths)
+        self.targets = np.asarray(targets, dtype=np.int64)
+        self.transform = transform
+        self.transform_by_target = transform_by_target or {}
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, index):
+        target = int(self.targets[index])
+        transform = self.transform_by_target.get(target, self.transform)
+        image = transform(image=read_image_rgb(self.paths[index]))["image"]
+        return image, target
+
+
+def worker_init(_worker_id):
+    # OpenCV's own thread pool fights the DataLoader workers for the same cores.
+    cv2.setNumThreads(0)
+
+
+def sample_weights(targets, num_classes, scheme):
+    """Per-image sampling weight so that class c is drawn with probability proportional to
+    count_c * class_weight_c: 'sqrt' -> proportional to sqrt(count), 'inverse' -> uniform over classes."""
+    targets = np.asarray(targets)
+    counts = np.bincount(targets, minlength=num_classes)
+    per_class = compute_class_weights(np.maximum(counts, 1), scheme)
+    return per_class[targets]
+
+
+class EpochSampler(Sampler):
+    """Indices for one rank for one epoch: a shuffle, or class-aware draws with replacement.
+
+    The order depends only on (seed, epoch), never on the process, so every rank of a distributed run
+    takes its own slice of one global order, and a resumed run replays the same order and can skip the
+    batches it already trained on (`start_index`).
+    """
+
+    def __init__(self, num_items, weights=None, num_replicas=1, rank=0, seed=0):
+        self.num_items = num_items
+        self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.double)
+        self.num_replicas = num_replicas
+        self.rank = rank
+        self.seed = seed
+        self.epoch = 0
+        self.start_index = 0
+        self.num_samples = math.ceil(num_items / num_replicas)
+
+    def set_epoch(self, epoch, start_index=0):
+        self.epoch = epoch
+        self.start_index = start_index
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        total = self.num_samples * self.num_replicas
+        if self.weights is None:
+            order = torch.randperm(self.num_items, generator=generator)
+            order = torch.cat([order, order[: total - self.num_items]])  # pad so every rank gets equal work
+        else:
+            order = torch.multinomial(self.weights, total, replacement=True, generator=generator)
+        return iter(order[self.rank::self.num_replicas][self.start_index:].tolist())
+
+    def __len__(self):
+        return self.num_samples - self.start_index
+
+
+def make_sampler(targets, num_classes, scheme, num_replicas=1, rank=0, seed=0):
+    """Class-aware oversampling of tail classes ('sqrt', 'inverse') or a plain shuffle ('none')."""
+    weights = None if scheme == "none" else sample_weights(targets, num_classes, scheme)
+    return EpochSampler(len(targets), weights, num_replicas=num_replicas, rank=rank, seed=seed)

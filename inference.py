@@ -1,0 +1,207 @@
+"""Using a trained checkpoint: load it, score images the way training evaluated them, correct the long tail.
+
+Post-hoc logit adjustment (Menon et al., "Long-tail learning via logit adjustment", ICLR 2021): a model
+trained on a skewed set learns p(y|x) scaled by the class prior; subtracting tau * log(prior) from its
+logits moves the decision towards the balanced-error optimum. tau = 0 is the plain model.
+"""
+import math
+from pathlib import Path
+
+import numpy as np
+import timm
+import torch
+from tqdm import tqdm
+
+import dataset
+import metrics
+from errors import UserError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+REQUIRED_KEYS = ("state_dict", "model_name", "num_classes", "class_ids", "class_names", "train_counts",
+                 "img_size", "mean", "std", "crop_pct")
+DEFAULT_MANY_THRESHOLD = 100
+DEFAULT_FEW_THRESHOLD = 20
+
+
+# ----------------------------------------------------------------------------------------------------
+# Checkpoint and model
+# ----------------------------------------------------------------------------------------------------
+def load_checkpoint(path):
+    """A train.py checkpoint dict; a missing, truncated or foreign file is a one-line UserError naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: checkpoint not found")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # pickle, zip and torch errors alike mean "not a readable checkpoint"
+        raise UserError(f"{path}: not a readable checkpoint ({type(error).__name__})") from None
+    if not isinstance(checkpoint, dict):
+        raise UserError(f"{path}: not a train.py checkpoint (holds a {type(checkpoint).__name__}, not a dict)")
+    missing = [key for key in REQUIRED_KEYS if key not in checkpoint]
+    if missing:
+        raise UserError(f"{path}: not a train.py checkpoint (missing {', '.join(missing)})")
+    sizes = {len(checkpoint["class_ids"]), len(checkpoint["class_names"]), len(checkpoint["train_counts"])}
+    if sizes != {checkpoint["num_classes"]}:
+        raise UserError(f"{path}: num_classes {checkpoint['num_classes']} disagrees with its class_ids, "
+                        f"class_names or train_counts")
+    return checkpoint
+
+
+def build_model(checkpoint, path):
+    """The checkpoint's timm model in eval mode, from its own weights only (no pretrained download)."""
+    try:
+        model = timm.create_model(checkpoint["model_name"], pretrained=False, num_classes=checkpoint["num_classes"])
+    except RuntimeError as error:
+        raise UserError(f"{path}: model '{checkpoint['model_name']}' unknown to this timm "
+                        f"{timm.__version__} ({str(error).splitlines()[0]})") from None
+    try:
+        model.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as error:
+        raise UserError(f"{path}: weights do not fit {checkpoint['model_name']} "
+                        f"({str(error).splitlines()[0]})") from None
+    return model.eval()
+
+
+def eval_transform(checkpoint):
+    """The exact validation transform train.py used for this checkpoint."""
+    return dataset.build_transform("eval", checkpoint["img_size"], checkpoint["mean"], checkpoint["std"],
+                                   crop_pct=checkpoint["crop_pct"])
+
+
+def shot_thresholds(checkpoint):
+    """(many, few) thresholds the run was evaluated with, so shot-group numbers match its history."""
+    args = checkpoint.get("args") or {}
+    return (args.get("many_threshold", DEFAULT_MANY_THRESHOLD), args.get("few_threshold", DEFAULT_FEW_THRESHOLD))
+
+
+# ----------------------------------------------------------------------------------------------------
+# Images
+# ----------------------------------------------------------------------------------------------------
+def find_images(inputs):
+    """Files as given, plus image files (by extension) anywhere under given folders; each path once."""
+    found, seen = [], set()
+    for raw in inputs:
+        path = Path(raw)
+        if path.is_dir():
+            candidates = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+        elif path.is_file():
+            candidates = [path]
+        else:
+            raise UserError(f"{path}: no such file or folder")
+        for candidate in candidates:
+            key = candidate.resolve()
+            if key not in seen:
+                seen.add(key)
+                found.append(candidate)
+    if not found:
+        raise UserError(f"no images ({' '.join(IMAGE_EXTENSIONS)}) found in {', '.join(map(str, inputs))}")
+    return found
+
+
+def unreadable_reason(path):
+    path = Path(path)
+    if not path.is_file():
+        return "file not found"
+    if path.stat().st_size == 0:
+        return "empty file"
+    return "cannot decode (truncated, corrupt or not an image)"
+
+
+class ImageFiles(torch.utils.data.Dataset):
+    """(image tensor, index, reason): an unreadable file yields a blank image and the reason, so one bad file
+    neither stops a batch nor goes unreported."""
+
+    def __init__(self, paths, transform, img_size):
+        self.paths = list(paths)
+        self.transform = transform
+        self.blank = torch.zeros(3, img_size, img_size)
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, index):
+        try:
+            image = dataset.read_image_rgb(self.paths[index])
+        except UserError:
+            return self.blank, index, unreadable_reason(self.paths[index])
+        return self.transform(image=image)["image"], index, ""
+
+
+@torch.no_grad()
+def predict_scores(model, paths, transform, img_size, device, batch_size=64, workers=0, tta=False,
+                   amp_dtype=None, desc="predict"):
+    """Scores (N_readable, K) for the readable images, their indices into `paths`, and [(path, reason)] for the rest.
+
+    Scores are the logits, or with `tta` the log of the mean softmax over the image and its horizontal flip:
+    either way softmax(scores) are the probabilities and argmax the prediction.
+    """
+    channels_last = device.type == "cuda"
+    model = model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format).eval()
+    loader = torch.utils.data.DataLoader(
+        ImageFiles(paths, transform, img_size), batch_size=batch_size, shuffle=False, num_workers=workers,
+        pin_memory=device.type == "cuda", worker_init_fn=dataset.worker_init)
+    all_scores, all_indices, rejected = [], [], []
+    with tqdm(total=len(paths), desc=desc, unit="img", disable=None, dynamic_ncols=True, mininterval=1.0) as bar:
+        for images, indices, reasons in loader:
+            ok = torch.tensor([not reason for reason in reasons], dtype=torch.bool)
+            rejected += [(str(paths[i]), reason) for i, reason in zip(indices.tolist(), reasons) if reason]
+            bar.update(len(indices))
+            if not ok.any():
+                continue
+            images = images[ok].to(device, non_blocking=True)
+            if channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            views = [images, torch.flip(images, dims=[3])] if tta else [images]
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                view_logits = [model(view).float() for view in views]
+            all_scores.append(combine_views(view_logits).cpu())
+            all_indices.append(indices[ok])
+    if not all_scores:
+        return torch.empty(0, 0), torch.empty(0, dtype=torch.long), rejected
+    return torch.cat(all_scores), torch.cat(all_indices), rejected
+
+
+def combine_views(view_logits):
+    """One view: its logits unchanged. Several: log of the mean of their softmax (probability averaging)."""
+    if len(view_logits) == 1:
+        return view_logits[0]
+    log_probs = torch.stack([torch.log_softmax(logits, dim=1) for logits in view_logits])
+    return torch.logsumexp(log_probs, dim=0) - math.log(len(view_logits))
+
+
+# ----------------------------------------------------------------------------------------------------
+# Post-hoc logit adjustment
+# ----------------------------------------------------------------------------------------------------
+def adjust_scores(scores, train_counts, tau):
+    """scores - tau * log(prior), prior = training class frequencies. tau = 0 returns the scores untouched."""
+    if tau == 0:
+        return scores
+    counts = torch.as_tensor(train_counts, dtype=torch.float64)
+    if torch.any(counts <= 0):
+        raise UserError("logit adjustment: a class has no training image, so its prior is 0 and log(prior) undefined")
+    log_prior = torch.log(counts / counts.sum()).to(scores.dtype)
+    return scores - tau * log_prior
+
+
+def tau_grid(tau_max, tau_step):
+    """0, step, 2*step, ... up to tau_max; 0 always included so calibration can keep the plain model."""
+    if tau_step <= 0 or tau_max < 0 or not math.isfinite(tau_max):
+        raise UserError(f"tau grid: need --tau-step > 0 and finite --tau-max >= 0 (got {tau_step}, {tau_max})")
+    count = int(math.floor(tau_max / tau_step + 1e-9)) + 1
+    return [round(index * tau_step, 10) for index in range(count)]
+
+
+def search_tau(scores, targets, train_counts, taus, many_threshold, few_threshold):
+    """(best tau, one metrics row per tau). Best = highest balanced accuracy; ties go to the smaller tau,
+    and tau = 0 (if in `taus`) competes, so the result never scores below the plain model."""
+    rows = []
+    for tau in sorted(taus):
+        result, _, _ = metrics.classification_metrics(
+            adjust_scores(scores, train_counts, tau).numpy(), np.asarray(targets), train_counts,
+            many_threshold, few_threshold)
+        rows.append({"tau": float(tau), **result})
+    scored = [row for row in rows if not math.isnan(row["balanced_acc"])]
+    if not scored:
+        raise UserError("tau calibration: balanced accuracy is undefined (no validation image of a checkpoint class)")
+    best = max(scored, key=lambda row: (row["balanced_acc"], -row["tau"]))
+    return best["tau"], rows

@@ -1,0 +1,57 @@
+"""Losses for long-tailed classification: weighted cross-entropy, focal, logit-adjusted."""
+import torch
+import torch.nn.functional as F
+
+LOSSES = ("ce", "focal", "logit-adjusted")
+
+
+class FocalLoss(torch.nn.Module):
+    """Focal loss (Lin et al., ICCV 2017): cross-entropy scaled by (1 - p_t)^gamma, optionally class-weighted.
+
+    Reduced like weighted cross-entropy: sum(w_t * loss_t) / sum(w_t), so gamma=0 equals CrossEntropyLoss.
+    """
+
+    def __init__(self, weight=None, gamma=2.0, label_smoothing=0.0):
+        super().__init__()
+        self.register_buffer("weight", weight)
+        self.gamma = gamma
+        self.label_smoothing = label_smoothing
+
+    def forward(self, logits, targets):
+        log_probs = F.log_softmax(logits.float(), dim=1)
+        per_sample = F.cross_entropy(logits.float(), targets, reduction="none", label_smoothing=self.label_smoothing)
+        true_class_prob = log_probs.gather(1, targets[:, None]).squeeze(1).exp()
+        per_sample = (1.0 - true_class_prob).pow(self.gamma) * per_sample
+        sample_weights = self.weight[targets] if self.weight is not None else torch.ones_like(per_sample)
+        return (sample_weights * per_sample).sum() / sample_weights.sum()
+
+
+class LogitAdjustedLoss(torch.nn.Module):
+    """Logit-adjusted cross-entropy (Menon et al., ICLR 2021): CE(logits + tau * log prior, y).
+
+    Training against the prior-shifted logits makes the raw logits estimate a balanced classifier, so
+    nothing needs correcting at inference. The prior is the training-split class frequency.
+    """
+
+    def __init__(self, class_counts, tau=1.0, weight=None, label_smoothing=0.0):
+        super().__init__()
+        counts = torch.as_tensor(class_counts, dtype=torch.float32)
+        self.register_buffer("log_prior", torch.log(counts / counts.sum()))
+        self.register_buffer("weight", weight)
+        self.tau = tau
+        self.label_smoothing = label_smoothing
+
+    def forward(self, logits, targets):
+        adjusted = logits.float() + self.tau * self.log_prior
+        return F.cross_entropy(adjusted, targets, weight=self.weight, label_smoothing=self.label_smoothing)
+
+
+def build_loss(name, class_weights=None, class_counts=None, label_smoothing=0.0, focal_gamma=2.0, tau=1.0):
+    """The training criterion; `class_weights` is a float tensor (or None for unweighted)."""
+    if name == "ce":
+        return torch.nn.CrossEntropyLoss(weight=class_weights, label_smoothing=label_smoothing)
+    if name == "focal":
+        return FocalLoss(weight=class_weights, gamma=focal_gamma, label_smoothing=label_smoothing)
+    if name == "logit-adjusted":
+        return LogitAdjustedLoss(class_counts, tau=tau, weight=class_weights, label_smoothing=label_smoothing)
+    raise ValueError(f"unknown loss {name}")

@@ -1,0 +1,67 @@
+"""Classification metrics that expose long-tail failure: balanced accuracy, macro-F1, shot-group accuracy."""
+import numpy as np
+
+from dataset import shot_groups
+
+METRIC_NAMES = ("acc", "balanced_acc", "macro_f1", "top5", "many_acc", "medium_acc", "few_acc")
+
+
+def confusion_matrix(targets, predictions, num_classes):
+    """counts[true, predicted]."""
+    targets = np.asarray(targets, dtype=np.int64)
+    predictions = np.asarray(predictions, dtype=np.int64)
+    return np.bincount(targets * num_classes + predictions, minlength=num_classes ** 2).reshape(num_classes, num_classes)
+
+
+def per_class_metrics(confusion):
+    """precision, recall, f1, support per class; 0 where undefined (no prediction / no support)."""
+    confusion = np.asarray(confusion, dtype=np.float64)
+    true_positive = np.diag(confusion)
+    support = confusion.sum(axis=1)
+    predicted = confusion.sum(axis=0)
+    precision = np.divide(true_positive, predicted, out=np.zeros_like(true_positive), where=predicted > 0)
+    recall = np.divide(true_positive, support, out=np.zeros_like(true_positive), where=support > 0)
+    denominator = precision + recall
+    f1 = np.divide(2 * precision * recall, denominator, out=np.zeros_like(true_positive), where=denominator > 0)
+    return {"precision": precision, "recall": recall, "f1": f1, "support": support.astype(np.int64)}
+
+
+def classification_metrics(logits, targets, train_counts, many_threshold=100, few_threshold=20):
+    """Every validation metric from logits (N, K) and targets (N,).
+
+    Averages over classes count only classes present in the validation set. Shot-group accuracy is the mean
+    per-class recall within the group (groups by *training* count), so a group's score is not dominated by
+    its most frequent validation class; a group with no validation class is NaN.
+    """
+    logits = np.asarray(logits, dtype=np.float64)
+    targets = np.asarray(targets, dtype=np.int64)
+    num_classes = logits.shape[1]
+    predictions = logits.argmax(axis=1)
+    confusion = confusion_matrix(targets, predictions, num_classes)
+    per_class = per_class_metrics(confusion)
+    present = per_class["support"] > 0
+    top_k = min(5, num_classes)
+    top_k_predictions = np.argpartition(-logits, top_k - 1, axis=1)[:, :top_k]
+    groups = shot_groups(train_counts, many_threshold, few_threshold)
+    result = {
+        "acc": float((predictions == targets).mean()) if len(targets) else float("nan"),
+        "balanced_acc": float(per_class["recall"][present].mean()) if present.any() else float("nan"),
+        "macro_f1": float(per_class["f1"][present].mean()) if present.any() else float("nan"),
+        "top5": float((top_k_predictions == targets[:, None]).any(axis=1).mean()) if len(targets) else float("nan"),
+    }
+    for group in ("many", "medium", "few"):
+        in_group = present & (groups == group)
+        result[f"{group}_acc"] = float(per_class["recall"][in_group].mean()) if in_group.any() else float("nan")
+    result["zero_recall_classes"] = int((present & (per_class["recall"] == 0)).sum())
+    return result, per_class, confusion
+
+
+def collapse_warning(metrics, num_present_classes, max_gap=0.15):
+    """The seed's failure mode: plain accuracy far above balanced accuracy means the model fell back on
+    guessing head classes. Returns a message, or None while the gap is below `max_gap`."""
+    if not metrics["acc"] - metrics["balanced_acc"] >= max_gap:
+        return None
+    return (
+        f"accuracy {metrics['acc']:.1%} is far above balanced accuracy {metrics['balanced_acc']:.1%}: the model "
+        f"is leaning on head classes; {metrics['zero_recall_classes']} of {num_present_classes} classes have zero recall"
+    )

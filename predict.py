@@ -1,0 +1,214 @@
+"""Classify leaf photos with a trained checkpoint, optionally correcting the long tail at inference.
+
+  python predict.py --checkpoint checkpoints/task1_stage2/best.pth photos/ more.jpg
+  python predict.py --checkpoint ... --format aichallenger --output submission.json AgriculturalDisease_testA/images
+  python predict.py --checkpoint ... --calibrate-tau --data-dir data/cleaned      # once; stores tau in the checkpoint
+
+Everything (model, classes, image size, normalisation) comes from the checkpoint; images go through the same
+eval transform as training-time validation. Post-hoc logit adjustment subtracts tau x log(training class prior)
+from the logits (Menon et al., ICLR 2021); tau defaults to the one --calibrate-tau stored, else 0 (off).
+
+Outputs: --format csv (default predictions.csv): path, then pred_1_id, pred_1_name, pred_1_prob, ... for the
+top-k classes (ids are the dataset's original class ids). --format aichallenger (default predictions.json): the
+AI Challenger 2018 submission, a JSON list of {"image_id": <file name>, "disease_class": <original id>}.
+Unreadable images go to <output stem>.rejected.csv (path,reason; always written, header-only when none);
+the rest are still predicted, and the exit code is 0 as long as one image was.
+"""
+import argparse
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+import dataset
+import inference
+from atomic_io import save_torch, write_csv, write_json
+from errors import UserError, cli_entry
+
+AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+DEFAULT_OUTPUT = {"csv": "predictions.csv", "aichallenger": "predictions.json"}
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("paths", nargs="*", help="image files and/or folders (searched recursively)")
+    parser.add_argument("--checkpoint", required=True, help="a train.py best.pth (or last.pth)")
+    parser.add_argument("--output", default=None, help="default predictions.csv / predictions.json by --format")
+    parser.add_argument("--format", choices=tuple(DEFAULT_OUTPUT), default="csv")
+    parser.add_argument("--top-k", type=int, default=5, help="classes per image in the CSV")
+    parser.add_argument("--tta", action="store_true", help="average the softmax of each image and its mirror image")
+
+    adjustment = parser.add_argument_group("long-tail correction (post-hoc logit adjustment)")
+    tau = adjustment.add_mutually_exclusive_group()
+    tau.add_argument("--tau", type=float, default=None,
+                     help="logits - tau x log(prior); default: the checkpoint's calibrated tau, else 0 (off)")
+    tau.add_argument("--calibrate-tau", action="store_true",
+                     help="pick tau by validation balanced accuracy and store it in --checkpoint")
+    adjustment.add_argument("--data-dir", default="data/cleaned", help="cleaned dataset whose val.csv calibrates tau")
+    adjustment.add_argument("--tau-max", type=float, default=2.0)
+    adjustment.add_argument("--tau-step", type=float, default=0.25)
+
+    runtime = parser.add_argument_group("runtime")
+    runtime.add_argument("--batch-size", type=int, default=64)
+    runtime.add_argument("--workers", type=int, default=None, help="image-loading processes (default: cores - 1)")
+    runtime.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    runtime.add_argument("--amp", choices=tuple(AMP_DTYPES), default="off", help="mixed precision on CUDA")
+    args = parser.parse_args(argv)
+    if not args.paths and not args.calibrate_tau:
+        parser.error("give image files or folders to predict (or --calibrate-tau)")
+    if args.top_k < 1 or args.batch_size < 1:
+        parser.error("--top-k and --batch-size must be at least 1")
+    if args.tau is not None and not np.isfinite(args.tau):
+        parser.error("--tau must be a finite number")
+    if args.output is None:
+        args.output = DEFAULT_OUTPUT[args.format]
+    if args.workers is None:
+        args.workers = max(1, (os.cpu_count() or 2) - 1)
+    return args
+
+
+def resolve_device(device_arg):
+    if device_arg == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(device_arg)
+    except RuntimeError:
+        raise UserError(f"--device {device_arg}: not a device (use auto, cpu, cuda or cuda:N)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {device_arg}: CUDA is not available on this machine")
+    return device
+
+
+def rejected_path(output):
+    output = Path(output)
+    return output.with_name(f"{output.stem}.rejected.csv")
+
+
+def report_rejected(rejected, output):
+    """Write <stem>.rejected.csv (always, so no stale list survives) and name the first few on screen."""
+    path = rejected_path(output)
+    write_csv(path, pd.DataFrame(rejected, columns=["path", "reason"]))
+    if rejected:
+        shown = "; ".join(f"{image}: {reason}" for image, reason in rejected[:5])
+        more = f" (and {len(rejected) - 5} more)" if len(rejected) > 5 else ""
+        print(f"{len(rejected)} unreadable image(s) skipped, listed in {path}: {shown}{more}")
+    return path
+
+
+def metric_line(row):
+    return (f"balanced acc {row['balanced_acc']:.4f}, acc {row['acc']:.4f}, many/medium/few "
+            f"{row['many_acc']:.3f}/{row['medium_acc']:.3f}/{row['few_acc']:.3f}")
+
+
+def calibrate_tau(args, checkpoint, score_images):
+    """Grid-search tau on the validation set, print before/after, store tau and the report in the checkpoint."""
+    metadata = dataset.load_metadata(args.data_dir)
+    index_of = dataset.label_to_index(checkpoint["class_ids"])
+    known = metadata.val["label"].isin(index_of.keys())
+    val = metadata.val.loc[known].reset_index(drop=True)
+    left_out = sorted(int(label) for label in metadata.val.loc[~known, "label"].unique())
+    if left_out:
+        print(f"{(~known).sum()} validation images of classes the checkpoint was not trained on left out "
+              f"(ids {', '.join(map(str, left_out))})")
+    if val.empty:
+        raise UserError(f"{Path(args.data_dir) / 'metadata' / 'val.csv'}: no validation image of the checkpoint's classes")
+    scores, indices, unreadable = score_images(list(val["path"]), desc="validation")
+    if unreadable:
+        print(f"{len(unreadable)} unreadable validation image(s) left out of calibration: "
+              + "; ".join(f"{path}: {reason}" for path, reason in unreadable))
+    if not len(indices):
+        raise UserError(f"{Path(args.data_dir) / 'metadata' / 'val.csv'}: none of its images could be read")
+    targets = val["label"].iloc[indices.numpy()].map(index_of).to_numpy()
+    many, few = inference.shot_thresholds(checkpoint)
+    grid = inference.tau_grid(args.tau_max, args.tau_step)
+    best_tau, rows = inference.search_tau(scores, targets, checkpoint["train_counts"], grid, many, few)
+    before = next(row for row in rows if row["tau"] == 0.0)
+    after = next(row for row in rows if row["tau"] == best_tau)
+    print(f"tau calibration on {len(targets)} validation images{' with TTA' if args.tta else ''}:")
+    for row in rows:
+        print(f"  tau {row['tau']:<5g} {metric_line(row)}" + ("  <- chosen" if row["tau"] == best_tau else ""))
+    print(f"before: tau {0:<5g} {metric_line(before)}")
+    print(f"after:  tau {best_tau:<5g} {metric_line(after)}")
+    checkpoint["logit_adjust_tau"] = best_tau
+    checkpoint["logit_adjust_report"] = {
+        "tau": best_tau, "before": before, "after": after, "grid": rows, "data_dir": str(args.data_dir),
+        "val_images": int(len(targets)), "tta": bool(args.tta), "many_threshold": many, "few_threshold": few,
+        "left_out_class_ids": left_out, "unreadable": [{"path": path, "reason": reason} for path, reason in unreadable],
+    }
+    save_torch(checkpoint, args.checkpoint)
+    print(f"stored logit_adjust_tau = {best_tau:g} in {args.checkpoint}")
+    return best_tau
+
+
+def predictions_table(paths, probabilities, checkpoint, top_k):
+    top_k = min(top_k, probabilities.shape[1])
+    top_probabilities, top_indices = torch.topk(probabilities, top_k, dim=1)
+    class_ids = np.asarray(checkpoint["class_ids"])
+    class_names = np.asarray(checkpoint["class_names"], dtype=object)
+    table = {"path": [str(path) for path in paths]}
+    for rank in range(top_k):
+        indices = top_indices[:, rank].numpy()
+        table[f"pred_{rank + 1}_id"] = class_ids[indices]
+        table[f"pred_{rank + 1}_name"] = class_names[indices]
+        table[f"pred_{rank + 1}_prob"] = top_probabilities[:, rank].numpy().round(6)
+    return pd.DataFrame(table)
+
+
+def aichallenger_entries(paths, probabilities, checkpoint):
+    """The submission list; two files with the same name would make an ambiguous image_id, so that is an error."""
+    path_of_name = {}
+    for path in paths:
+        name = Path(path).name
+        if name in path_of_name:
+            raise UserError(f"{path}: same file name as {path_of_name[name]}; AI Challenger image_ids must be unique")
+        path_of_name[name] = path
+    predicted_ids = np.asarray(checkpoint["class_ids"])[probabilities.argmax(dim=1).numpy()]
+    return [{"image_id": Path(path).name, "disease_class": int(class_id)}
+            for path, class_id in zip(paths, predicted_ids)]
+
+
+@cli_entry
+def main(argv=None):
+    args = parse_args(argv)
+    checkpoint = inference.load_checkpoint(args.checkpoint)
+    images = inference.find_images(args.paths) if args.paths else []
+    device = resolve_device(args.device)
+    amp_dtype = AMP_DTYPES[args.amp] if device.type == "cuda" else None
+    model = inference.build_model(checkpoint, args.checkpoint)
+    transform = inference.eval_transform(checkpoint)
+
+    def score_images(paths, desc):
+        return inference.predict_scores(model, paths, transform, checkpoint["img_size"], device,
+                                        batch_size=args.batch_size, workers=args.workers, tta=args.tta,
+                                        amp_dtype=amp_dtype, desc=desc)
+
+    if args.calibrate_tau:
+        tau, tau_source = calibrate_tau(args, checkpoint, score_images), "calibrated now"
+    elif args.tau is not None:
+        tau, tau_source = args.tau, "--tau"
+    elif "logit_adjust_tau" in checkpoint:
+        tau, tau_source = float(checkpoint["logit_adjust_tau"]), "stored in the checkpoint"
+    else:
+        tau, tau_source = 0.0, "default, no adjustment"
+    if not images:
+        return
+
+    scores, indices, rejected = score_images(images, desc="predict")
+    output = Path(args.output)
+    report_rejected(rejected, output)
+    if not len(indices):
+        raise UserError(f"none of the {len(images)} images could be read; see {rejected_path(output)}")
+    probabilities = torch.softmax(inference.adjust_scores(scores, checkpoint["train_counts"], tau), dim=1)
+    predicted = [images[index] for index in indices.tolist()]
+    if args.format == "aichallenger":
+        write_json(output, aichallenger_entries(predicted, probabilities, checkpoint))
+    else:
+        write_csv(output, predictions_table(predicted, probabilities, checkpoint, args.top_k))
+    print(f"predicted {len(predicted)} image(s) with {checkpoint['model_name']} from {args.checkpoint} "
+          f"(tau {tau:g}, {tau_source}; TTA {'on' if args.tta else 'off'}; {device}) -> {output}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,50 @@
+# Shared by train_fixed.sh and train_baseline.sh (sourced, not run): pick the Python, prepare the data.
+#
+# DATA_SOURCE  a raw dataset (AI Challenger 2018 root, ImageFolder root or CSV). It is cleaned into DATA_DIR
+#              by analyze_data.py unless DATA_DIR already holds that source's cleaned copy.
+# DATA_DIR     the cleaned dataset (default data/cleaned). With no DATA_SOURCE and nothing in DATA_DIR, the
+#              built-in synthetic demo dataset is generated and cleaned into it.
+# PYTHON       interpreter (default: .venv/bin/python when present, else python3)
+# LAUNCHER     how train.py is started (default: $PYTHON; e.g. "torchrun --nproc_per_node=4" for 4 GPUs)
+
+if [[ -z "${PYTHON:-}" ]]; then
+  if [[ -x .venv/bin/python ]]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
+fi
+LAUNCHER=${LAUNCHER:-$PYTHON}
+DATA_DIR=${DATA_DIR:-data/cleaned}
+DATA_SOURCE=${DATA_SOURCE:-}
+
+# True when DATA_DIR was cleaned from the built-in demo (demo_data.py marks its folder with demo_info.json).
+cleaned_is_demo() {
+  "$PYTHON" -c 'import json, os, sys
+try: source = json.load(open(sys.argv[1]))["source"]
+except (OSError, ValueError, KeyError): sys.exit(1)
+sys.exit(0 if os.path.isfile(os.path.join(source, "demo_info.json")) else 1)' "$DATA_DIR/metadata/summary.json"
+}
+
+# Sets PROFILE to "demo" or "real".
+prepare_data() {
+  if [[ -n "$DATA_SOURCE" ]]; then
+    # analyze_data.py skips the cleaning when DATA_DIR already holds this source unchanged.
+    "$PYTHON" analyze_data.py --source "$DATA_SOURCE" --out "$DATA_DIR"
+  elif [[ -f "$DATA_DIR/metadata/classes.csv" ]]; then
+    echo "data: using the cleaned dataset in $DATA_DIR"
+  else
+    echo "data: no DATA_SOURCE given and nothing in $DATA_DIR: generating the built-in synthetic demo dataset"
+    "$PYTHON" analyze_data.py --demo --out "$DATA_DIR" ${DEMO_SCALE:+--demo-scale "$DEMO_SCALE"} \
+      ${DEMO_IMAGE_SIZE:+--demo-image-size "$DEMO_IMAGE_SIZE"}
+  fi
+  if cleaned_is_demo; then PROFILE=demo; else PROFILE=real; fi
+  if [[ "$PROFILE" == demo ]]; then
+    echo "DEMO MODE: built-in synthetic leaves, CPU-sized profile. For real training: DATA_SOURCE=/path/to/dataset bash $0"
+  fi
+}
+
+# Pretrained-weights flags from PRETRAINED (1 = ImageNet weights, 0 = from scratch) and PRETRAINED_FILE.
+pretrained_args() {
+  if [[ -n "${PRETRAINED_FILE:-}" ]]; then
+    echo "--pretrained-file $PRETRAINED_FILE"
+  elif [[ "${PRETRAINED:-1}" == 0 ]]; then
+    echo "--no-pretrained"
+  fi
+}

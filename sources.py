@@ -1,0 +1,407 @@
+"""Read a dataset in one of the layouts we know into one table: path, label, split (+ class names).
+
+Layouts (detected, or named with `fmt`):
+- aichallenger: AI Challenger 2018 crop disease, <root>/AgriculturalDisease_trainingset/ and
+  <root>/AgriculturalDisease_validationset/, each with images/ and a JSON list of
+  {"image_id": "xxx.jpg", "disease_class": <int>}; the image is images/<image_id>.
+- imagefolder: <root>/<class>/<image> (PlantVillage), or <root>/train/<class>/... and <root>/val/<class>/...
+  ("valid"/"validation" also accepted for val; other folders such as test/ are not read).
+- csv: a CSV file (or a folder holding exactly one data CSV) with an image-path column and a label column
+  (integer ids or class names) and optionally a split column (train/val).
+
+Rules a user can rely on:
+- A malformed annotation (not a list, missing key, non-integer / negative / unknown label, duplicate image id,
+  no entries at all) is fatal: a UserError naming the file and the entry, because nothing downstream can be
+  trusted. Entries are numbered from 0 in JSON lists; CSV rows by their line number in the file.
+- A listed image whose file does not exist is not fatal: it becomes a 'missing_file' row of the rejected table
+  (rejected.csv after cleaning), since one lost file should not stop a 30k-image dataset. If none of the
+  listed files exist, the layout is wrong and that is fatal.
+- Class names come from <root>/class_names.csv (columns id,name) when present, else from the class folder names
+  (ImageFolder) or the name labels (CSV), else "class_<id>".
+- Class ids: AI Challenger ids as given (0..60 unless class_names.csv lists others); ImageFolder folders named by
+  integers keep those integers, otherwise folders get ids by sorted name (or the id of their name in
+  class_names.csv); CSV integer labels as given, name labels by sorted name (or class_names.csv).
+"""
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from errors import UserError
+
+FORMATS = ("aichallenger", "imagefolder", "csv")
+AICHALLENGER_SPLITS = {
+    "train": ("AgriculturalDisease_trainingset", "AgriculturalDisease_train_annotations.json"),
+    "val": ("AgriculturalDisease_validationset", "AgriculturalDisease_validation_annotations.json"),
+}
+AICHALLENGER_NUM_CLASSES = 61
+CLASS_NAMES_FILE = "class_names.csv"
+IMAGE_COLUMN_CANDIDATES = ("path", "filepath", "file_path", "image_path", "image", "image_id", "filename",
+                           "file_name", "file", "img")
+LABEL_COLUMN_CANDIDATES = ("label", "disease_class", "class_id", "label_id", "class", "class_name", "category",
+                           "label_name")
+NAME_LABEL_COLUMNS = ("class_name", "category", "label_name")
+SPLIT_COLUMN_CANDIDATES = ("split", "subset")
+SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val"}
+VAL_FOLDER_NAMES = ("val", "valid", "validation")
+SOURCE_COLUMNS = ["path", "label", "split"]
+# rejected.csv: the contract's path,split,reason,detail plus the label, so a lost image's class is visible.
+REJECTED_COLUMNS = ["path", "split", "reason", "detail", "label"]
+INTEGER_PATTERN = re.compile(r"^[+-]?\d+$")
+
+
+@dataclass
+class Source:
+    """What a dataset layout says, before any image is opened.
+
+    images: path (absolute str), label (int), split ("train", "val", or "" when the source has no split).
+    class_names: {id: name} for every class the source declares (may include ids without images).
+    rejected: listed images that do not exist (reason 'missing_file'), columns REJECTED_COLUMNS.
+    """
+
+    root: Path
+    fmt: str
+    images: pd.DataFrame
+    class_names: dict
+    rejected: pd.DataFrame
+
+
+def detect_format(path):
+    """'aichallenger', 'imagefolder' or 'csv' for a dataset path; UserError when it is none of them."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: no such file or directory")
+    if path.is_file():
+        if path.suffix.lower() == ".csv":
+            return "csv"
+        raise UserError(f"{path}: not a dataset; pass a dataset folder or a CSV file")
+    if any((path / folder).is_dir() for folder, _ in AICHALLENGER_SPLITS.values()):
+        return "aichallenger"
+    if len(_data_csvs(path)) == 1:
+        return "csv"
+    if _class_folders_present(path):
+        return "imagefolder"
+    csvs = _data_csvs(path)
+    if csvs:
+        raise UserError(f"{path}: {len(csvs)} CSV files ({', '.join(p.name for p in csvs)}); pass the one to use")
+    raise UserError(
+        f"{path}: unknown dataset layout: expected AgriculturalDisease_trainingset/ (AI Challenger), "
+        f"class folders (ImageFolder) or a CSV file; pass --format to say which"
+    )
+
+
+def read_source(path, fmt=None, path_column=None, label_column=None, split_column=None):
+    """Read a dataset into a Source. fmt None/'auto' detects the layout; the column options apply to CSV."""
+    path = Path(path)
+    if fmt in (None, "auto"):
+        fmt = detect_format(path)
+    elif fmt not in FORMATS:
+        raise UserError(f"unknown format '{fmt}' (choose auto, {', '.join(FORMATS)})")
+    elif not path.exists():
+        raise UserError(f"{path}: no such file or directory")
+    if fmt == "aichallenger":
+        source = _read_aichallenger(path)
+    elif fmt == "imagefolder":
+        source = _read_imagefolder(path)
+    else:
+        source = _read_csv_source(path, path_column, label_column, split_column)
+    _drop_missing_files(source)
+    return source
+
+
+# ----------------------------------------------------------------------------------------------------
+# AI Challenger 2018
+# ----------------------------------------------------------------------------------------------------
+def _read_aichallenger(root):
+    train_folder, train_annotations = AICHALLENGER_SPLITS["train"]
+    if not (root / train_folder / train_annotations).is_file():
+        raise UserError(f"{root / train_folder / train_annotations}: not found (AI Challenger training annotations)")
+    declared = read_class_names(root)
+    if declared is None:
+        valid_ids = set(range(AICHALLENGER_NUM_CLASSES))
+        range_text = f"0..{AICHALLENGER_NUM_CLASSES - 1}"
+    else:
+        valid_ids = set(declared)
+        range_text = f"an id listed in {root / CLASS_NAMES_FILE}"
+    rows = []
+    for split, (folder, annotations_name) in AICHALLENGER_SPLITS.items():
+        annotations = root / folder / annotations_name
+        if split == "val" and not (root / folder).exists():
+            continue
+        if not annotations.is_file():
+            raise UserError(f"{annotations}: not found (AI Challenger {split} annotations)")
+        rows += _read_aichallenger_annotations(annotations, root / folder / "images", split, valid_ids, range_text)
+    images = pd.DataFrame(rows, columns=SOURCE_COLUMNS)
+    class_names = declared or {class_id: f"class_{class_id}" for class_id in sorted(set(images["label"]))}
+    return Source(root=root, fmt="aichallenger", images=images, class_names=class_names, rejected=_no_rejections())
+
+
+def _read_aichallenger_annotations(annotations, images_dir, split, valid_ids, range_text):
+    try:
+        entries = json.loads(annotations.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as error:
+        raise UserError(f"{annotations}: cannot read ({error})") from None
+    except json.JSONDecodeError as error:
+        raise UserError(f"{annotations}: not valid JSON ({error})") from None
+    if not isinstance(entries, list):
+        raise UserError(f"{annotations}: expected a JSON list of {{\"image_id\", \"disease_class\"}} entries, "
+                        f"got a JSON {type(entries).__name__}")
+    if not entries:
+        raise UserError(f"{annotations}: no entries")
+    first_entry_of_image = {}
+    rows = []
+    for index, entry in enumerate(entries):
+        where = f"{annotations}: entry {index}"
+        if not isinstance(entry, dict):
+            raise UserError(f"{where}: expected an object with image_id and disease_class, got {entry!r:.60}")
+        missing_keys = [key for key in ("image_id", "disease_class") if key not in entry]
+        if missing_keys:
+            raise UserError(f"{where}: missing key(s) {', '.join(missing_keys)}")
+        image_id = entry["image_id"]
+        if not isinstance(image_id, str) or not image_id.strip():
+            raise UserError(f"{where}: image_id {image_id!r} is not a file name")
+        where = f"{where} (image_id '{image_id}')"
+        label = entry["disease_class"]
+        # bool is an int subclass in Python; true/false in a label field is a broken annotation, not 1/0.
+        if isinstance(label, bool) or not isinstance(label, int):
+            raise UserError(f"{where}: disease_class {label!r} is not an integer")
+        if label not in valid_ids:
+            raise UserError(f"{where}: disease_class {label} is out of range (expected {range_text})")
+        if image_id in first_entry_of_image:
+            raise UserError(f"{where}: duplicate image_id (first listed at entry {first_entry_of_image[image_id]})")
+        first_entry_of_image[image_id] = index
+        rows.append((os.path.abspath(images_dir / image_id), label, split))
+    return rows
+
+
+# ----------------------------------------------------------------------------------------------------
+# ImageFolder
+# ----------------------------------------------------------------------------------------------------
+def _read_imagefolder(root):
+    if (root / "train").is_dir():
+        split_dirs = {"train": root / "train"}
+        val_dirs = [root / name for name in VAL_FOLDER_NAMES if (root / name).is_dir()]
+        if len(val_dirs) > 1:
+            raise UserError(f"{root}: several validation folders ({', '.join(p.name for p in val_dirs)}); keep one")
+        if val_dirs:
+            split_dirs["val"] = val_dirs[0]
+    else:
+        split_dirs = {"": root}
+    folder_files = {}
+    for split, split_dir in split_dirs.items():
+        for class_dir in sorted(p for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            # Every file counts (non-images end up rejected, never silently skipped).
+            files = sorted(p for p in class_dir.rglob("*") if p.is_file())
+            folder_files.setdefault(class_dir.name, []).extend((split, f) for f in files)
+    if not any(folder_files.values()):
+        where = " and ".join(str(p) for p in split_dirs.values())
+        raise UserError(f"{where}: no class folder with files in it (expected <class>/<image> under it)")
+    declared = read_class_names(root)
+    folder_ids = _imagefolder_class_ids(root, sorted(folder_files), declared)
+    rows = [(os.path.abspath(file), folder_ids[folder], split)
+            for folder, files in folder_files.items() for split, file in files]
+    images = pd.DataFrame(rows, columns=SOURCE_COLUMNS)
+    if declared is not None:
+        class_names = declared
+    elif all(INTEGER_PATTERN.match(folder) for folder in folder_ids):
+        class_names = {class_id: f"class_{class_id}" for class_id in sorted(folder_ids.values())}
+    else:
+        class_names = {class_id: folder for folder, class_id in folder_ids.items()}
+    return Source(root=root, fmt="imagefolder", images=images, class_names=class_names, rejected=_no_rejections())
+
+
+def _imagefolder_class_ids(root, folders, declared):
+    """Folder name -> class id (see the module docstring for the rule)."""
+    if declared is not None:
+        id_by_name = {name: class_id for class_id, name in declared.items()}
+        folder_ids = {}
+        for folder in folders:
+            if folder in id_by_name:
+                folder_ids[folder] = id_by_name[folder]
+            elif INTEGER_PATTERN.match(folder) and int(folder) in declared:
+                folder_ids[folder] = int(folder)
+            else:
+                raise UserError(f"{root}: class folder '{folder}' is neither a name nor an id in "
+                                f"{root / CLASS_NAMES_FILE}")
+        return folder_ids
+    if all(INTEGER_PATTERN.match(folder) for folder in folders):
+        folder_ids = {folder: int(folder) for folder in folders}
+        negative = [folder for folder, class_id in folder_ids.items() if class_id < 0]
+        if negative:
+            raise UserError(f"{root / negative[0]}: class folder names a negative class id")
+        return folder_ids
+    return {folder: class_id for class_id, folder in enumerate(folders)}
+
+
+def _class_folders_present(root):
+    for child in root.iterdir():
+        if child.is_dir() and not child.name.startswith("."):
+            if any(grandchild.is_dir() or grandchild.is_file() for grandchild in child.iterdir()):
+                return True
+    return False
+
+
+# ----------------------------------------------------------------------------------------------------
+# CSV
+# ----------------------------------------------------------------------------------------------------
+def _read_csv_source(path, path_column, label_column, split_column):
+    csv_path = path if path.is_file() else _single_data_csv(path)
+    table = _read_csv_table(csv_path)
+    if table.empty:
+        raise UserError(f"{csv_path}: no rows")
+    path_column = _pick_column(csv_path, table, path_column, IMAGE_COLUMN_CANDIDATES, "image path", "--path-column")
+    label_column = _pick_column(csv_path, table, label_column, LABEL_COLUMN_CANDIDATES, "label", "--label-column")
+    if split_column is None:
+        split_column = next((c for c in table.columns if c.strip().lower() in SPLIT_COLUMN_CANDIDATES), None)
+    elif split_column not in table.columns:
+        raise UserError(f"{csv_path}: no column '{split_column}' (columns: {', '.join(table.columns)})")
+    line_of = {row: row + 2 for row in table.index}  # header is line 1
+    declared = read_class_names(csv_path.parent)
+
+    labels, class_names = _csv_labels(csv_path, table[label_column], label_column, declared, line_of)
+
+    paths = []
+    first_line_of_path = {}
+    for row, raw in table[path_column].items():
+        if not raw.strip():
+            raise UserError(f"{csv_path}: line {line_of[row]}: empty {path_column}")
+        image_path = os.path.abspath(csv_path.parent / raw.strip())
+        if image_path in first_line_of_path:
+            raise UserError(f"{csv_path}: line {line_of[row]}: image '{raw}' is listed twice "
+                            f"(first at line {first_line_of_path[image_path]})")
+        first_line_of_path[image_path] = line_of[row]
+        paths.append(image_path)
+
+    if split_column is None:
+        splits = [""] * len(table)
+    else:
+        splits = []
+        for row, raw in table[split_column].items():
+            split = SPLIT_ALIASES.get(raw.strip().lower())
+            if split is None:
+                raise UserError(f"{csv_path}: line {line_of[row]}: {split_column} '{raw}' is not train or val")
+            splits.append(split)
+    images = pd.DataFrame({"path": paths, "label": labels, "split": splits}, columns=SOURCE_COLUMNS)
+    return Source(root=csv_path.parent, fmt="csv", images=images, class_names=class_names,
+                  rejected=_no_rejections())
+
+
+def _csv_labels(csv_path, raw_labels, label_column, declared, line_of):
+    """Integer labels (ids) or class names -> (list of ids, {id: name})."""
+    stripped = raw_labels.str.strip()
+    empty = stripped.eq("")
+    if empty.any():
+        raise UserError(f"{csv_path}: line {line_of[empty.idxmax()]}: empty {label_column}")
+    is_integer = stripped.str.match(INTEGER_PATTERN.pattern)
+    by_name = label_column.strip().lower() in NAME_LABEL_COLUMNS or not is_integer.any()
+    if by_name:
+        if declared is not None:
+            id_by_name = {name: class_id for class_id, name in declared.items()}
+            unknown = ~stripped.isin(list(id_by_name))
+            if unknown.any():
+                row = unknown.idxmax()
+                raise UserError(f"{csv_path}: line {line_of[row]}: {label_column} '{stripped[row]}' is not a class "
+                                f"name in {csv_path.parent / CLASS_NAMES_FILE}")
+            return [id_by_name[name] for name in stripped], declared
+        names = sorted(set(stripped))
+        id_by_name = {name: class_id for class_id, name in enumerate(names)}
+        return [id_by_name[name] for name in stripped], {class_id: name for name, class_id in id_by_name.items()}
+    if not is_integer.all():
+        row = (~is_integer).idxmax()
+        raise UserError(f"{csv_path}: line {line_of[row]}: {label_column} '{stripped[row]}' is not an integer "
+                        f"(the column holds integer class ids)")
+    labels = [int(value) for value in stripped]
+    for row, label in zip(stripped.index, labels):
+        if label < 0:
+            raise UserError(f"{csv_path}: line {line_of[row]}: {label_column} {label} is negative")
+        if declared is not None and label not in declared:
+            raise UserError(f"{csv_path}: line {line_of[row]}: {label_column} {label} is not an id in "
+                            f"{csv_path.parent / CLASS_NAMES_FILE}")
+    class_names = declared or {class_id: f"class_{class_id}" for class_id in sorted(set(labels))}
+    return labels, class_names
+
+
+def _pick_column(csv_path, table, requested, candidates, what, option):
+    if requested is not None:
+        if requested not in table.columns:
+            raise UserError(f"{csv_path}: no column '{requested}' (columns: {', '.join(table.columns)})")
+        return requested
+    by_lower = {column.strip().lower(): column for column in table.columns}
+    for candidate in candidates:
+        if candidate in by_lower:
+            return by_lower[candidate]
+    raise UserError(f"{csv_path}: no {what} column (looked for {', '.join(candidates)}; columns: "
+                    f"{', '.join(table.columns)}); name it with {option}")
+
+
+def _read_csv_table(csv_path):
+    try:
+        return pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise UserError(f"{csv_path}: empty file") from None
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError) as error:
+        raise UserError(f"{csv_path}: not a readable CSV ({str(error).strip()})") from None
+
+
+def _data_csvs(folder):
+    return sorted(p for p in folder.glob("*.csv") if p.is_file() and p.name != CLASS_NAMES_FILE)
+
+
+def _single_data_csv(folder):
+    csvs = _data_csvs(folder)
+    if len(csvs) != 1:
+        found = ", ".join(p.name for p in csvs) or "none"
+        raise UserError(f"{folder}: expected exactly one data CSV file (found: {found}); pass the CSV file itself")
+    return csvs[0]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Shared
+# ----------------------------------------------------------------------------------------------------
+def read_class_names(folder):
+    """{id: name} from <folder>/class_names.csv (columns id,name), or None when there is no such file."""
+    path = Path(folder) / CLASS_NAMES_FILE
+    if not path.is_file():
+        return None
+    table = _read_csv_table(path)
+    missing = [column for column in ("id", "name") if column not in table.columns]
+    if missing:
+        raise UserError(f"{path}: missing column(s) {', '.join(missing)} (expected id,name)")
+    if table.empty:
+        raise UserError(f"{path}: no rows")
+    names = {}
+    for row, (raw_id, name) in enumerate(zip(table["id"], table["name"])):
+        line = row + 2
+        if not INTEGER_PATTERN.match(raw_id.strip()) or int(raw_id) < 0:
+            raise UserError(f"{path}: line {line}: id '{raw_id}' is not a non-negative integer")
+        if not name.strip():
+            raise UserError(f"{path}: line {line}: empty name")
+        class_id = int(raw_id)
+        if class_id in names:
+            raise UserError(f"{path}: line {line}: id {class_id} is listed twice")
+        names[class_id] = name.strip()
+    if len(set(names.values())) != len(names):
+        raise UserError(f"{path}: class names must be unique")
+    return dict(sorted(names.items()))
+
+
+def _no_rejections():
+    return pd.DataFrame(columns=REJECTED_COLUMNS)
+
+
+def _drop_missing_files(source):
+    """Move listed-but-absent files from images to rejected; all absent means the layout is wrong."""
+    images = source.images
+    exists = images["path"].map(os.path.isfile).astype(bool)
+    if not exists.any():
+        raise UserError(f"{source.root}: none of the {len(images)} listed images exist "
+                        f"(first: {images['path'].iloc[0]}); is the image folder in place?")
+    missing = images.loc[~exists]
+    source.rejected = pd.DataFrame({
+        "path": missing["path"], "split": missing["split"], "reason": "missing_file",
+        "detail": "listed in the source but the file does not exist", "label": missing["label"],
+    }, columns=REJECTED_COLUMNS).reset_index(drop=True)
+    source.images = images.loc[exists].reset_index(drop=True).astype({"label": "int64"})

@@ -1,0 +1,37 @@
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def write_cleaned_dataset(root, train_counts, val_per_class=3, image_size=40, seed=0):
+    """A cleaned dataset (data/cleaned layout) of flat-coloured noisy images, one colour per class."""
+    rng = np.random.default_rng(seed)
+    (root / "metadata").mkdir(parents=True)
+    (root / "images").mkdir()
+    rows = {"train": [], "val": []}
+    for class_id, count in enumerate(train_counts):
+        colour = np.array([(class_id * 70) % 256, (class_id * 130) % 256, (class_id * 190) % 256], np.uint8)
+        for split, number in (("train", count), ("val", val_per_class)):
+            for index in range(number):
+                noise = rng.integers(0, 30, (image_size, image_size, 3)).astype(np.uint8)
+                relative = f"images/{split}_{class_id}_{index}.png"
+                cv2.imwrite(str(root / relative), np.clip(colour + noise, 0, 255).astype(np.uint8))
+                rows[split].append((relative, class_id, f"class_{class_id}"))
+    for split, split_rows in rows.items():
+        pd.DataFrame(split_rows, columns=["path", "label", "class_name"]).to_csv(root / "metadata" / f"{split}.csv", index=False)
+    pd.DataFrame({"id": range(len(train_counts)), "name": [f"class_{i}" for i in range(len(train_counts))],
+                  "train_count": train_counts, "val_count": [val_per_class] * len(train_counts)}
+                 ).to_csv(root / "metadata" / "classes.csv", index=False)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_cleaned(tmp_path_factory):
+    return write_cleaned_dataset(tmp_path_factory.mktemp("cleaned"), [24, 12, 4, 1])

@@ -1,0 +1,273 @@
+"""sources.py: each layout read from a tiny fixture, and every malformed input a UserError naming file and entry."""
+import json
+import os
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from errors import UserError
+from sources import AICHALLENGER_SPLITS, detect_format, read_source
+
+TRAIN_DIR, TRAIN_JSON = AICHALLENGER_SPLITS["train"]
+VAL_DIR, VAL_JSON = AICHALLENGER_SPLITS["val"]
+
+
+def write_image(path, seed=0, size=8):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    assert cv2.imwrite(str(path), pixels)
+    return path
+
+
+def write_aichallenger(root, train, val=None, train_entries=None):
+    """train/val: lists of (image_id, disease_class); train_entries overrides the training JSON content."""
+    splits = ((TRAIN_DIR, TRAIN_JSON, train), (VAL_DIR, VAL_JSON, val))
+    for seed_offset, (folder, annotations, items) in enumerate(splits):
+        if items is None:
+            continue
+        for seed, (image_id, _) in enumerate(items):
+            write_image(root / folder / "images" / image_id, seed=seed + 1000 * seed_offset)
+        entries = [{"image_id": image_id, "disease_class": label} for image_id, label in items]
+        (root / folder / annotations).write_text(json.dumps(entries))
+    if train_entries is not None:
+        (root / TRAIN_DIR / TRAIN_JSON).write_text(train_entries if isinstance(train_entries, str)
+                                                   else json.dumps(train_entries))
+    return root
+
+
+def write_class_names(folder, names):
+    pd.DataFrame({"id": list(names), "name": list(names.values())}).to_csv(folder / "class_names.csv", index=False)
+
+
+def write_imagefolder(root, layout):
+    """layout: {relative class folder: number of images}."""
+    seed = 0
+    for folder, count in layout.items():
+        for index in range(count):
+            write_image(root / folder / f"img{index}.png", seed=seed)
+            seed += 1
+    return root
+
+
+# ----------------------------------------------------------------------------------------------------
+# Readers
+# ----------------------------------------------------------------------------------------------------
+def test_reads_aichallenger_train_and_val(tmp_path):
+    root = write_aichallenger(tmp_path, train=[("a.jpg", 0), ("b.jpg", 60), ("c.jpg", 0)], val=[("d.jpg", 60)])
+    source = read_source(root)
+    assert source.fmt == "aichallenger"
+    images = source.images.sort_values("path").reset_index(drop=True)
+    assert images["path"].tolist() == [str(root / TRAIN_DIR / "images" / name) for name in ("a.jpg", "b.jpg", "c.jpg")
+                                       ] + [str(root / VAL_DIR / "images" / "d.jpg")]
+    assert images["label"].tolist() == [0, 60, 0, 60]
+    assert images["split"].tolist() == ["train", "train", "train", "val"]
+    assert source.class_names == {0: "class_0", 60: "class_60"}
+    assert source.rejected.empty
+
+
+def test_aichallenger_names_from_class_names_csv_and_no_val_folder(tmp_path):
+    root = write_aichallenger(tmp_path, train=[("a.jpg", 3), ("b.jpg", 70)])
+    write_class_names(root, {3: "Apple_scab", 70: "Extra_class"})
+    source = read_source(root)
+    assert set(source.images["split"]) == {"train"}
+    assert source.class_names == {3: "Apple_scab", 70: "Extra_class"}
+
+
+def test_reads_flat_imagefolder(tmp_path):
+    root = write_imagefolder(tmp_path, {"Tomato_healthy": 2, "Apple_scab": 1})
+    source = read_source(root)
+    assert source.fmt == "imagefolder"
+    assert source.class_names == {0: "Apple_scab", 1: "Tomato_healthy"}
+    assert sorted(source.images["label"]) == [0, 1, 1]
+    assert set(source.images["split"]) == {""}
+    assert all(os.path.isabs(p) for p in source.images["path"])
+
+
+def test_reads_imagefolder_with_train_and_valid(tmp_path):
+    root = write_imagefolder(tmp_path, {"train/b": 2, "train/a": 1, "valid/a": 1, "valid/b": 1, "test/a": 5})
+    source = read_source(root)
+    assert source.class_names == {0: "a", 1: "b"}
+    counts = source.images.groupby(["split", "label"]).size().to_dict()
+    assert counts == {("train", 0): 1, ("train", 1): 2, ("val", 0): 1, ("val", 1): 1}  # test/ is not read
+
+
+def test_imagefolder_integer_folders_keep_their_ids(tmp_path):
+    root = write_imagefolder(tmp_path, {"2": 1, "10": 1})
+    source = read_source(root)
+    assert source.class_names == {2: "class_2", 10: "class_10"}
+    assert sorted(source.images["label"]) == [2, 10]
+
+
+def test_imagefolder_uses_class_names_csv_ids(tmp_path):
+    root = write_imagefolder(tmp_path, {"Apple_scab": 1, "Corn_rust": 1})
+    write_class_names(root, {7: "Corn_rust", 9: "Apple_scab"})
+    source = read_source(root)
+    label_of = {os.path.basename(os.path.dirname(path)): label
+                for path, label in zip(source.images["path"], source.images["label"])}
+    assert label_of == {"Apple_scab": 9, "Corn_rust": 7}
+
+
+def test_reads_csv_with_relative_paths_ids_and_split(tmp_path):
+    write_image(tmp_path / "imgs" / "x.png")
+    write_image(tmp_path / "imgs" / "y.png", seed=1)
+    absolute = write_image(tmp_path / "elsewhere" / "z.png", seed=2)
+    (tmp_path / "labels.csv").write_text(f"filename,disease_class,split\nimgs/x.png,4,train\nimgs/y.png,4,Validation\n"
+                                         f"{absolute},1,train\n")
+    source = read_source(tmp_path)
+    assert source.fmt == "csv"
+    assert source.images["path"].tolist() == [str(tmp_path / "imgs" / "x.png"), str(tmp_path / "imgs" / "y.png"),
+                                              str(absolute)]
+    assert source.images["label"].tolist() == [4, 4, 1]
+    assert source.images["split"].tolist() == ["train", "val", "train"]
+    assert source.class_names == {1: "class_1", 4: "class_4"}
+
+
+def test_reads_csv_with_class_names_and_named_columns(tmp_path):
+    for name in ("p.png", "q.png", "r.png"):
+        write_image(tmp_path / name, seed=len(name) + ord(name[0]))
+    csv_path = tmp_path / "data.csv"
+    csv_path.write_text("file_ref,disease\np.png,Tomato_healthy\nq.png,Apple_scab\nr.png,Tomato_healthy\n")
+    source = read_source(csv_path, path_column="file_ref", label_column="disease")
+    assert source.class_names == {0: "Apple_scab", 1: "Tomato_healthy"}
+    assert source.images["label"].tolist() == [1, 0, 1]
+    assert set(source.images["split"]) == {""}
+
+    write_class_names(tmp_path, {5: "Apple_scab", 8: "Tomato_healthy"})
+    source = read_source(csv_path, fmt="csv", path_column="file_ref", label_column="disease")
+    assert source.images["label"].tolist() == [8, 5, 8]
+
+
+def test_missing_listed_file_is_a_rejection_not_an_error(tmp_path):
+    root = write_aichallenger(tmp_path, train=[("a.jpg", 0), ("b.jpg", 1)])
+    (root / TRAIN_DIR / "images" / "b.jpg").unlink()
+    source = read_source(root)
+    assert source.images["path"].tolist() == [str(root / TRAIN_DIR / "images" / "a.jpg")]
+    assert source.rejected[["reason", "label", "split"]].values.tolist() == [["missing_file", 1, "train"]]
+
+
+def test_format_override_beats_detection(tmp_path):
+    write_imagefolder(tmp_path, {"images": 2})
+    (tmp_path / "index.csv").write_text("path,label\nimages/img0.png,0\nimages/img1.png,1\n")
+    assert detect_format(tmp_path) == "csv"
+    assert read_source(tmp_path, fmt="imagefolder").class_names == {0: "images"}
+
+
+# ----------------------------------------------------------------------------------------------------
+# Bad input: one UserError naming the file and the entry
+# ----------------------------------------------------------------------------------------------------
+def _aic_entries(entries):
+    return lambda root: write_aichallenger(root, train=[("a.jpg", 0)], train_entries=entries)
+
+
+def _csv(text, images=("a.png", "b.png")):
+    def build(root):
+        for seed, name in enumerate(images):
+            write_image(root / name, seed=seed)
+        (root / "labels.csv").write_text(text)
+        return root
+    return build
+
+
+def _all_missing(root):
+    write_aichallenger(root, train=[("a.jpg", 0)])
+    (root / TRAIN_DIR / "images" / "a.jpg").unlink()
+    return root
+
+
+def _no_training_annotations(root):
+    write_aichallenger(root, train=[("a.jpg", 0)], val=[("b.jpg", 0)])
+    (root / TRAIN_DIR / TRAIN_JSON).unlink()
+    return root
+
+
+def _only_a_text_file(root):
+    (root / "notes.txt").write_text("hi")
+    return root
+
+
+def _label_not_in_class_names(root):
+    _aic_entries([{"image_id": "a.jpg", "disease_class": 3}])(root)
+    write_class_names(root, {0: "Apple"})
+    return root
+
+
+def _class_names(text):
+    def build(root):
+        write_aichallenger(root, train=[("a.jpg", 0)])
+        (root / "class_names.csv").write_text(text)
+        return root
+    return build
+
+
+BAD_INPUTS = {
+    "missing path": (lambda root: root / "nowhere", ["nowhere", "no such file"]),
+    "unknown layout": (_only_a_text_file, ["unknown dataset layout"]),
+    "invalid json": (_aic_entries("[{"), [TRAIN_JSON, "not valid JSON"]),
+    "json not a list": (_aic_entries({"image_id": "a.jpg"}), [TRAIN_JSON, "expected a JSON list"]),
+    "empty list": (_aic_entries([]), [TRAIN_JSON, "no entries"]),
+    "entry not an object": (_aic_entries([{"image_id": "a.jpg", "disease_class": 0}, 5]), [TRAIN_JSON, "entry 1"]),
+    "missing key": (_aic_entries([{"image_id": "a.jpg"}]), [TRAIN_JSON, "entry 0", "disease_class"]),
+    "non-integer label": (_aic_entries([{"image_id": "a.jpg", "disease_class": "x"}]),
+                          [TRAIN_JSON, "entry 0", "'a.jpg'", "disease_class 'x' is not an integer"]),
+    "boolean label": (_aic_entries([{"image_id": "a.jpg", "disease_class": True}]), [TRAIN_JSON, "not an integer"]),
+    "float label": (_aic_entries([{"image_id": "a.jpg", "disease_class": 1.5}]), [TRAIN_JSON, "not an integer"]),
+    "negative label": (_aic_entries([{"image_id": "a.jpg", "disease_class": -1}]),
+                       [TRAIN_JSON, "out of range", "0..60"]),
+    "label 61": (_aic_entries([{"image_id": "a.jpg", "disease_class": 61}]), [TRAIN_JSON, "entry 0", "out of range"]),
+    "bad image id": (_aic_entries([{"image_id": "", "disease_class": 0}]), [TRAIN_JSON, "entry 0", "image_id"]),
+    "duplicate image id": (_aic_entries([{"image_id": "a.jpg", "disease_class": 0}] * 2),
+                           [TRAIN_JSON, "entry 1", "duplicate image_id", "entry 0"]),
+    "no listed file exists": (_all_missing, ["none of the 1 listed images exist"]),
+    "training annotations missing": (_no_training_annotations, [TRAIN_JSON, "not found"]),
+    "label not in class_names.csv": (_label_not_in_class_names, [TRAIN_JSON, "entry 0", "class_names.csv"]),
+    "class_names.csv bad id": (_class_names("id,name\nzero,Apple\n"), ["class_names.csv", "line 2", "'zero'"]),
+    "class_names.csv duplicate id": (_class_names("id,name\n0,Apple\n0,Pear\n"),
+                                     ["class_names.csv", "line 3", "twice"]),
+    "class_names.csv columns": (_class_names("class,label\n0,Apple\n"), ["class_names.csv", "missing column"]),
+    "csv without path column": (_csv("picture,label\na.png,0\n"), ["labels.csv", "no image path column"]),
+    "csv without label column": (_csv("path,kind\na.png,0\n"), ["labels.csv", "no label column", "--label-column"]),
+    "csv mixed labels": (_csv("path,label\na.png,0\nb.png,x\n"), ["labels.csv", "line 3", "'x' is not an integer"]),
+    "csv negative label": (_csv("path,label\na.png,-2\n"), ["labels.csv", "line 2", "negative"]),
+    "csv empty label": (_csv("path,label\na.png,\n"), ["labels.csv", "line 2", "empty label"]),
+    "csv empty path": (_csv("path,label\n,1\n"), ["labels.csv", "line 2", "empty path"]),
+    "csv bad split": (_csv("path,label,split\na.png,0,test\n"), ["labels.csv", "line 2", "'test' is not train or val"]),
+    "csv duplicate path": (_csv("path,label\na.png,0\n./a.png,0\n"),
+                           ["labels.csv", "line 3", "listed twice", "line 2"]),
+    "csv no rows": (_csv("path,label\n"), ["labels.csv", "no rows"]),
+    "csv empty file": (_csv(""), ["labels.csv", "empty file"]),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_is_a_user_error_naming_file_and_entry(tmp_path, case):
+    build, expected = BAD_INPUTS[case]
+    path = build(tmp_path)
+    with pytest.raises(UserError) as raised:
+        read_source(path)
+    message = str(raised.value)
+    assert "\n" not in message
+    for fragment in expected:
+        assert fragment in message, f"{case}: {fragment!r} not in {message!r}"
+
+
+def test_two_data_csvs_are_ambiguous(tmp_path):
+    (tmp_path / "a.csv").write_text("path,label\n")
+    (tmp_path / "b.csv").write_text("path,label\n")
+    with pytest.raises(UserError, match="2 CSV files"):
+        read_source(tmp_path)
+
+
+def test_unknown_column_option_and_format(tmp_path):
+    _csv("path,label\na.png,0\n")(tmp_path)
+    with pytest.raises(UserError, match="no column 'file'"):
+        read_source(tmp_path, path_column="file")
+    with pytest.raises(UserError, match="unknown format 'coco'"):
+        read_source(tmp_path, fmt="coco")
+
+
+def test_forced_imagefolder_without_class_folders(tmp_path):
+    (tmp_path / "empty_class").mkdir()
+    with pytest.raises(UserError, match="no class folder with files"):
+        read_source(tmp_path, fmt="imagefolder")

@@ -1,0 +1,649 @@
+"""Train one stage of a long-tailed leaf-disease classifier on a cleaned dataset.
+
+  python train.py --stage head --epochs 10 --lr 1e-3 --output checkpoints/task1_stage1
+  python train.py --stage full --epochs 40 --lr 3e-4 --warmup-epochs 5 \
+      --init-from checkpoints/task1_stage1/best.pth --output checkpoints/task1_stage2
+
+Runs the same under `torchrun --nproc_per_node=N train.py ...`. train_fixed.sh chains the two stages.
+"""
+import argparse
+import hashlib
+import math
+import os
+import platform
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import albumentations
+import numpy as np
+import pandas as pd
+import timm
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+import yaml
+from timm.data import resolve_data_config
+from timm.optim import create_optimizer_v2
+from timm.scheduler import CosineLRScheduler
+from timm.utils import ModelEmaV3
+from tqdm import tqdm
+
+import dataset
+import losses
+import metrics
+import models
+import plots
+from atomic_io import remove_stale_temporaries, save_torch, write_csv, write_text
+from errors import UserError, cli_entry
+
+SELECT_METRICS = metrics.METRIC_NAMES + ("loss",)
+STAGE_DEFAULTS = {"head": {"lr": 1e-3, "warmup_epochs": 0}, "full": {"lr": 3e-4, "warmup_epochs": 5}}
+
+
+class TrainingDiverged(UserError):
+    pass
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    data = parser.add_argument_group("data")
+    data.add_argument("--data-dir", default="data/cleaned", help="cleaned dataset written by analyze_data.py")
+    data.add_argument("--min-samples", type=int, default=1,
+                      help="leave out classes with fewer training images (the seed's 'remove classes 44, 45')")
+    data.add_argument("--batch-size", type=int, default=32)
+    data.add_argument("--workers", type=int, default=None, help="data-loading processes per GPU/process")
+
+    model = parser.add_argument_group("model")
+    model.add_argument("--model", default=models.DEFAULT_MODEL, help="any timm model name")
+    model.add_argument("--pretrained-file", default=None, help="local weights file for --model")
+    model.add_argument("--no-pretrained", action="store_true", help="random initialisation")
+    model.add_argument("--init-from", default=None, help="start from another run's checkpoint (stage 2 from stage 1)")
+    model.add_argument("--img-size", type=int, default=320)
+    model.add_argument("--drop-rate", type=float, default=0.2)
+
+    stage = parser.add_argument_group("stage and optimisation")
+    stage.add_argument("--stage", choices=("head", "full"), default="full",
+                       help="head: frozen backbone, only the classifier trains; full: everything trains")
+    stage.add_argument("--epochs", type=int, default=40)
+    stage.add_argument("--lr", type=float, default=None, help="peak learning rate (default: head 1e-3, full 3e-4)")
+    stage.add_argument("--backbone-lr-scale", type=float, default=1.0,
+                       help="full stage: backbone LR = lr x this (fastai-style discriminative LR, e.g. 0.1)")
+    stage.add_argument("--weight-decay", type=float, default=0.01)
+    stage.add_argument("--warmup-epochs", type=float, default=None, help="linear warmup (default: head 0, full 5)")
+    stage.add_argument("--warmup-lr", type=float, default=1e-6)
+    stage.add_argument("--min-lr", type=float, default=1e-6)
+    stage.add_argument("--clip-grad", type=float, default=1.0, help="max gradient norm (0 disables)")
+    stage.add_argument("--ema-decay", type=float, default=0.0, help="EMA of weights (e.g. 0.999); 0 disables")
+
+    imbalance = parser.add_argument_group("class imbalance")
+    imbalance.add_argument("--class-weights", default="auto",
+                           help="inverse | sqrt | effective | none | a CSV with id,weight "
+                                "(auto: sqrt, or none with --loss logit-adjusted)")
+    imbalance.add_argument("--effective-beta", type=float, default=0.999)
+    imbalance.add_argument("--loss", choices=losses.LOSSES, default="ce")
+    imbalance.add_argument("--focal-gamma", type=float, default=2.0)
+    imbalance.add_argument("--la-tau", type=float, default=1.0, help="logit-adjusted loss temperature")
+    imbalance.add_argument("--label-smoothing", type=float, default=0.1)
+    imbalance.add_argument("--sampler", choices=dataset.WEIGHT_SCHEMES[:2] + ("none",), default="none",
+                           help="class-aware sampling: sqrt or inverse oversample tail classes")
+
+    augmentation = parser.add_argument_group("augmentation")
+    augmentation.add_argument("--augment", choices=dataset.AUGMENTATIONS, default="strong")
+    augmentation.add_argument("--rotate-limit", type=int, default=45)
+    augmentation.add_argument("--targeted-aug-below", type=int, default=0,
+                              help="classes with fewer training images get the 'heavy' pipeline (0 disables)")
+
+    evaluation = parser.add_argument_group("evaluation and checkpoints")
+    evaluation.add_argument("--select-metric", choices=SELECT_METRICS, default="balanced_acc",
+                            help="chooses best.pth; plain accuracy is what hid the seed's collapse")
+    evaluation.add_argument("--many-threshold", type=int, default=100)
+    evaluation.add_argument("--few-threshold", type=int, default=20)
+    evaluation.add_argument("--output", default="checkpoints/run")
+    evaluation.add_argument("--resume", default=None, help="a last.pth, or 'auto' for OUTPUT/last.pth if present")
+    evaluation.add_argument("--save-every-steps", type=int, default=0, help="also write last.pth every N steps")
+
+    runtime = parser.add_argument_group("runtime")
+    runtime.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    runtime.add_argument("--amp", choices=("auto", "bf16", "fp16", "off"), default="auto",
+                         help="mixed precision on CUDA (auto: bf16 where supported, else fp16)")
+    runtime.add_argument("--channels-last", choices=("auto", "on", "off"), default="auto")
+    runtime.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across GPUs (full stage)")
+    runtime.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    for key, value in STAGE_DEFAULTS[args.stage].items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.warmup_epochs >= args.epochs:
+        args.warmup_epochs = max(0.0, args.epochs - 1.0)
+    if args.class_weights == "auto":
+        args.class_weights = "none" if args.loss == "logit-adjusted" else "sqrt"
+    return args
+
+
+# ----------------------------------------------------------------------------------------------------
+# Setup
+# ----------------------------------------------------------------------------------------------------
+def setup_distributed(device_arg):
+    """(rank, world_size, device). torchrun sets WORLD_SIZE; without it this is a single process."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device_arg == "auto":
+        device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    else:
+        device = torch.device(device_arg)
+        if device.type == "cuda" and world_size > 1:
+            device = torch.device(f"cuda:{local_rank}")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {device_arg}: CUDA is not available on this machine")
+        torch.cuda.set_device(device)
+    if world_size > 1:
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return rank, world_size, device
+
+
+def log(rank, message):
+    if rank == 0:
+        print(message, flush=True)
+
+
+def dataset_fingerprint(metadata):
+    """Identifies the training set, so --resume refuses a checkpoint from different data."""
+    digest = hashlib.sha1()
+    for path, label in sorted(zip(metadata.train["path"], metadata.train["label"])):
+        digest.update(f"{Path(path).name}:{label}\n".encode())
+    return digest.hexdigest()
+
+
+def resolve_class_weights(args, class_ids, train_counts):
+    if args.class_weights in dataset.WEIGHT_SCHEMES:
+        return dataset.compute_class_weights(train_counts, args.class_weights, beta=args.effective_beta)
+    if Path(args.class_weights).is_file():
+        return dataset.load_weights_csv(args.class_weights, class_ids)
+    raise UserError(f"--class-weights {args.class_weights}: neither a scheme "
+                    f"({', '.join(dataset.WEIGHT_SCHEMES)}) nor an existing CSV file")
+
+
+def build_transforms(args, data_config, train_counts):
+    """Training transform, per-class overrides for targeted augmentation, and the eval transform."""
+    common = dict(img_size=args.img_size, mean=data_config["mean"], std=data_config["std"])
+    train_transform = dataset.build_transform(args.augment, rotate_limit=args.rotate_limit, **common)
+    targeted = {}
+    if args.targeted_aug_below > 0:
+        heavy = dataset.build_transform("heavy", **common)
+        targeted = {index: heavy for index, count in enumerate(train_counts) if count < args.targeted_aug_below}
+    eval_transform = dataset.build_transform("eval", crop_pct=data_config["crop_pct"], **common)
+    return train_transform, targeted, eval_transform
+
+
+def amp_dtype(args, device):
+    if device.type != "cuda" or args.amp == "off":
+        return None
+    if args.amp == "fp16" or (args.amp == "auto" and not torch.cuda.is_bf16_supported()):
+        return torch.float16
+    return torch.bfloat16
+
+
+def load_checkpoint_file(path):
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: checkpoint not found")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # a truncated or foreign file: say which, not a traceback
+        raise UserError(f"{path}: not a readable checkpoint ({type(error).__name__})") from None
+
+
+def library_versions():
+    return {"python": platform.python_version(), "torch": str(torch.__version__), "timm": str(timm.__version__),
+            "albumentations": str(albumentations.__version__), "numpy": str(np.__version__)}
+
+
+# ----------------------------------------------------------------------------------------------------
+# One epoch of training, one pass of evaluation
+# ----------------------------------------------------------------------------------------------------
+def train_one_epoch(state, loader, epoch, progress):
+    """Trains until the loader is exhausted, continuing a partly-done epoch from state['progress']."""
+    model, trainable, args = state["model"], state["trainable"], state["args"]
+    optimizer, scheduler, scaler, ema = state["optimizer"], state["scheduler"], state["scaler"], state["ema"]
+    device, autocast_dtype = state["device"], state["amp_dtype"]
+    frozen = args.stage == "head"
+    models.set_train_mode(model, backbone_frozen=frozen)
+    autocast = (torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype else nullcontext)
+    bar = tqdm(loader, desc=f"epoch {epoch}/{args.epochs}", disable=state["rank"] != 0, leave=False,
+               dynamic_ncols=True, mininterval=1.0, initial=progress["steps"],
+               total=progress["steps"] + len(loader))
+    start = time.perf_counter()
+    images_this_session = 0
+    for images, targets in bar:
+        images = images.to(device, non_blocking=True)
+        targets = targets.to(device, non_blocking=True)
+        if state["channels_last"]:
+            images = images.contiguous(memory_format=torch.channels_last)
+        if frozen:
+            with torch.no_grad(), autocast():
+                features = model.forward_features(images)
+            with autocast():
+                logits = trainable(features)
+        else:
+            with autocast():
+                logits = trainable(images)
+        loss = state["criterion"](logits.float(), targets)
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(
+                f"loss became {loss.item()} at epoch {epoch} step {progress['steps'] + 1}; best.pth and last.pth "
+                f"keep the last good epoch. Lower --lr or check --class-weights and --loss"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if args.clip_grad > 0:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(state["trainable_parameters"], args.clip_grad)
+        scaler.step(optimizer)
+        scaler.update()
+        state["global_step"] += 1
+        scheduler.step_update(num_updates=state["global_step"])
+        if ema is not None:
+            ema.update(model, step=state["global_step"])
+
+        batch_size = targets.size(0)
+        progress["steps"] += 1
+        progress["loss_sum"] += loss.item() * batch_size
+        progress["correct"] += (logits.argmax(dim=1) == targets).sum().item()
+        progress["images"] += batch_size
+        images_this_session += batch_size
+        elapsed = time.perf_counter() - start
+        bar.set_postfix(loss=f"{progress['loss_sum'] / progress['images']:.3f}",
+                        lr=f"{current_lr(optimizer):.2e}", img_s=f"{images_this_session / elapsed:.1f}")
+        if args.save_every_steps and progress["steps"] % args.save_every_steps == 0:
+            save_last(state, epoch_in_progress=epoch, progress=progress)
+    progress["seconds"] += time.perf_counter() - start
+    bar.close()
+    return progress
+
+
+def current_lr(optimizer):
+    """The head's learning rate (the largest; the backbone's may be scaled down)."""
+    return max(group["lr"] for group in optimizer.param_groups)
+
+
+@torch.no_grad()
+def evaluate(model, loader, device, autocast_dtype, channels_last, world_size):
+    """Logits and targets for the whole validation set, gathered from every rank."""
+    model.eval()
+    all_logits, all_targets = [], []
+    for images, targets in loader:
+        images = images.to(device, non_blocking=True)
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype else nullcontext():
+            logits = model(images)
+        all_logits.append(logits.float().cpu())
+        all_targets.append(targets)
+    logits = torch.cat(all_logits) if all_logits else torch.empty(0, 0)
+    targets = torch.cat(all_targets) if all_targets else torch.empty(0, dtype=torch.long)
+    if world_size > 1:
+        gathered = [None] * world_size
+        dist.all_gather_object(gathered, (logits, targets))
+        logits = torch.cat([part[0] for part in gathered if part[0].numel()])
+        targets = torch.cat([part[1] for part in gathered])
+    return logits, targets
+
+
+def validation_metrics(logits, targets, state):
+    args = state["args"]
+    result, per_class, confusion = metrics.classification_metrics(
+        logits.numpy(), targets.numpy(), state["train_counts"], args.many_threshold, args.few_threshold)
+    result["loss"] = F.cross_entropy(logits, targets).item()
+    return result, per_class, confusion
+
+
+# ----------------------------------------------------------------------------------------------------
+# Checkpoints and reports
+# ----------------------------------------------------------------------------------------------------
+def describe(state):
+    """What a checkpoint needs to describe itself: enough for predict.py and visualize_training.py alone."""
+    args = state["args"]
+    return {
+        "model_name": args.model,
+        "num_classes": len(state["class_ids"]),
+        "class_ids": state["class_ids"],
+        "class_names": state["class_names"],
+        "train_counts": [int(count) for count in state["train_counts"]],
+        "class_weights": [float(weight) for weight in state["class_weights"]],
+        "img_size": args.img_size,
+        "mean": [float(value) for value in state["data_config"]["mean"]],
+        "std": [float(value) for value in state["data_config"]["std"]],
+        "crop_pct": float(state["data_config"]["crop_pct"]),
+        "stage": args.stage,
+        "args": {key: (str(value) if isinstance(value, Path) else value) for key, value in vars(args).items()},
+        "history": state["history"],
+        "best_metric": state["best_metric"],
+        "best_epoch": state["best_epoch"],
+        "select_metric": args.select_metric,
+        "dataset_fingerprint": state["fingerprint"],
+        "parent": state["parent"],
+        "versions": library_versions(),
+    }
+
+
+def save_last(state, epoch_in_progress=None, progress=None):
+    """last.pth: everything --resume needs. Mid-epoch saves record how far the epoch got."""
+    if state["rank"] != 0:
+        return
+    payload = describe(state)
+    payload.update({
+        "state_dict": state["model"].state_dict(),
+        "epoch": len(state["history"]),
+        "optimizer": state["optimizer"].state_dict(),
+        "scheduler": state["scheduler"].state_dict(),
+        "scaler": state["scaler"].state_dict(),
+        "global_step": state["global_step"],
+        "epoch_in_progress": epoch_in_progress,
+        "epoch_progress": dict(progress) if progress else None,
+    })
+    if state["ema"] is not None:
+        payload["ema_state_dict"] = state["ema"].module.state_dict()
+    # A kill between writing last.pth and best.pth must not leave them disagreeing: resume rebuilds
+    # best.pth from this copy.
+    payload["best"] = state["best"]
+    save_torch(payload, state["output"] / "last.pth")
+
+
+def remember_best(state, evaluated_model, per_class, confusion):
+    """Keep the best epoch's weights and per-class results, and write its per-class table and confusion plot."""
+    state["best"] = {
+        "state_dict": {key: value.detach().cpu().clone() for key, value in evaluated_model.state_dict().items()},
+        "epoch": len(state["history"]),
+        "per_class": {key: [float(value) for value in values] for key, values in per_class.items()},
+        "confusion_matrix": confusion.tolist(),
+    }
+    groups = dataset.shot_groups(state["train_counts"], state["args"].many_threshold, state["args"].few_threshold)
+    table = pd.DataFrame({"id": state["class_ids"], "name": state["class_names"],
+                          "train_count": state["train_counts"], "group": groups, **per_class})
+    write_csv(state["output"] / "per_class_metrics.csv", table)
+    plots.plot_confusion_matrix(confusion, state["class_names"], state["output"] / "confusion_matrix.png",
+                                title=f"Confusion matrix, best epoch {state['best_epoch']} (rows normalised to recall)")
+
+
+def save_best(state):
+    """best.pth: the best epoch's weights with the run's whole history so far, rewritten every epoch so
+    comparing checkpoints shows complete curves."""
+    payload = describe(state)
+    payload.update(state["best"])
+    save_torch(payload, state["output"] / "best.pth")
+
+
+def is_better(value, best, metric_name):
+    if value is None or math.isnan(value):
+        return best is None
+    if best is None or math.isnan(best):
+        return True
+    return value < best if metric_name == "loss" else value > best
+
+
+def write_reports(state):
+    history = pd.DataFrame(state["history"])
+    write_csv(state["output"] / "history.csv", history)
+    plots.plot_training_curves(history, state["output"] / "training_curves.png",
+                               title=f"{state['output'].name}: {state['args'].model}, stage {state['args'].stage}")
+
+
+# ----------------------------------------------------------------------------------------------------
+# main
+# ----------------------------------------------------------------------------------------------------
+def prepare_data(args, rank):
+    metadata = dataset.load_metadata(args.data_dir)
+    metadata, excluded = dataset.select_classes(metadata, args.min_samples)
+    if len(excluded):
+        log(rank, f"--min-samples {args.min_samples}: leaving out {len(excluded)} classes "
+                  f"({', '.join(map(str, excluded['id']))}); listed in excluded_classes.csv")
+    class_ids = [int(class_id) for class_id in metadata.classes["id"]]
+    index_of = dataset.label_to_index(class_ids)
+    train_targets = metadata.train["label"].map(index_of).to_numpy()
+    val_targets = metadata.val["label"].map(index_of).to_numpy()
+    train_counts = np.bincount(train_targets, minlength=len(class_ids))
+    if metadata.val.empty:
+        raise UserError(f"{Path(args.data_dir) / 'metadata' / 'val.csv'}: no validation images")
+    return metadata, excluded, class_ids, train_targets, val_targets, train_counts
+
+
+def restore(state, checkpoint, resume_path):
+    """Continue a run from its last.pth; refuses one made from other data or another class list."""
+    if checkpoint.get("dataset_fingerprint") != state["fingerprint"] or checkpoint.get("class_ids") != state["class_ids"]:
+        raise UserError(f"{resume_path}: was trained on a different dataset or class list than {state['args'].data_dir}; "
+                        f"use another --output or delete it to start over")
+    if checkpoint.get("model_name") != state["args"].model or checkpoint.get("stage") != state["args"].stage:
+        raise UserError(f"{resume_path}: is a {checkpoint.get('model_name')} '{checkpoint.get('stage')}' run, "
+                        f"not {state['args'].model} '{state['args'].stage}'")
+    state["model"].load_state_dict(checkpoint["state_dict"])
+    state["optimizer"].load_state_dict(checkpoint["optimizer"])
+    state["scheduler"].load_state_dict(checkpoint["scheduler"])
+    state["scaler"].load_state_dict(checkpoint["scaler"])
+    if state["ema"] is not None and "ema_state_dict" in checkpoint:
+        state["ema"].module.load_state_dict(checkpoint["ema_state_dict"])
+    state["history"] = checkpoint["history"]
+    state["best_metric"] = checkpoint["best_metric"]
+    state["best_epoch"] = checkpoint["best_epoch"]
+    state["global_step"] = checkpoint["global_step"]
+    state["parent"] = checkpoint.get("parent")
+    state["scheduler"].step_update(num_updates=state["global_step"])
+    state["best"] = checkpoint.get("best")
+    if state["best"] is not None and state["rank"] == 0:
+        save_best(state)
+    return checkpoint.get("epoch_progress") if checkpoint.get("epoch_in_progress") else None
+
+
+def init_from(model, path, class_ids):
+    checkpoint = load_checkpoint_file(path)
+    if checkpoint.get("class_ids") != class_ids:
+        raise UserError(f"{path}: trained on {len(checkpoint.get('class_ids') or [])} classes, this run has "
+                        f"{len(class_ids)}; use the same --data-dir and --min-samples")
+    try:
+        model.load_state_dict(checkpoint["state_dict"])
+    except (RuntimeError, KeyError) as error:
+        raise UserError(f"{path}: weights do not fit this model ({str(error).splitlines()[0]})") from None
+    return {"path": str(path), "stage": checkpoint.get("stage"), "history": checkpoint.get("history", []),
+            "parent": checkpoint.get("parent")}
+
+
+def run(args):
+    rank, world_size, device = setup_distributed(args.device)
+    torch.manual_seed(args.seed + rank)
+    np.random.seed(args.seed + rank)
+    output = Path(args.output)
+
+    resume_path = None
+    if args.resume == "auto":
+        resume_path = output / "last.pth" if (output / "last.pth").exists() else None
+    elif args.resume:
+        resume_path = Path(args.resume)
+    resume_checkpoint = load_checkpoint_file(resume_path) if resume_path else None
+    if resume_checkpoint and resume_checkpoint["epoch"] >= args.epochs and not resume_checkpoint.get("epoch_in_progress"):
+        log(rank, f"{resume_path}: all {args.epochs} epochs already done; nothing to train")
+        return
+
+    metadata, excluded, class_ids, train_targets, val_targets, train_counts = prepare_data(args, rank)
+    class_names = [str(name) for name in metadata.classes["name"]]
+    class_weights = resolve_class_weights(args, class_ids, train_counts)
+    model = models.create_model(args.model, len(class_ids), pretrained=not args.no_pretrained,
+                                pretrained_file=args.pretrained_file, drop_rate=args.drop_rate)
+    parent = init_from(model, args.init_from, class_ids) if args.init_from else None
+    data_config = resolve_data_config(model=model)
+    if args.stage == "head":
+        models.freeze_backbone(model)
+    elif args.sync_bn and world_size > 1:
+        model = timm.layers.convert_sync_batchnorm(model)
+    channels_last = args.channels_last == "on" or (args.channels_last == "auto" and device.type == "cuda")
+    model = model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
+    trainable = models.HeadOnly(model) if args.stage == "head" else model
+    if world_size > 1:
+        trainable = torch.nn.parallel.DistributedDataParallel(
+            trainable, device_ids=[device.index] if device.type == "cuda" else None)
+    parameter_groups = []
+    for is_head in (True, False):
+        for no_decay in (False, True):
+            group = [parameter for name, parameter in model.named_parameters()
+                     if parameter.requires_grad and models.is_head_parameter(model, name) == is_head
+                     and (parameter.ndim <= 1) == no_decay]
+            if group:
+                parameter_groups.append({"params": group, "weight_decay": 0.0 if no_decay else args.weight_decay,
+                                         "lr_scale": 1.0 if is_head else args.backbone_lr_scale})
+    optimizer = create_optimizer_v2(parameter_groups, opt="adamw", lr=args.lr, weight_decay=args.weight_decay)
+
+    train_transform, targeted, eval_transform = build_transforms(args, data_config, train_counts)
+    train_set = dataset.LeafDataset(metadata.train["path"], train_targets, train_transform, targeted)
+    val_order = np.arange(len(val_targets))[rank::world_size]
+    val_set = dataset.LeafDataset(metadata.val["path"].iloc[val_order], val_targets[val_order], eval_transform)
+    sampler = dataset.make_sampler(train_targets, len(class_ids), args.sampler, num_replicas=world_size,
+                                   rank=rank, seed=args.seed)
+    batch_size = max(1, min(args.batch_size, len(sampler)))
+    workers = args.workers if args.workers is not None else max(1, (os.cpu_count() or 2) // world_size - 1)
+    loader_options = dict(num_workers=workers, pin_memory=device.type == "cuda", worker_init_fn=dataset.worker_init,
+                          persistent_workers=workers > 0)
+    train_loader = torch.utils.data.DataLoader(train_set, batch_size=batch_size, sampler=sampler, drop_last=True,
+                                               **loader_options)
+    val_loader = torch.utils.data.DataLoader(val_set, batch_size=batch_size * 2, shuffle=False, **loader_options)
+
+    steps_per_epoch = len(sampler) // batch_size
+    warmup_steps = int(args.warmup_epochs * steps_per_epoch)
+    scheduler = CosineLRScheduler(optimizer, t_initial=max(1, args.epochs * steps_per_epoch - warmup_steps),
+                                  lr_min=args.min_lr, warmup_t=warmup_steps, warmup_lr_init=args.warmup_lr,
+                                  warmup_prefix=True, t_in_epochs=False)
+    autocast_dtype = amp_dtype(args, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype == torch.float16)
+    ema = ModelEmaV3(model, decay=args.ema_decay) if args.ema_decay > 0 else None
+    criterion = losses.build_loss(args.loss, None if args.class_weights == "none" else
+                                  torch.as_tensor(class_weights, dtype=torch.float32),
+                                  class_counts=train_counts, label_smoothing=args.label_smoothing,
+                                  focal_gamma=args.focal_gamma, tau=args.la_tau).to(device)
+
+    state = dict(args=args, rank=rank, device=device, model=model, trainable=trainable, optimizer=optimizer,
+                 scheduler=scheduler, scaler=scaler, ema=ema, criterion=criterion, amp_dtype=autocast_dtype,
+                 channels_last=channels_last, output=output, class_ids=class_ids, class_names=class_names,
+                 train_counts=train_counts, class_weights=class_weights, data_config=data_config,
+                 fingerprint=dataset_fingerprint(metadata), history=[], best_metric=None, best_epoch=None,
+                 global_step=0, parent=parent, best=None,
+                 trainable_parameters=[p for p in model.parameters() if p.requires_grad])
+    partial_progress = restore(state, resume_checkpoint, resume_path) if resume_checkpoint else None
+    start_epoch = len(state["history"]) + 1
+
+    if rank == 0:
+        output.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(output)
+        report_setup(state, excluded, metadata, train_transform, targeted, workers, batch_size, world_size,
+                     resume_path, start_epoch)
+    try:
+        for epoch in range(start_epoch, args.epochs + 1):
+            progress = partial_progress or {"steps": 0, "loss_sum": 0.0, "correct": 0, "images": 0, "seconds": 0.0}
+            partial_progress = None
+            sampler.set_epoch(epoch, start_index=progress["steps"] * batch_size)
+            if epoch == 1 and progress["steps"] == 0 and rank == 0:
+                write_batch_grid(state, train_loader)
+            try:
+                train_one_epoch(state, train_loader, epoch, progress)
+            except KeyboardInterrupt:
+                save_last(state, epoch_in_progress=epoch, progress=progress)
+                log(rank, f"interrupted in epoch {epoch} after {progress['steps']} steps; saved {output / 'last.pth'}; "
+                          f"continue with --resume auto")
+                raise
+            end_epoch(state, epoch, progress, val_loader, world_size)
+    finally:
+        if world_size > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+    best = state["best_metric"]
+    log(rank, f"done: best {args.select_metric} {best:.4f} at epoch {state['best_epoch']}; outputs in {output}/")
+
+
+def end_epoch(state, epoch, progress, val_loader, world_size):
+    args, rank = state["args"], state["rank"]
+    evaluated_model = state["ema"].module if state["ema"] is not None else state["model"]
+    eval_start = time.perf_counter()
+    logits, targets = evaluate(evaluated_model, val_loader, state["device"], state["amp_dtype"],
+                               state["channels_last"], world_size)
+    result, per_class, confusion = validation_metrics(logits, targets, state)
+    if world_size > 1:
+        totals = torch.tensor([progress["loss_sum"], progress["correct"], progress["images"]], dtype=torch.float64)
+        dist.all_reduce(totals)
+        progress = dict(progress, loss_sum=totals[0].item(), correct=totals[1].item(), images=totals[2].item())
+    images = max(1, progress["images"])
+    row = {"epoch": epoch, "stage": args.stage, "train_loss": progress["loss_sum"] / images,
+           "train_acc": progress["correct"] / images}
+    row.update({f"val_{name}": value for name, value in result.items()})
+    row.update({"lr": current_lr(state["optimizer"]), "epoch_seconds": progress["seconds"],
+                "eval_seconds": time.perf_counter() - eval_start,
+                "train_images_per_s": progress["images"] / max(progress["seconds"], 1e-9)})
+    state["history"].append(row)
+    selected = result[args.select_metric]
+    improved = is_better(selected, state["best_metric"], args.select_metric)
+    if improved:
+        state["best_metric"], state["best_epoch"] = selected, epoch
+    log(rank, f"epoch {epoch}/{args.epochs} | train loss {row['train_loss']:.3f} | val loss {result['loss']:.3f} "
+              f"acc {result['acc']:.3f} bal_acc {result['balanced_acc']:.3f} macro_f1 {result['macro_f1']:.3f} "
+              f"top5 {result['top5']:.3f} | many/med/few {result['many_acc']:.2f}/{result['medium_acc']:.2f}/"
+              f"{result['few_acc']:.2f} | lr {row['lr']:.2e} | {row['train_images_per_s']:.1f} img/s"
+              + (" | best" if improved else ""))
+    warning = metrics.collapse_warning(result, int((per_class["support"] > 0).sum()))
+    if warning:
+        log(rank, f"WARNING: {warning}")
+    if rank == 0:
+        if improved:
+            remember_best(state, evaluated_model, per_class, confusion)
+        save_last(state)
+        save_best(state)
+        write_reports(state)
+
+
+def report_setup(state, excluded, metadata, train_transform, targeted, workers, batch_size, world_size,
+                 resume_path, start_epoch):
+    """Print and record what this run really uses: the seed's 'check the class weights are used'."""
+    args, output, weights = state["args"], state["output"], state["class_weights"]
+    weight_line = (f"class weights: {args.class_weights} over {len(weights)} classes, min {weights.min():.3f}, "
+                   f"max {weights.max():.3f}, ratio {weights.max() / weights.min():.1f}:1"
+                   + (" (not used by the loss)" if args.class_weights == "none" else ""))
+    print(f"run: {args.model}, stage {args.stage}, {args.epochs} epochs, lr {args.lr:g}, {args.img_size}px, "
+          f"batch {batch_size} x {world_size} process(es), {workers} loader worker(s), device {state['device']}")
+    print(f"data: {len(metadata.train)} train / {len(metadata.val)} val images, {len(weights)} classes, "
+          f"imbalance {state['train_counts'].max()}:{state['train_counts'].min()}")
+    print(weight_line)
+    print(f"loss: {args.loss}, label smoothing {args.label_smoothing}; sampler: {args.sampler}; "
+          f"augmentation: {args.augment}" + (f", heavy for {len(targeted)} classes under {args.targeted_aug_below} images"
+                                              if targeted else ""))
+    if resume_path:
+        print(f"resuming from {resume_path} at epoch {start_epoch}")
+    weights_table = pd.DataFrame({"id": state["class_ids"], "name": state["class_names"],
+                                  "train_count": state["train_counts"], "weight": weights})
+    write_csv(output / "class_weights_used.csv", weights_table)
+    if len(excluded):
+        write_csv(output / "excluded_classes.csv", excluded)
+    config = {"args": {key: (str(value) if isinstance(value, Path) else value) for key, value in vars(args).items()},
+              "resolved": {"device": str(state["device"]), "world_size": world_size, "batch_size": batch_size,
+                           "workers": workers, "num_classes": len(weights), "class_weights": weight_line,
+                           "mean": [float(v) for v in state["data_config"]["mean"]],
+                           "std": [float(v) for v in state["data_config"]["std"]],
+                           "augmentation": dataset.describe_transform(train_transform),
+                           "targeted_heavy_classes": sorted(int(state["class_ids"][i]) for i in targeted),
+                           "amp": str(state["amp_dtype"]), "channels_last": state["channels_last"],
+                           "versions": library_versions(), "command": " ".join(sys.argv)}}
+    write_text(output / "config.yaml", yaml.safe_dump(config, sort_keys=False, width=120))
+
+
+def write_batch_grid(state, loader):
+    """train_batch.png: the seed's 'verify augmentation is applied', from the loader itself."""
+    images, targets = next(iter(loader))
+    plots.plot_batch_grid(images.numpy(), targets.numpy(), state["class_names"], state["data_config"]["mean"],
+                          state["data_config"]["std"], state["output"] / "train_batch.png",
+                          title=f"First training batch ({state['args'].augment} augmentation, {state['args'].img_size}px)")
+
+
+@cli_entry
+def main(argv=None):
+    run(parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()
