@@ -25,13 +25,12 @@ import demo_data  # noqa: E402
 from cleaning import WEIGHT_SCHEMES_WRITTEN, clean_dataset  # noqa: E402
 from dataset import build_transform, load_metadata, read_image_rgb, shot_groups  # noqa: E402
 from errors import UserError, cli_entry  # noqa: E402
-from plots import shorten  # noqa: E402
+from plots import SHOT_GROUP_COLORS, abbreviate  # noqa: E402
 
 DEMO_DIR = "data/demo"
 TOP_N = 5
 AUGMENTATION_DRAWS = 5
 AUGMENTATION_IMG_SIZE = 320  # the seed's training resolution
-SHOT_COLORS = {"many": "tab:blue", "medium": "tab:orange", "few": "tab:red"}
 SCHEME_STYLES = {"inverse": ("tab:red", "o"), "sqrt": ("tab:green", "s"), "effective": ("tab:purple", "^")}
 
 
@@ -171,7 +170,7 @@ def print_report(classes, weights, rejected, args):
 # Figures (analysis only)
 # ----------------------------------------------------------------------------------------------------
 def _class_labels(classes):
-    return [f"{class_id} {shorten(name, 34)}" for class_id, name in zip(classes["id"], classes["name"])]
+    return [f"{class_id} {abbreviate(name, 34)}" for class_id, name in zip(classes["id"], classes["name"])]
 
 
 def _class_axis(axis, classes):
@@ -193,7 +192,7 @@ def plot_class_distribution(classes, groups, many_threshold, few_threshold, path
     ordered, ordered_groups = classes.iloc[order].reset_index(drop=True), groups[order]
     counts = ordered["train_count"].to_numpy()
     fig, axis = plt.subplots(figsize=(_figure_width(len(ordered)), 6.5))
-    axis.bar(range(len(ordered)), counts, color=[SHOT_COLORS[group] for group in ordered_groups], width=0.8)
+    axis.bar(range(len(ordered)), counts, color=[SHOT_GROUP_COLORS[group] for group in ordered_groups], width=0.8)
     for position, count in enumerate(counts):
         axis.text(position, count * 1.08, str(count), ha="center", va="bottom", rotation=90, fontsize=6)
     axis.set_yscale("log")
@@ -203,8 +202,8 @@ def plot_class_distribution(classes, groups, many_threshold, few_threshold, path
     group_text = {"many": f"many-shot (> {many_threshold} images)",
                   "medium": f"medium ({few_threshold} to {many_threshold} images)",
                   "few": f"few-shot (< {few_threshold} images)"}
-    handles = [Patch(color=SHOT_COLORS[group], label=f"{group_text[group]}: {int((groups == group).sum())} classes")
-               for group in SHOT_COLORS]
+    handles = [Patch(color=SHOT_GROUP_COLORS[group], label=f"{group_text[group]}: {int((groups == group).sum())} classes")
+               for group in SHOT_GROUP_COLORS]
     axis.legend(handles=handles, loc="upper right", fontsize=9)
     _class_axis(axis, ordered)
     axis.set_ylabel("training images (log scale)")

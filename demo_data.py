@@ -183,7 +183,9 @@ def _place(points, origin=(0.0, 0.0), angle=0.0, scale=1.0):
 
 def _add_placed(shape, part, origin, angle, scale):
     shape.outlines += [_place(outline, origin, angle, scale) for outline in part.outlines]
-    shape.veins += [(_place(line, origin, angle, scale), strength, width * scale) for line, strength, width in part.veins]
+    shape.veins += [
+        (_place(line, origin, angle, scale), strength, width * scale) for line, strength, width in part.veins
+    ]
 
 
 def _leaflet(
@@ -401,6 +403,10 @@ def _scalar(colour):
     return tuple(float(channel) for channel in colour)
 
 
+def _line(image, start, end, colour, thickness):
+    cv2.line(image, tuple(int(c) for c in start), tuple(int(c) for c in end), colour, thickness)
+
+
 def _fixed_point(points):
     return np.round(np.asarray(points) * (1 << _SUBPIXEL_BITS)).astype(np.int32)
 
@@ -437,7 +443,8 @@ def _random_pose(rng, shape, size, crop, shrink):
         length = size * 0.5 * rng.uniform(0.8, 1.02) * shrink / extent
     angle = rng.uniform(0, 2 * np.pi)
     mirror = rng.choice([-1.0, 1.0])
-    matrix = length * np.array([[math.cos(angle), -mirror * math.sin(angle)], [math.sin(angle), mirror * math.cos(angle)]])
+    cos, sin = math.cos(angle), math.sin(angle)
+    matrix = length * np.array([[cos, -mirror * sin], [sin, mirror * cos]])
     target = size * (0.5 + rng.uniform(-0.1, 0.1, 2))
     return _Pose(matrix, centre, target)
 
@@ -504,7 +511,7 @@ def _draw_leaf(rng, crop, size, curl):
     veins = vein_mask.astype(np.float32) / 255
     _blend(colour, 0.5 * veins, np.clip(leaf_base * 1.35 + 0.08, 0, 1))
     inside_y, inside_x = np.nonzero(mask > 127)
-    if len(inside_x) == 0:  # a pose that put the leaf off-frame: keep the leaf's pixel at the centre
+    if len(inside_x) == 0:  # leaf thinner than a pixel at tiny sizes: let lesions land at the centre
         inside_y, inside_x = np.array([size // 2]), np.array([size // 2])
     return _Leaf(rng, size, colour, alpha, edge_distance, veins, pose, inside_x, inside_y)
 
@@ -523,7 +530,8 @@ class _Lesions:
         self.x, self.y = leaf.random_points(count)
         self.radius = radius * leaf.size * extent**0.25 * rng.uniform(0.85, 1.15) * rng.lognormal(0, 0.2, count)
         vertices = 10
-        self.angles = np.linspace(0, 2 * np.pi, vertices, endpoint=False) + rng.uniform(-0.2, 0.2, (count, vertices))
+        self.angles = np.linspace(0, 2 * np.pi, vertices, endpoint=False)
+        self.angles = self.angles + rng.uniform(-0.2, 0.2, (count, vertices))
         self.factors = 1 + roughness * rng.uniform(-1, 1, (count, vertices))
         self.orientation = (
             np.full(count, math.radians(leaf.pose.axis_degrees)) if aligned else rng.uniform(0, np.pi, count)
@@ -824,7 +832,8 @@ def _background(rng, size):
         for _ in range(rng.integers(5, 25)):
             centre = tuple(int(c) for c in rng.integers(0, size, 2))
             axes = tuple(int(a) for a in rng.integers(1, max(2, size // 40) + 1, 2))
-            cv2.ellipse(image, centre, axes, rng.uniform(0, 180), 0, 360, _scalar(base * rng.uniform(0.6, 1.6)), -1)
+            colour = _scalar(base * rng.uniform(0.6, 1.6))
+            cv2.ellipse(image, centre, axes, rng.uniform(0, 180), 0, 360, colour, -1)
         return _blur(image, rng.uniform(0, 0.012) * size)
     if kind == 1:  # grass
         image = np.array([0.2, 0.3, 0.1], np.float32) * rng.uniform(0.7, 1.3) * (0.6 + 0.8 * texture)[..., None]
@@ -833,7 +842,7 @@ def _background(rng, size):
             angle = np.pi / 2 + rng.uniform(-0.7, 0.7)
             end = start - rng.uniform(0.08, 0.3) * size * np.array([math.cos(angle), math.sin(angle)])
             colour = (rng.uniform(0.25, 0.6), rng.uniform(0.4, 0.7), rng.uniform(0.1, 0.25))
-            cv2.line(image, tuple(int(c) for c in start), tuple(int(c) for c in end), colour, int(rng.integers(1, 3)))
+            _line(image, start, end, colour, int(rng.integers(1, 3)))
         return _blur(image, rng.uniform(0.003, 0.012) * size)
     if kind == 2:  # out-of-focus foliage
         image = np.array([0.1, 0.2, 0.07], np.float32) * (0.6 + 0.8 * texture)[..., None]
@@ -850,7 +859,7 @@ def _background(rng, size):
         angle = rng.uniform(0, np.pi)
         end = start + rng.uniform(0.1, 0.35) * size * np.array([math.cos(angle), math.sin(angle)])
         colour = _scalar(np.array([0.75, 0.65, 0.4]) * rng.uniform(0.6, 1.2))
-        cv2.line(image, tuple(int(c) for c in start), tuple(int(c) for c in end), colour, int(rng.integers(1, 3)))
+        _line(image, start, end, colour, int(rng.integers(1, 3)))
     return _blur(image, rng.uniform(0, 0.008) * size)
 
 
@@ -910,8 +919,8 @@ def _write_image(task):
     rng = _image_rng(seed, split_code, class_id, index)
     rgb = render_leaf(class_id, rng, image_size)
     quality = int(rng.integers(82, 96))
-    encoded, data = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
-    try:
+    _, data = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    try:  # a plain write: the whole folder is renamed into place when complete, which is the atomic step
         Path(path).write_bytes(data.tobytes())
     except OSError as error:
         raise UserError(f"{path}: cannot write demo image ({error.strerror})") from None
@@ -1005,8 +1014,9 @@ def generate_demo(out_root, scale=DEFAULT_SCALE, image_size=DEFAULT_IMAGE_SIZE, 
         for task in tqdm(tasks, desc="generating demo images", unit="img"):
             _write_image(task)
     else:
-        # The pool is started before tqdm so no progress-bar thread exists when the workers fork.
-        with multiprocessing.Pool(workers, initializer=_init_worker) as pool:
+        # Fresh ("spawn") workers: a forked child inherits the caller's OpenCV/OpenMP thread pools in a broken
+        # state and can deadlock in its first OpenCV call.
+        with multiprocessing.get_context("spawn").Pool(workers, initializer=_init_worker) as pool:
             written = pool.imap_unordered(_write_image, tasks, chunksize=16)
             for _ in tqdm(written, total=len(tasks), desc="generating demo images", unit="img"):
                 pass

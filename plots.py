@@ -12,14 +12,10 @@ import numpy as np  # noqa: E402
 from atomic_io import save_figure  # noqa: E402
 
 
-def shorten(name, max_length=22):
-    return name if len(name) <= max_length else name[: max_length - 1] + "…"
-
-
 def plot_training_curves(history, path, title="Training curves"):
     """Loss, accuracy vs balanced accuracy, and learning rate per epoch, from a history DataFrame."""
     epochs = history["epoch"]
-    fig, (loss_ax, acc_ax, lr_ax) = plt.subplots(1, 3, figsize=(16, 4.5))
+    fig, (loss_ax, acc_ax, lr_ax) = plt.subplots(1, 3, figsize=(16, 4.8), layout="constrained")
     loss_ax.plot(epochs, history["train_loss"], "o-", label="train loss (weighted)")
     loss_ax.plot(epochs, history["val_loss"], "o-", label="val loss (unweighted CE)")
     loss_ax.set(title="Loss", xlabel="epoch", ylabel="cross-entropy")
@@ -31,32 +27,14 @@ def plot_training_curves(history, path, title="Training curves"):
     acc_ax.set(title="Validation accuracy (balanced = mean per-class recall)", xlabel="epoch", ylabel="score",
                ylim=(0, 1))
     lr_ax.plot(epochs, history["lr"], "o-", color="tab:gray")
-    lr_ax.set(title="Learning rate (head, end of epoch)", xlabel="epoch", ylabel="learning rate")
-    lr_ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
+    lr_ax.set(title="Learning rate (head, end of epoch)", xlabel="epoch", ylabel="learning rate (log scale)",
+              yscale="log")
     for axis in (loss_ax, acc_ax):
         axis.legend(fontsize=8)
     for axis in (loss_ax, acc_ax, lr_ax):
         axis.grid(alpha=0.3)
         axis.xaxis.get_major_locator().set_params(integer=True)
     fig.suptitle(title)
-    save_figure(fig, path)
-
-
-def plot_confusion_matrix(confusion, class_names, path, title="Confusion matrix (rows normalised to recall)"):
-    """Row-normalised confusion matrix; sized so 61 class names stay legible."""
-    confusion = np.asarray(confusion, dtype=np.float64)
-    row_sums = confusion.sum(axis=1, keepdims=True)
-    normalised = np.divide(confusion, row_sums, out=np.zeros_like(confusion), where=row_sums > 0)
-    num_classes = len(class_names)
-    side = max(6.0, 0.22 * num_classes + 3)
-    font_size = 9 if num_classes <= 20 else max(5, int(360 / num_classes))
-    fig, axis = plt.subplots(figsize=(side + 1.5, side))
-    image = axis.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
-    labels = [shorten(name) for name in class_names]
-    axis.set_xticks(range(num_classes), labels, rotation=90, fontsize=font_size)
-    axis.set_yticks(range(num_classes), labels, fontsize=font_size)
-    axis.set(xlabel="predicted class", ylabel="true class", title=title)
-    fig.colorbar(image, ax=axis, fraction=0.046, pad=0.04, label="fraction of the true class")
     save_figure(fig, path)
 
 
@@ -75,7 +53,7 @@ def plot_batch_grid(images, labels, class_names, mean, std, path, title="First t
             continue
         picture = np.clip(images[index] * std + mean, 0, 1).transpose(1, 2, 0)
         axis.imshow(picture)
-        axis.set_title(shorten(class_names[labels[index]], 20), fontsize=7)
+        axis.set_title(abbreviate(class_names[labels[index]], 24), fontsize=7)
     fig.suptitle(title)
     save_figure(fig, path)
 
@@ -88,7 +66,7 @@ SHOT_GROUP_COLORS = {"many": "tab:blue", "medium": "tab:orange", "few": "tab:red
 
 def abbreviate(name, max_length=24):
     """Shorten from the middle and keep the last '_' part whole: AI Challenger names differ only at the end
-    (Tomato_septoria_leaf_spot_general / _serious), which cutting the end off (shorten) loses."""
+    (Tomato_septoria_leaf_spot_general / _serious), which cutting the end off would lose."""
     if len(name) <= max_length:
         return name
     tail = name[name.rfind("_"):] if "_" in name else ""
@@ -150,7 +128,7 @@ def plot_per_class_recall(classes, group_labels, path, title):
     save_figure(fig, path)
 
 
-def plot_confusion_matrix_named(confusion, labels, path, title, row_labels=None, min_annotated=0.1):
+def plot_confusion_matrix(confusion, labels, path, title, row_labels=None, min_annotated=0.1):
     """Row-normalised confusion matrix, big enough for 61 readable labels; cells holding at least
     `min_annotated` of their row are written in per cent. row_labels (default: labels) name the true classes."""
     confusion = np.asarray(confusion, dtype=np.float64)

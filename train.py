@@ -365,7 +365,8 @@ def remember_best(state, evaluated_model, per_class, confusion):
     table = pd.DataFrame({"id": state["class_ids"], "name": state["class_names"],
                           "train_count": state["train_counts"], "group": groups, **per_class})
     write_csv(state["output"] / "per_class_metrics.csv", table)
-    plots.plot_confusion_matrix(confusion, state["class_names"], state["output"] / "confusion_matrix.png",
+    labels = [f"{class_id} {plots.abbreviate(name, 32)}" for class_id, name in zip(state["class_ids"], state["class_names"])]
+    plots.plot_confusion_matrix(confusion, labels, state["output"] / "confusion_matrix.png",
                                 title=f"Confusion matrix, best epoch {state['best_epoch']} (rows normalised to recall)")
 
 

@@ -247,7 +247,7 @@ def visualize_run(run, out_dir, worst_count):
               for class_id, name in zip(run.classes["id"], run.classes["name"])]
     row_labels = [f"{label} ({support})" for label, support in zip(labels, run.classes["support"])]
     written.append(out_dir / "confusion_matrix_normalized.png")
-    plots.plot_confusion_matrix_named(run.checkpoint["confusion_matrix"], labels, written[-1],
+    plots.plot_confusion_matrix(run.checkpoint["confusion_matrix"], labels, written[-1],
                                       title=f"{run.label}: confusion matrix at best epoch {epoch}, rows normalised "
                                             f"to recall", row_labels=row_labels)
     return written

@@ -140,7 +140,7 @@ def stage_commands(args, row, seed):
 def settings_key(argv):
     """The arguments that decide a run's result (not how many loader processes it used)."""
     pairs, skip = [], False
-    for position, part in enumerate(argv):
+    for part in argv:
         if skip:
             skip = False
         elif part == "--workers":
@@ -219,17 +219,15 @@ def calibrate_step_seconds(args, num_classes, img_size):
 
 def estimate_seconds(args, pending, metadata):
     """Compute-only estimate of the pending stages: full step ~ 3 forwards, head step and eval ~ 1 forward."""
-    num_classes = len(metadata.classes)
-    step_seconds = {size: calibrate_step_seconds(args, num_classes, size)
-                    for size in {int(argv[argv.index("--img-size") + 1]) for _, argv in pending}}
+    stages = [train.parse_args(argv) for _, argv in pending]
+    step_seconds = {size: calibrate_step_seconds(args, len(metadata.classes), size)
+                    for size in {stage.img_size for stage in stages}}
     total = 0.0
-    for _, argv in pending:
-        seconds = step_seconds[int(argv[argv.index("--img-size") + 1])]
-        epochs = int(argv[argv.index("--epochs") + 1])
-        train_steps = len(metadata.train) // args.batch_size
-        train_seconds = train_steps * seconds * (1 / 3 if argv[argv.index("--stage") + 1] == "head" else 1)
+    for stage in stages:
+        seconds = step_seconds[stage.img_size]
+        train_seconds = len(metadata.train) // args.batch_size * seconds * (1 / 3 if stage.stage == "head" else 1)
         eval_seconds = len(metadata.val) / args.batch_size * seconds / 3
-        total += epochs * (train_seconds + eval_seconds)
+        total += stage.epochs * (train_seconds + eval_seconds)
     return total
 
 
@@ -238,7 +236,7 @@ def is_complete(stage_dir, argv):
     if not last.exists():
         return False
     checkpoint = torch.load(last, map_location="cpu", weights_only=True)
-    return checkpoint["epoch"] >= int(argv[argv.index("--epochs") + 1]) and not checkpoint.get("epoch_in_progress")
+    return checkpoint["epoch"] >= train.parse_args(argv).epochs and not checkpoint.get("epoch_in_progress")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -291,9 +289,10 @@ def dataset_lines(metadata, data_dir):
             f"{(groups == 'few').sum()} few-shot (< 20) classes"]
 
 
-def write_markdown(path, runs, args, metadata, started):
+def write_markdown(path, runs, args, metadata, started, argv):
     head_epochs, full_epochs = stage_epochs(args)
-    lines = header_lines("Ablation: the seed's fixes one at a time, together, and long-tail methods on top", started)
+    lines = header_lines("Ablation: the seed's fixes one at a time, together, and long-tail methods on top", started,
+                         "benchmarks/ablation.py", argv)
     lines += dataset_lines(metadata, args.data_dir)
     lines += [f"- Budget per row: {args.epochs} epochs, batch {args.batch_size}, model `{args.model}` "
               f"({'random init' if args.no_pretrained else 'pretrained'}); seeds {' '.join(map(str, args.seeds))}. "
@@ -361,7 +360,7 @@ def main(argv=None):
     pending = [(stage_dir, stage_argv) for _, _, stages in plan for stage_dir, stage_argv in stages
                if not is_complete(stage_dir, stage_argv)]
     estimate = estimate_seconds(args, pending, metadata) if pending else 0.0
-    print(f"ablation: {len(plan)} runs ({len(args.rows)} rows x {len(args.seeds)} seeds), {len(pending)} stages to "
+    print(f"ablation: {len(plan)} runs ({len(args.rows)} row(s) x {len(args.seeds)} seed(s)), {len(pending)} stages to "
           f"train; estimate ~{estimate / 60:.0f} min (model compute only, from a 3-step calibration; data loading "
           f"on a busy or few-core machine adds to it)", flush=True)
     results = []
@@ -379,7 +378,7 @@ def main(argv=None):
             runs[name] = float("nan")
     out = Path(args.out)
     write_csv(out / "ablation.csv", runs)
-    write_markdown(out / "ablation.md", runs, args, metadata, started)
+    write_markdown(out / "ablation.md", runs, args, metadata, started, sys.argv[1:] if argv is None else argv)
     plot(out / "ablation.png", runs, args)
     print("\n".join(markdown_table(summary_table(runs, args))))
     print(f"wrote {out / 'ablation.md'}, {out / 'ablation.png'}, {out / 'ablation.csv'}")

@@ -3,7 +3,6 @@ import datetime
 import os
 import platform
 import shlex
-import sys
 from pathlib import Path
 
 import cv2
@@ -41,13 +40,14 @@ def machine_lines():
     return [
         f"- CPU: {_cpu_model()}, `nproc` = {os.cpu_count()}; RAM {_ram_gib():.1f} GiB; load average at start {load}",
         f"- GPU: {gpu}",
-        f"- torch {torch.__version__} ({torch.get_num_threads()} intra-op threads), OpenCV {cv2.__version__} "
+        f"- torch {torch.__version__} ({torch.get_num_threads()} intra-op threads, OMP_WAIT_POLICY="
+        f"{os.environ.get('OMP_WAIT_POLICY', 'unset')}), OpenCV {cv2.__version__} "
         f"({cv2.getNumThreads()} threads), Python {platform.python_version()}, {platform.platform()}",
     ]
 
 
-def header_lines(title, started):
-    command = " ".join(shlex.quote(part) for part in [Path(sys.executable).name, *sys.argv])
+def header_lines(title, started, script, argv):
+    command = " ".join(shlex.quote(str(part)) for part in ["python", script, *argv])
     return [f"# {title}", "", f"- Date: {started:%Y-%m-%d %H:%M} (local time)",
             f"- Command (from `{ROOT}`): `{command}`", *machine_lines(), ""]
 

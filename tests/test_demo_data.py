@@ -27,19 +27,22 @@ from errors import UserError  # noqa: E402
 TINY = dict(scale=0.002, image_size=48, seed=3)
 
 EXPECTED_NAMES = """Apple_healthy Apple_scab_general Apple_scab_serious Apple_frogeye_spot Apple_cedar_rust_general
-Apple_cedar_rust_serious Cherry_healthy Cherry_powdery_mildew_general Cherry_powdery_mildew_serious Corn_healthy
-Corn_gray_leaf_spot_general Corn_gray_leaf_spot_serious Corn_rust_general Corn_rust_serious Corn_leaf_spot_general
-Corn_leaf_spot_serious Corn_dwarf_mosaic Grape_healthy Grape_black_rot_general Grape_black_rot_serious
-Grape_black_measles_general Grape_black_measles_serious Grape_leaf_blight_general Grape_leaf_blight_serious
-Citrus_healthy Citrus_greening_general Citrus_greening_serious Peach_healthy Peach_bacterial_spot_general
+Apple_cedar_rust_serious Cherry_healthy Cherry_powdery_mildew_general Cherry_powdery_mildew_serious
+Corn_healthy Corn_gray_leaf_spot_general Corn_gray_leaf_spot_serious Corn_rust_general
+Corn_rust_serious Corn_leaf_spot_general Corn_leaf_spot_serious Corn_dwarf_mosaic Grape_healthy
+Grape_black_rot_general Grape_black_rot_serious Grape_black_measles_general
+Grape_black_measles_serious Grape_leaf_blight_general Grape_leaf_blight_serious Citrus_healthy
+Citrus_greening_general Citrus_greening_serious Peach_healthy Peach_bacterial_spot_general
 Peach_bacterial_spot_serious Pepper_healthy Pepper_scab_general Pepper_scab_serious Potato_healthy
-Potato_early_blight_general Potato_early_blight_serious Potato_late_blight_general Potato_late_blight_serious
-Strawberry_healthy Strawberry_scorch_general Strawberry_scorch_serious Tomato_healthy Tomato_powdery_mildew_general
-Tomato_powdery_mildew_serious Tomato_bacterial_spot_general Tomato_bacterial_spot_serious Tomato_early_blight_general
-Tomato_early_blight_serious Tomato_late_blight_general Tomato_late_blight_serious Tomato_leaf_mold_general
-Tomato_leaf_mold_serious Tomato_target_spot_general Tomato_target_spot_serious Tomato_septoria_leaf_spot_general
-Tomato_septoria_leaf_spot_serious Tomato_spider_mite_general Tomato_spider_mite_serious
-Tomato_yellow_leaf_curl_general Tomato_yellow_leaf_curl_serious Tomato_mosaic_virus""".split()
+Potato_early_blight_general Potato_early_blight_serious Potato_late_blight_general
+Potato_late_blight_serious Strawberry_healthy Strawberry_scorch_general Strawberry_scorch_serious
+Tomato_healthy Tomato_powdery_mildew_general Tomato_powdery_mildew_serious
+Tomato_bacterial_spot_general Tomato_bacterial_spot_serious Tomato_early_blight_general
+Tomato_early_blight_serious Tomato_late_blight_general Tomato_late_blight_serious
+Tomato_leaf_mold_general Tomato_leaf_mold_serious Tomato_target_spot_general
+Tomato_target_spot_serious Tomato_septoria_leaf_spot_general Tomato_septoria_leaf_spot_serious
+Tomato_spider_mite_general Tomato_spider_mite_serious Tomato_yellow_leaf_curl_general
+Tomato_yellow_leaf_curl_serious Tomato_mosaic_virus""".split()
 
 
 def test_class_names_follow_ai_challenger_order():
@@ -110,7 +113,8 @@ def test_generate_demo_writes_the_ai_challenger_layout(tmp_path):
     assert root == tmp_path / "demo"
     train = _read_split(root, TRAIN_DIR, TRAIN_ANNOTATIONS)
     val = _read_split(root, VAL_DIR, VAL_ANNOTATIONS)
-    assert np.bincount([e["disease_class"] for e in train], minlength=61).tolist() == list(demo_train_counts(0.002))
+    train_counts = np.bincount([e["disease_class"] for e in train], minlength=61)
+    assert train_counts.tolist() == list(demo_train_counts(0.002))
     assert set(e["disease_class"] for e in val) == set(range(61))
     assert len(list((root / TRAIN_DIR / "images").iterdir())) == len(train)
     names = pd.read_csv(root / "class_names.csv")

@@ -1,0 +1,450 @@
+"""Where the training time goes: data pipeline against model compute, head stage against full stage.
+
+    python benchmarks/speed.py                          # demo profile: tf_efficientnet_lite0, 128 px, batch 32
+    python benchmarks/speed.py --steps 5 --pipeline-seconds 3    # a quick look
+
+1. Data pipeline: images/s of read + decode + strong augmentation at --img-size through a real DataLoader, per
+   worker count, from large photos (synthetic --photo-size JPEGs standing in for AI Challenger's camera photos)
+   against the same photos re-encoded by cleaning.py's --max-side logic (cleaning.reencode_image).
+2. Training on --data-dir (the cleaned demo dataset by default): train.py's train_one_epoch fed by a real
+   DataLoader against the same function stepping on random tensors already in memory (the compute limit),
+   for the full stage and the head stage (frozen backbone); evaluation images/s; peak memory.
+3. With CUDA: the same at --gpu-img-size with bf16 AMP and channels_last, and how many loader workers it takes
+   to keep the GPU fed.
+Writes OUT/speed.md with the issue's targets marked met or missed.
+"""
+import argparse
+import gc
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+from timm.data import resolve_data_config  # noqa: E402
+from timm.optim import create_optimizer_v2  # noqa: E402
+from timm.scheduler import CosineLRScheduler  # noqa: E402
+
+import cleaning  # noqa: E402
+import dataset  # noqa: E402
+import losses  # noqa: E402
+import models  # noqa: E402
+import train  # noqa: E402
+from atomic_io import write_text  # noqa: E402
+from benchmarks.report import header_lines, markdown_table, now  # noqa: E402
+from errors import UserError, cli_entry  # noqa: E402
+
+TARGET_LOOP_RATIO = 0.90
+TARGET_HEAD_SPEEDUP = 3.0
+TARGET_CLEANED_SPEEDUP = 5.0
+WARMUP_STEPS = 2
+
+
+def default_worker_counts():
+    """0, 1, 2, 4, ... up to nproc, and nproc itself."""
+    cores = os.cpu_count() or 1
+    counts = {0, cores}
+    count = 1
+    while count < cores:
+        counts.add(count)
+        count *= 2
+    return sorted(counts)
+
+
+def photo_size(text):
+    try:
+        width, height = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}': expected WIDTHxHEIGHT, e.g. 3000x2000") from None
+    return width, height
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", default="data/cleaned", help="cleaned dataset for the training measurements")
+    parser.add_argument("--model", default=models.DEFAULT_MODEL)
+    parser.add_argument("--img-size", type=int, default=128, help="training resolution (demo profile: 128)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=20, help="timed training steps per measurement")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="loader processes of the training loop (default: train.py's, nproc - 1)")
+    parser.add_argument("--pipeline-workers", type=int, nargs="+", default=None,
+                        help="worker counts of the pipeline measurement (default: 0 1 2 4 ... nproc)")
+    parser.add_argument("--pipeline-seconds", type=float, default=8.0, help="duration of each pipeline measurement")
+    parser.add_argument("--photos", type=int, default=24, help="distinct large photos (the loader loops over them)")
+    parser.add_argument("--photo-size", type=photo_size, default=(3000, 2000), help="WIDTHxHEIGHT of a large photo")
+    parser.add_argument("--max-side", type=int, default=512, help="cleaning's --max-side for the re-encoded copies")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    parser.add_argument("--gpu-img-size", type=int, default=320, help="resolution of the CUDA measurements")
+    parser.add_argument("--out", default="benchmarks")
+    args = parser.parse_args(argv)
+    if args.steps < 1 or args.batch_size < 1 or args.photos < 1:
+        parser.error("--steps, --batch-size and --photos must be positive")
+    cores = os.cpu_count() or 1
+    args.workers = max(1, cores - 1) if args.workers is None else args.workers
+    args.pipeline_workers = sorted(set(args.pipeline_workers or default_worker_counts()) | {args.workers})
+    return args
+
+
+# ----------------------------------------------------------------------------------------------------
+# Data pipeline
+# ----------------------------------------------------------------------------------------------------
+def render_photo(path, width, height, rng):
+    """A camera-like JPEG: smooth colour field, leaf shapes and lesions, multi-scale sensor/texture noise
+    (pure noise or flat colour would make decoding unrealistically slow or fast)."""
+    field = rng.integers(40, 200, (5, 8, 3), dtype=np.uint8)
+    image = cv2.resize(field, (width, height), interpolation=cv2.INTER_CUBIC)
+    for _ in range(5):
+        centre = (int(rng.integers(0, width)), int(rng.integers(0, height)))
+        axes = (int(rng.integers(width // 10 + 1, width // 4 + 2)), int(rng.integers(height // 12 + 1, height // 6 + 2)))
+        colour = (int(rng.integers(20, 60)), int(rng.integers(110, 170)), int(rng.integers(30, 80)))
+        cv2.ellipse(image, centre, axes, float(rng.uniform(0, 180)), 0, 360, colour, -1)
+    for _ in range(40):
+        centre = (int(rng.integers(0, width)), int(rng.integers(0, height)))
+        cv2.circle(image, centre, int(rng.integers(2, max(3, width // 75))), (30, 60, 110), -1)
+    image = image.astype(np.int16)
+    for scale in (1, 2, 4, 8):
+        noise = np.empty((max(1, height // scale), max(1, width // scale), 3), np.int16)
+        cv2.randn(noise, 0, 18)
+        image += cv2.resize(noise, (width, height), interpolation=cv2.INTER_LINEAR)
+    cv2.imwrite(str(path), np.clip(image, 0, 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 92])
+
+
+def make_photo_sets(folder, args):
+    """(large photo paths, their cleaned re-encodings) in `folder`."""
+    rng = np.random.default_rng(0)
+    large, cleaned = [], []
+    for index in range(args.photos):
+        source = folder / "large" / f"photo_{index:03d}.jpg"
+        source.parent.mkdir(parents=True, exist_ok=True)
+        render_photo(source, *args.photo_size, rng)
+        target = folder / "cleaned" / source.name
+        cleaning.reencode_image((str(source), str(target), False, False, args.max_side))
+        large.append(str(source))
+        cleaned.append(str(target))
+    return large, cleaned
+
+
+def pipeline_rate(paths, transform, workers, batch_size, seconds):
+    """Images/s of read + decode + augment through a DataLoader, timed from its start (worker start-up
+    included, as at the start of training) until `seconds` have passed."""
+    repeats = 10 ** 5 // len(paths) + 1
+    images = dataset.LeafDataset(paths * repeats, np.zeros(len(paths) * repeats, np.int64), transform)
+    loader = torch.utils.data.DataLoader(images, batch_size=batch_size, num_workers=workers,
+                                         worker_init_fn=dataset.worker_init)
+    started = time.perf_counter()
+    count = 0
+    for batch, _ in loader:
+        count += len(batch)
+        if time.perf_counter() - started >= seconds:
+            break
+    return count / (time.perf_counter() - started)
+
+
+def measure_pipeline(sources, img_size, args):
+    """One row per worker count: images/s per source."""
+    transform = dataset.build_transform("strong", img_size)
+    rows = []
+    for workers in args.pipeline_workers:
+        row = {"workers": workers}
+        for name, paths in sources.items():
+            row[name] = pipeline_rate(paths, transform, workers, args.batch_size, args.pipeline_seconds)
+        print(f"pipeline {img_size}px, {workers} workers: "
+              + ", ".join(f"{name} {row[name]:.1f} img/s" for name in sources), flush=True)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Training and evaluation
+# ----------------------------------------------------------------------------------------------------
+class TimedLoader:
+    """Passes a loader through, recording how long the consumer waits for each batch and how long each step
+    (wait + work on the batch) takes."""
+
+    def __init__(self, loader):
+        self.loader = loader
+        self.wait_seconds = 0.0
+        self.step_rates = []
+
+    def __len__(self):
+        return len(self.loader)
+
+    def __iter__(self):
+        requested = time.perf_counter()
+        for batch in self.loader:
+            delivered = time.perf_counter()
+            self.wait_seconds += delivered - requested
+            yield batch
+            finished = time.perf_counter()
+            self.step_rates.append(len(batch[1]) / (finished - requested))
+            requested = finished
+
+    def median_rate(self):
+        """Images/s of the median step: robust to other processes stealing the CPU for a few steps."""
+        return float(np.median(self.step_rates))
+
+
+def training_state(args, stage, img_size, amp, channels_last, num_classes, train_counts, device):
+    """What train.train_one_epoch needs, built the way train.run builds it (AdamW, cosine schedule, sqrt-weighted
+    CE with label smoothing, frozen backbone and HeadOnly for the head stage)."""
+    run_args = train.parse_args(["--model", args.model, "--stage", stage, "--epochs", "1", "--img-size",
+                                 str(img_size), "--amp", amp, "--channels-last", channels_last, "--no-pretrained"])
+    model = models.create_model(run_args.model, num_classes, pretrained=False, drop_rate=run_args.drop_rate)
+    data_config = resolve_data_config(model=model)
+    if stage == "head":
+        models.freeze_backbone(model)
+    use_channels_last = channels_last == "on" or (channels_last == "auto" and device.type == "cuda")
+    model = model.to(device, memory_format=torch.channels_last if use_channels_last else torch.contiguous_format)
+    parameters = [parameter for parameter in model.parameters() if parameter.requires_grad]
+    optimizer = create_optimizer_v2(parameters, opt="adamw", lr=run_args.lr, weight_decay=run_args.weight_decay)
+    scheduler = CosineLRScheduler(optimizer, t_initial=10 ** 6, lr_min=run_args.min_lr, t_in_epochs=False)
+    autocast_dtype = train.amp_dtype(run_args, device)
+    weights = torch.as_tensor(dataset.compute_class_weights(train_counts, "sqrt"), dtype=torch.float32)
+    criterion = losses.build_loss("ce", weights, class_counts=train_counts,
+                                  label_smoothing=run_args.label_smoothing).to(device)
+    state = dict(args=run_args, rank=0, device=device, model=model,
+                 trainable=models.HeadOnly(model) if stage == "head" else model, optimizer=optimizer,
+                 scheduler=scheduler, scaler=torch.amp.GradScaler(device.type, enabled=autocast_dtype == torch.float16),
+                 ema=None, criterion=criterion, amp_dtype=autocast_dtype, channels_last=use_channels_last,
+                 global_step=0, trainable_parameters=parameters)
+    return state, data_config
+
+
+def reset_peak_memory(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_memory_gib(device):
+    return torch.cuda.max_memory_allocated(device) / 2 ** 30 if device.type == "cuda" else float("nan")
+
+
+def time_training(state, batches):
+    """Images/s, seconds waiting for data, and peak GPU memory of train_one_epoch over `batches`."""
+    timed = TimedLoader(batches)
+    reset_peak_memory(state["device"])
+    progress = train.train_one_epoch(state, timed, 1,
+                                     {"steps": 0, "loss_sum": 0.0, "correct": 0, "images": 0, "seconds": 0.0})
+    return {"images_per_s": timed.median_rate(), "pass_images_per_s": progress["images"] / progress["seconds"],
+            "wait_share": timed.wait_seconds / progress["seconds"], "gpu_peak_gib": peak_memory_gib(state["device"])}
+
+
+def time_evaluation(state, batches):
+    timed = TimedLoader(batches)
+    reset_peak_memory(state["device"])
+    started = time.perf_counter()
+    _, targets = train.evaluate(state["model"], timed, state["device"], state["amp_dtype"], state["channels_last"], 1)
+    seconds = time.perf_counter() - started
+    return {"images_per_s": timed.median_rate(), "pass_images_per_s": len(targets) / seconds,
+            "wait_share": timed.wait_seconds / seconds, "gpu_peak_gib": peak_memory_gib(state["device"])}
+
+
+def random_batches(count, batch_size, img_size, num_classes, device):
+    """The compute limit's input: one batch of random tensors already on the device, served `count` times."""
+    images = torch.randn(batch_size, 3, img_size, img_size, device=device)
+    targets = torch.randint(0, num_classes, (batch_size,), device=device)
+    return [(images, targets)] * count
+
+
+def sample(table, count, seed):
+    """`count` rows of `table` (with replacement when it has fewer)."""
+    rng = np.random.default_rng(seed)
+    return table.iloc[rng.choice(len(table), count, replace=len(table) < count)]
+
+
+def measure_training(args, metadata, img_size, amp, channels_last, device):
+    """Rows: full and head stage, each on random in-memory tensors and through the real DataLoader; evaluation
+    both ways. The same loader (persistent workers, as train.py) feeds both stages."""
+    class_ids = [int(class_id) for class_id in metadata.classes["id"]]
+    index_of = dataset.label_to_index(class_ids)
+    train_counts = np.bincount(metadata.train["label"].map(index_of), minlength=len(class_ids))
+    train_rows = sample(metadata.train, args.steps * args.batch_size, seed=0)
+    val_rows = sample(metadata.val, args.steps * args.batch_size, seed=1)
+    loader_options = dict(num_workers=args.workers, pin_memory=device.type == "cuda",
+                          worker_init_fn=dataset.worker_init, persistent_workers=args.workers > 0)
+    rows, loaders = [], {}
+    for stage in ("full", "head"):
+        state, data_config = training_state(args, stage, img_size, amp, channels_last, len(class_ids),
+                                            train_counts, device)
+        common = dict(img_size=img_size, mean=data_config["mean"], std=data_config["std"])
+        if not loaders:
+            train_set = dataset.LeafDataset(train_rows["path"], train_rows["label"].map(index_of),
+                                            dataset.build_transform("strong", **common))
+            val_set = dataset.LeafDataset(val_rows["path"], val_rows["label"].map(index_of),
+                                          dataset.build_transform("eval", crop_pct=data_config["crop_pct"], **common))
+            loaders["train"] = torch.utils.data.DataLoader(train_set, batch_size=args.batch_size, shuffle=True,
+                                                           drop_last=True, **loader_options)
+            loaders["val"] = torch.utils.data.DataLoader(val_set, batch_size=args.batch_size * 2, **loader_options)
+            next(iter(loaders["train"]))  # starts the persistent workers outside the timed loop
+        in_memory = random_batches(args.steps, args.batch_size, img_size, len(class_ids), device)
+        time_training(state, in_memory[:WARMUP_STEPS])
+        data_label = f"DataLoader, {args.workers} workers"
+        for data, batches in (("random tensors in memory", in_memory), (data_label, loaders["train"])):
+            rows.append({"measurement": f"{stage} stage training", "data": data, **time_training(state, batches)})
+            print(f"{stage} stage, {data}: {rows[-1]['images_per_s']:.1f} img/s", flush=True)
+    eval_in_memory = random_batches(args.steps // 2 or 1, args.batch_size * 2, img_size, len(class_ids), device)
+    for data, batches in (("random tensors in memory", eval_in_memory), (data_label, loaders["val"])):
+        rows.append({"measurement": "evaluation", "data": data, **time_evaluation(state, batches)})
+        print(f"evaluation, {data}: {rows[-1]['images_per_s']:.1f} img/s", flush=True)
+    loaders.clear()
+    gc.collect()  # ends the persistent loader workers, so their peak memory is counted below
+    return pd.DataFrame(rows)
+
+
+def rate(table, measurement, in_memory):
+    chosen = table.loc[(table["measurement"] == measurement)
+                       & ((table["data"] == "random tensors in memory") == in_memory), "images_per_s"]
+    return float(chosen.iloc[0])
+
+
+# ----------------------------------------------------------------------------------------------------
+# Report
+# ----------------------------------------------------------------------------------------------------
+def pipeline_table(pipeline):
+    return pd.DataFrame({"loader workers": pipeline["workers"],
+                         "large photos (img/s)": pipeline["large"].map("{:.1f}".format),
+                         "cleaned (img/s)": pipeline["cleaned"].map("{:.1f}".format),
+                         "cleaned / large": (pipeline["cleaned"] / pipeline["large"]).map("{:.1f}x".format)})
+
+
+def training_table(training, with_gpu_memory):
+    table = pd.DataFrame({"measurement": training["measurement"], "data": training["data"],
+                          "images/s (median step)": training["images_per_s"].map("{:.1f}".format),
+                          "images/s (whole pass)": training["pass_images_per_s"].map("{:.1f}".format),
+                          "waiting for data": training["wait_share"].map("{:.0%}".format)})
+    if with_gpu_memory:
+        table["peak GPU memory"] = training["gpu_peak_gib"].map("{:.2f} GiB".format)
+    return table
+
+
+def ratio_lines(training):
+    full_loop, full_compute = rate(training, "full stage training", False), rate(training, "full stage training", True)
+    head_loop, head_compute = rate(training, "head stage training", False), rate(training, "head stage training", True)
+    return [f"- Whole loop / model-only: full stage {full_loop / full_compute:.2f}, head stage "
+            f"{head_loop / head_compute:.2f}",
+            f"- Head stage / full stage: {head_loop / full_loop:.2f}x through the loader, "
+            f"{head_compute / full_compute:.2f}x on in-memory tensors"]
+
+
+def targets_table(training, pipeline, workers):
+    full_ratio = rate(training, "full stage training", False) / rate(training, "full stage training", True)
+    head_speedup = rate(training, "head stage training", False) / rate(training, "full stage training", False)
+    at_workers = pipeline.loc[pipeline["workers"] == workers].iloc[0]
+    cleaned_speedup = at_workers["cleaned"] / at_workers["large"]
+    rows = [("whole training loop >= 0.90 x model-only (full stage)", f"{full_ratio:.2f}", full_ratio >= TARGET_LOOP_RATIO),
+            ("head stage >= 3x full stage (through the loader)", f"{head_speedup:.2f}x", head_speedup >= TARGET_HEAD_SPEEDUP),
+            (f"cleaned images >= 5x faster than large photos ({workers} workers, as training)",
+             f"{cleaned_speedup:.1f}x", cleaned_speedup >= TARGET_CLEANED_SPEEDUP)]
+    return pd.DataFrame([{"target": target, "measured": value, "status": "met" if met else "MISSED"}
+                         for target, value, met in rows])
+
+
+def workers_to_feed(pipeline, source, gpu_rate):
+    """Fewest measured loader workers whose pipeline rate reaches the GPU's training rate."""
+    enough = pipeline.loc[pipeline[source] >= gpu_rate, "workers"]
+    if len(enough):
+        return f"{int(enough.min())}"
+    busiest = pipeline.loc[pipeline["workers"] > 0].iloc[-1]
+    per_worker = busiest[source] / busiest["workers"]
+    return f"more than {int(busiest['workers'])} (~{int(np.ceil(gpu_rate / per_worker))} at {per_worker:.0f} img/s each)"
+
+
+def photo_lines(sources, args):
+    sizes = {name: np.mean([os.path.getsize(path) for path in paths]) / 2 ** 20 for name, paths in sources.items()}
+    height, width = cv2.imread(sources["cleaned"][0]).shape[:2]
+    return [f"Compared: {args.photos} synthetic {args.photo_size[0]}x{args.photo_size[1]} JPEG photos (q92, "
+            f"{sizes['large']:.2f} MiB on average; stand-ins for AI Challenger's camera photos) against the same "
+            f"photos re-encoded by `cleaning.reencode_image` with --max-side {args.max_side} ({width}x{height}, "
+            f"{sizes['cleaned'] * 1024:.0f} KiB on average), each read with OpenCV and put through the strong "
+            f"augmentation and normalisation by a DataLoader with batch {args.batch_size}, looping over the photos, "
+            f"{args.pipeline_seconds:g} s per measurement, worker start-up included. Worker count 0 = in the main "
+            f"process.", ""]
+
+
+def memory_lines():
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return [f"- Peak resident memory (`ru_maxrss`): main process {own:.0f} MiB; largest loader worker "
+            f"{children:.0f} MiB"]
+
+
+def write_report(path, args, argv, started, device, sections):
+    lines = header_lines("Speed: data pipeline against model compute", started, "benchmarks/speed.py", argv)
+    lines += [f"- Settings: model `{args.model}` (random init), {args.img_size} px, batch {args.batch_size}, "
+              f"{args.steps} timed steps per training measurement, device {device}, training loader "
+              f"{args.workers} worker(s) (train.py's default), torch {torch.get_num_threads()} threads "
+              f"in the main process", ""]
+    for title, body in sections:
+        lines += [f"## {title}", "", *body, ""]
+    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    lines += [f"Load average at the end: {load}."]
+    write_text(path, "\n".join(lines) + "\n")
+
+
+def gpu_section(args, metadata, sources):
+    device = torch.device("cuda")
+    pipeline = measure_pipeline(sources, args.gpu_img_size, args)
+    training = measure_training(args, metadata, args.gpu_img_size, "bf16", "on", device)
+    gpu_rate = rate(training, "full stage training", True)
+    table = pipeline_table(pipeline)
+    body = [f"{torch.cuda.get_device_name(device)}, {args.gpu_img_size} px, bf16 autocast, channels_last, "
+            f"batch {args.batch_size}.", "", "Training and evaluation:", "",
+            *markdown_table(training_table(training, with_gpu_memory=True)), "", *ratio_lines(training), "",
+            f"Data pipeline at {args.gpu_img_size} px against the GPU's model-only full-stage rate "
+            f"({gpu_rate:.0f} img/s):", "", *markdown_table(table), "",
+            f"- Loader workers that keep the GPU fed (pipeline >= {gpu_rate:.0f} img/s): cleaned images "
+            f"{workers_to_feed(pipeline, 'cleaned', gpu_rate)}; large photos {workers_to_feed(pipeline, 'large', gpu_rate)}"]
+    return f"GPU: {args.gpu_img_size} px, bf16, channels_last", body
+
+
+@cli_entry
+def main(argv=None):
+    args = parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    started = now()
+    if not (Path(args.data_dir) / "metadata" / "classes.csv").exists():
+        raise UserError(f"{args.data_dir}: no cleaned dataset here; run `python analyze_data.py` to build and clean "
+                        f"the demo dataset (or pass --data-dir)")
+    metadata = dataset.load_metadata(args.data_dir)
+    if metadata.val.empty:
+        raise UserError(f"{Path(args.data_dir) / 'metadata' / 'val.csv'}: no validation images")
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if args.device == "auto" else args.device))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {args.device}: CUDA is not available on this machine")
+    with tempfile.TemporaryDirectory(prefix="speed_photos_") as folder:
+        print(f"rendering {args.photos} photos of {args.photo_size[0]}x{args.photo_size[1]} ...", flush=True)
+        sources = dict(zip(("large", "cleaned"), make_photo_sets(Path(folder), args)))
+        pipeline = measure_pipeline(sources, args.img_size, args)
+        training = measure_training(args, metadata, args.img_size, "auto", "auto", device)
+        sections = [
+            (f"Data pipeline: read + decode + strong augmentation at {args.img_size} px",
+             [*photo_lines(sources, args), *markdown_table(pipeline_table(pipeline))]),
+            (f"Training and evaluation on {device}",
+             [f"`train.train_one_epoch` and `train.evaluate` on {args.steps * args.batch_size} images of "
+              f"`{args.data_dir}` (strong augmentation; evaluation: resize + centre crop, batch "
+              f"{2 * args.batch_size}), against the same calls on random tensors already in memory. 'Waiting for "
+              f"data' is the share of the loop spent waiting for the next batch.", "",
+              *markdown_table(training_table(training, with_gpu_memory=device.type == "cuda")), "",
+              *ratio_lines(training)]),
+            ("Targets", markdown_table(targets_table(training, pipeline, args.workers))),
+        ]
+        if torch.cuda.is_available():
+            sections.append(gpu_section(args, metadata, sources))
+    sections.append(("Memory", memory_lines()))
+    out = Path(args.out) / "speed.md"
+    write_report(out, args, argv, started, device, sections)
+    print(out.read_text())
+
+
+if __name__ == "__main__":
+    main()
