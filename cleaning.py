@@ -34,7 +34,7 @@ import os
 import shutil
 import tempfile
 import time
-from multiprocessing import Pool
+import multiprocessing
 from pathlib import Path
 
 import cv2
@@ -204,7 +204,9 @@ def _map_parallel(function, items, workers, description, progress):
     if workers == 1 or len(items) < 2:
         return [function(item) for item in tqdm(items, **bar)]
     chunksize = max(1, min(64, len(items) // (workers * 8)))
-    with Pool(min(workers, len(items)), initializer=_init_worker) as pool:
+    # spawn, not fork: a forked child inherits OpenCV's and OpenMP's thread pools in a broken state and can hang
+    # (seen under pytest once other tests had used them).
+    with multiprocessing.get_context("spawn").Pool(min(workers, len(items)), initializer=_init_worker) as pool:
         return list(tqdm(pool.imap(function, items, chunksize=chunksize), **bar))
 
 

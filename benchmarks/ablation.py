@@ -34,7 +34,7 @@ import dataset  # noqa: E402
 import models  # noqa: E402
 import train  # noqa: E402
 from atomic_io import save_figure, write_csv, write_json, write_text  # noqa: E402
-from benchmarks.report import header_lines, markdown_table, now  # noqa: E402
+from benchmarks.report import header_lines, markdown_table, start_snapshot  # noqa: E402
 from errors import UserError, cli_entry  # noqa: E402
 
 BASELINE_LR = 1e-4
@@ -139,26 +139,23 @@ def stage_commands(args, row, seed):
 
 def settings_key(argv):
     """The arguments that decide a run's result (not how many loader processes it used)."""
-    pairs, skip = [], False
+    kept, skip_next = [], False
     for part in argv:
-        if skip:
-            skip = False
+        if skip_next:
+            skip_next = False
         elif part == "--workers":
-            skip = True
+            skip_next = True
         else:
-            pairs.append(part)
-    return pairs
+            kept.append(part)
+    return kept
 
 
 # ----------------------------------------------------------------------------------------------------
 # Running and reading runs
 # ----------------------------------------------------------------------------------------------------
-def run_stage(stage_dir, argv):
-    """Train (or resume, or skip a finished) stage; returns its wall seconds accumulated over invocations.
-
-    Runs in-process: one Python and one torch import for the whole ablation. A stage whose loss diverges
-    is a result (the seed's inverse weights can do that), recorded instead of stopping the ablation.
-    """
+def load_record(stage_dir, argv):
+    """The stage's record from an earlier invocation (None if it never started); refuses a run directory made
+    with other settings, so a changed budget never silently mixes with old results."""
     record_path = stage_dir / RUN_RECORD
     record = json.loads(record_path.read_text()) if record_path.exists() else None
     if record is not None and record["settings"] != settings_key(argv):
@@ -166,7 +163,18 @@ def run_stage(stage_dir, argv):
                         f"delete it or use another --out")
     if record is None and (stage_dir / "last.pth").exists():
         raise UserError(f"{stage_dir}: holds a run this script did not start; delete it or use another --out")
-    record = record or {"settings": settings_key(argv), "wall_seconds": 0.0, "diverged": None}
+    return record
+
+
+def run_stage(stage_dir, argv):
+    """Train (or resume, or skip a finished) stage; returns its record: wall seconds accumulated over
+    invocations, and the divergence message if the loss diverged.
+
+    Runs in-process: one Python and one torch import for the whole ablation. A stage whose loss diverges
+    is a result (the seed's inverse weights can do that), recorded instead of stopping the ablation.
+    """
+    record_path = stage_dir / RUN_RECORD
+    record = load_record(stage_dir, argv) or {"settings": settings_key(argv), "wall_seconds": 0.0, "diverged": None}
     record["diverged"] = None
     write_json(record_path, record)
     started = time.perf_counter()
@@ -282,8 +290,9 @@ def dataset_lines(metadata, data_dir):
     counts = metadata.classes["train_count"].to_numpy()
     groups = dataset.shot_groups(counts)
     summary_path = Path(data_dir) / "metadata" / "summary.json"
-    source = json.loads(summary_path.read_text()).get("source", "?") if summary_path.exists() else "?"
-    return [f"- Dataset: `{Path(data_dir).resolve()}` (cleaned from `{source}`): {len(metadata.train)} training / "
+    source = (f" (cleaned from `{json.loads(summary_path.read_text()).get('source')}`)" if summary_path.exists()
+              else "")
+    return [f"- Dataset: `{Path(data_dir).resolve()}`{source}: {len(metadata.train)} training / "
             f"{len(metadata.val)} validation images, {len(counts)} classes, imbalance {counts.max()}:{counts.min()}; "
             f"{(groups == 'many').sum()} many-shot (> 100 training images), {(groups == 'medium').sum()} medium, "
             f"{(groups == 'few').sum()} few-shot (< 20) classes"]
@@ -296,8 +305,8 @@ def write_markdown(path, runs, args, metadata, started, argv):
     lines += dataset_lines(metadata, args.data_dir)
     lines += [f"- Budget per row: {args.epochs} epochs, batch {args.batch_size}, model `{args.model}` "
               f"({'random init' if args.no_pretrained else 'pretrained'}); seeds {' '.join(map(str, args.seeds))}. "
-              f"Single-stage rows: LR {BASELINE_LR:g}, no warmup. Two-stage rows: {head_epochs} head epochs "
-              f"(frozen backbone, LR {HEAD_LR:g}) + {full_epochs} full epochs (LR {FULL_LR:g}, "
+              f"Single-stage rows: LR {BASELINE_LR:g}, no warmup. Two-stage rows: {head_epochs} head epoch(s) "
+              f"(frozen backbone, LR {HEAD_LR:g}) + {full_epochs} full epoch(s) (LR {FULL_LR:g}, "
               f"{args.warmup_epochs:g} warmup). Resolution {args.baseline_img_size} px, {args.img_size} px with the fix.",
               "", "## Results", ""]
     lines += markdown_table(summary_table(runs, args))
@@ -323,7 +332,8 @@ def plot(path, runs, args):
     stats = {name: [mean_and_spread(runs.loc[runs["row"] == row, name]) for row in args.rows]
              for name in ("balanced_acc", *SHOT_COLORS)}
     means, spreads = (np.array(values) * 100 for values in zip(*stats["balanced_acc"]))
-    balanced_ax.bar(positions, means, yerr=np.nan_to_num(spreads), capsize=4, color="tab:green")
+    bars = balanced_ax.bar(positions, means, yerr=np.nan_to_num(spreads), capsize=4, color="tab:green")
+    balanced_ax.bar_label(bars, fmt="%.1f", padding=2)
     balanced_ax.set(title="Validation balanced accuracy per row" + (" (mean ± std over seeds)" if len(args.seeds) > 1
                                                                      else ""), ylabel="balanced accuracy (%)")
     width = 0.27
@@ -354,9 +364,12 @@ def load_dataset(data_dir):
 @cli_entry
 def main(argv=None):
     args = parse_args(argv)
-    started = now()
+    started = start_snapshot()
     metadata = load_dataset(args.data_dir)
     plan = [(row, seed, stage_commands(args, row, seed)) for row in args.rows for seed in args.seeds]
+    for _, _, stages in plan:
+        for stage_dir, stage_argv in stages:
+            load_record(stage_dir, stage_argv)
     pending = [(stage_dir, stage_argv) for _, _, stages in plan for stage_dir, stage_argv in stages
                if not is_complete(stage_dir, stage_argv)]
     estimate = estimate_seconds(args, pending, metadata) if pending else 0.0

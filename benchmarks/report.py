@@ -46,14 +46,15 @@ def machine_lines():
     ]
 
 
-def header_lines(title, started, script, argv):
+def start_snapshot():
+    """The date and machine description when a benchmark starts (the load average then, not at the end)."""
+    return {"date": datetime.datetime.now(), "machine": machine_lines()}
+
+
+def header_lines(title, snapshot, script, argv):
     command = " ".join(shlex.quote(str(part)) for part in ["python", script, *argv])
-    return [f"# {title}", "", f"- Date: {started:%Y-%m-%d %H:%M} (local time)",
-            f"- Command (from `{ROOT}`): `{command}`", *machine_lines(), ""]
-
-
-def now():
-    return datetime.datetime.now()
+    return [f"# {title}", "", f"- Date: {snapshot['date']:%Y-%m-%d %H:%M} (local time)",
+            f"- Command (from `{ROOT}`): `{command}`", *snapshot["machine"], ""]
 
 
 def markdown_table(frame):

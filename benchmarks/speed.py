@@ -9,7 +9,7 @@
 2. Training on --data-dir (the cleaned demo dataset by default): train.py's train_one_epoch fed by a real
    DataLoader against the same function stepping on random tensors already in memory (the compute limit),
    for the full stage and the head stage (frozen backbone); evaluation images/s; peak memory.
-3. With CUDA: the same at --gpu-img-size with bf16 AMP and channels_last, and how many loader workers it takes
+3. On CUDA (the default device when there is one): the same at --gpu-img-size with bf16 AMP and channels_last, and how many loader workers it takes
    to keep the GPU fed.
 Writes OUT/speed.md with the issue's targets marked met or missed.
 """
@@ -38,13 +38,14 @@ import losses  # noqa: E402
 import models  # noqa: E402
 import train  # noqa: E402
 from atomic_io import write_text  # noqa: E402
-from benchmarks.report import header_lines, markdown_table, now  # noqa: E402
+from benchmarks.report import header_lines, markdown_table, start_snapshot  # noqa: E402
 from errors import UserError, cli_entry  # noqa: E402
 
 TARGET_LOOP_RATIO = 0.90
 TARGET_HEAD_SPEEDUP = 3.0
 TARGET_CLEANED_SPEEDUP = 5.0
 WARMUP_STEPS = 2
+ROUNDS = 2
 
 
 def default_worker_counts():
@@ -72,7 +73,8 @@ def parse_args(argv=None):
     parser.add_argument("--model", default=models.DEFAULT_MODEL)
     parser.add_argument("--img-size", type=int, default=128, help="training resolution (demo profile: 128)")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=20, help="timed training steps per measurement")
+    parser.add_argument("--steps", type=int, default=20,
+                        help=f"timed steps per training measurement, in {ROUNDS} alternating rounds")
     parser.add_argument("--workers", type=int, default=None,
                         help="loader processes of the training loop (default: train.py's, nproc - 1)")
     parser.add_argument("--pipeline-workers", type=int, nargs="+", default=None,
@@ -82,6 +84,8 @@ def parse_args(argv=None):
     parser.add_argument("--photo-size", type=photo_size, default=(3000, 2000), help="WIDTHxHEIGHT of a large photo")
     parser.add_argument("--max-side", type=int, default=512, help="cleaning's --max-side for the re-encoded copies")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch intra-op threads of the main process (default: torch's own, = nproc)")
     parser.add_argument("--gpu-img-size", type=int, default=320, help="resolution of the CUDA measurements")
     parser.add_argument("--out", default="benchmarks")
     args = parser.parse_args(argv)
@@ -229,23 +233,38 @@ def peak_memory_gib(device):
 
 
 def time_training(state, batches):
-    """Images/s, seconds waiting for data, and peak GPU memory of train_one_epoch over `batches`."""
+    """One pass of train_one_epoch over `batches`."""
     timed = TimedLoader(batches)
     reset_peak_memory(state["device"])
     progress = train.train_one_epoch(state, timed, 1,
                                      {"steps": 0, "loss_sum": 0.0, "correct": 0, "images": 0, "seconds": 0.0})
-    return {"images_per_s": timed.median_rate(), "pass_images_per_s": progress["images"] / progress["seconds"],
-            "wait_share": timed.wait_seconds / progress["seconds"], "gpu_peak_gib": peak_memory_gib(state["device"])}
+    return timed, progress["images"], progress["seconds"], peak_memory_gib(state["device"])
 
 
 def time_evaluation(state, batches):
+    """One pass of train.evaluate over `batches`."""
     timed = TimedLoader(batches)
     reset_peak_memory(state["device"])
     started = time.perf_counter()
     _, targets = train.evaluate(state["model"], timed, state["device"], state["amp_dtype"], state["channels_last"], 1)
-    seconds = time.perf_counter() - started
-    return {"images_per_s": timed.median_rate(), "pass_images_per_s": len(targets) / seconds,
-            "wait_share": timed.wait_seconds / seconds, "gpu_peak_gib": peak_memory_gib(state["device"])}
+    return timed, len(targets), time.perf_counter() - started, peak_memory_gib(state["device"])
+
+
+def compare(timer, state, sources):
+    """Times every (label, batches) source ROUNDS times, alternating, so a change in the machine's load hits
+    them alike. Per source: images/s of the median step, of the whole passes, share of time waiting for data."""
+    passes = {label: [] for label, _ in sources}
+    for _ in range(ROUNDS):
+        for label, batches in sources:
+            passes[label].append(timer(state, batches))
+    results = {}
+    for label, runs in passes.items():
+        seconds = sum(run[2] for run in runs)
+        results[label] = {"images_per_s": float(np.median([rate for run in runs for rate in run[0].step_rates])),
+                          "pass_images_per_s": sum(run[1] for run in runs) / seconds,
+                          "wait_share": sum(run[0].wait_seconds for run in runs) / seconds,
+                          "gpu_peak_gib": max(run[3] for run in runs)}
+    return results
 
 
 def random_batches(count, batch_size, img_size, num_classes, device):
@@ -267,16 +286,18 @@ def measure_training(args, metadata, img_size, amp, channels_last, device):
     class_ids = [int(class_id) for class_id in metadata.classes["id"]]
     index_of = dataset.label_to_index(class_ids)
     train_counts = np.bincount(metadata.train["label"].map(index_of), minlength=len(class_ids))
-    train_rows = sample(metadata.train, args.steps * args.batch_size, seed=0)
-    val_rows = sample(metadata.val, args.steps * args.batch_size, seed=1)
+    steps_per_round = -(-args.steps // ROUNDS)
+    train_rows = sample(metadata.train, steps_per_round * args.batch_size, seed=0)
+    val_rows = sample(metadata.val, steps_per_round * args.batch_size, seed=1)
     loader_options = dict(num_workers=args.workers, pin_memory=device.type == "cuda",
                           worker_init_fn=dataset.worker_init, persistent_workers=args.workers > 0)
+    in_memory, through_loader = "random tensors in memory", f"DataLoader, {args.workers} workers"
     rows, loaders = [], {}
     for stage in ("full", "head"):
         state, data_config = training_state(args, stage, img_size, amp, channels_last, len(class_ids),
                                             train_counts, device)
-        common = dict(img_size=img_size, mean=data_config["mean"], std=data_config["std"])
         if not loaders:
+            common = dict(img_size=img_size, mean=data_config["mean"], std=data_config["std"])
             train_set = dataset.LeafDataset(train_rows["path"], train_rows["label"].map(index_of),
                                             dataset.build_transform("strong", **common))
             val_set = dataset.LeafDataset(val_rows["path"], val_rows["label"].map(index_of),
@@ -285,16 +306,15 @@ def measure_training(args, metadata, img_size, amp, channels_last, device):
                                                            drop_last=True, **loader_options)
             loaders["val"] = torch.utils.data.DataLoader(val_set, batch_size=args.batch_size * 2, **loader_options)
             next(iter(loaders["train"]))  # starts the persistent workers outside the timed loop
-        in_memory = random_batches(args.steps, args.batch_size, img_size, len(class_ids), device)
-        time_training(state, in_memory[:WARMUP_STEPS])
-        data_label = f"DataLoader, {args.workers} workers"
-        for data, batches in (("random tensors in memory", in_memory), (data_label, loaders["train"])):
-            rows.append({"measurement": f"{stage} stage training", "data": data, **time_training(state, batches)})
-            print(f"{stage} stage, {data}: {rows[-1]['images_per_s']:.1f} img/s", flush=True)
-    eval_in_memory = random_batches(args.steps // 2 or 1, args.batch_size * 2, img_size, len(class_ids), device)
-    for data, batches in (("random tensors in memory", eval_in_memory), (data_label, loaders["val"])):
-        rows.append({"measurement": "evaluation", "data": data, **time_evaluation(state, batches)})
-        print(f"evaluation, {data}: {rows[-1]['images_per_s']:.1f} img/s", flush=True)
+        random_input = random_batches(steps_per_round, args.batch_size, img_size, len(class_ids), device)
+        time_training(state, random_input[:WARMUP_STEPS])
+        results = compare(time_training, state, [(in_memory, random_input), (through_loader, loaders["train"])])
+        rows += [{"measurement": f"{stage} stage training", "data": data, **result} for data, result in results.items()]
+    random_input = random_batches(-(-steps_per_round // 2), args.batch_size * 2, img_size, len(class_ids), device)
+    results = compare(time_evaluation, state, [(in_memory, random_input), (through_loader, loaders["val"])])
+    rows += [{"measurement": "evaluation", "data": data, **result} for data, result in results.items()]
+    for row in rows:
+        print(f"{row['measurement']}, {row['data']}: {row['images_per_s']:.1f} img/s", flush=True)
     loaders.clear()
     gc.collect()  # ends the persistent loader workers, so their peak memory is counted below
     return pd.DataFrame(rows)
@@ -348,12 +368,31 @@ def targets_table(training, pipeline, workers):
                          for target, value, met in rows])
 
 
+def diagnosis_lines(training, args):
+    """Why the whole loop is slower than the model alone: starved of data, or sharing the CPU."""
+    loop = training.loc[(training["measurement"] == "full stage training")
+                        & (training["data"] != "random tensors in memory")].iloc[0]
+    ratio = loop["images_per_s"] / rate(training, "full stage training", True)
+    if ratio >= TARGET_LOOP_RATIO:
+        return []
+    if loop["wait_share"] >= 1 - TARGET_LOOP_RATIO:
+        return [f"- The full-stage loop waits for data {loop['wait_share']:.0%} of its time: the loader is too slow "
+                f"({args.workers} worker(s)); more workers, or smaller re-encoded images (cleaning's --max-side)."]
+    return [f"- The full-stage loop waits for data only {loop['wait_share']:.0%} of its time, so the loader keeps up; "
+            f"the gap is slower compute: the loader worker(s) ({args.workers}) and any other processes share the "
+            f"{os.cpu_count()} cores with torch's {torch.get_num_threads()} intra-op threads, and one preempted "
+            f"thread stalls them all at every synchronisation point (see the load average above)."]
+
+
 def workers_to_feed(pipeline, source, gpu_rate):
     """Fewest measured loader workers whose pipeline rate reaches the GPU's training rate."""
     enough = pipeline.loc[pipeline[source] >= gpu_rate, "workers"]
     if len(enough):
         return f"{int(enough.min())}"
-    busiest = pipeline.loc[pipeline["workers"] > 0].iloc[-1]
+    with_workers = pipeline.loc[pipeline["workers"] > 0]
+    if with_workers.empty:
+        return "not measured (no worker count above 0)"
+    busiest = with_workers.iloc[-1]
     per_worker = busiest[source] / busiest["workers"]
     return f"more than {int(busiest['workers'])} (~{int(np.ceil(gpu_rate / per_worker))} at {per_worker:.0f} img/s each)"
 
@@ -373,8 +412,8 @@ def photo_lines(sources, args):
 def memory_lines():
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return [f"- Peak resident memory (`ru_maxrss`): main process {own:.0f} MiB; largest loader worker "
-            f"{children:.0f} MiB"]
+    return [f"- Peak resident memory (`ru_maxrss`): main process {own:.0f} MiB; largest child process (a loader "
+            f"worker; forked, so this counts pages it shares with the main process) {children:.0f} MiB"]
 
 
 def write_report(path, args, argv, started, device, sections):
@@ -390,8 +429,7 @@ def write_report(path, args, argv, started, device, sections):
     write_text(path, "\n".join(lines) + "\n")
 
 
-def gpu_section(args, metadata, sources):
-    device = torch.device("cuda")
+def gpu_section(args, metadata, sources, device):
     pipeline = measure_pipeline(sources, args.gpu_img_size, args)
     training = measure_training(args, metadata, args.gpu_img_size, "bf16", "on", device)
     gpu_rate = rate(training, "full stage training", True)
@@ -410,7 +448,9 @@ def gpu_section(args, metadata, sources):
 def main(argv=None):
     args = parse_args(argv)
     argv = sys.argv[1:] if argv is None else argv
-    started = now()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    started = start_snapshot()
     if not (Path(args.data_dir) / "metadata" / "classes.csv").exists():
         raise UserError(f"{args.data_dir}: no cleaned dataset here; run `python analyze_data.py` to build and clean "
                         f"the demo dataset (or pass --data-dir)")
@@ -430,16 +470,19 @@ def main(argv=None):
             (f"Data pipeline: read + decode + strong augmentation at {args.img_size} px",
              [*photo_lines(sources, args), *markdown_table(pipeline_table(pipeline))]),
             (f"Training and evaluation on {device}",
-             [f"`train.train_one_epoch` and `train.evaluate` on {args.steps * args.batch_size} images of "
-              f"`{args.data_dir}` (strong augmentation; evaluation: resize + centre crop, batch "
-              f"{2 * args.batch_size}), against the same calls on random tensors already in memory. 'Waiting for "
-              f"data' is the share of the loop spent waiting for the next batch.", "",
+             [f"`train.train_one_epoch` and `train.evaluate` on a sample of `{args.data_dir}` (strong augmentation; "
+              f"evaluation: resize + centre crop, batch {2 * args.batch_size}) against the same calls on random "
+              f"tensors already in memory, {args.steps} training steps each, timed in {ROUNDS} alternating rounds "
+              f"(in memory, loader, in memory, loader) so that other load on the machine hits both alike. The median "
+              f"step resists such load; 'whole pass' includes everything, such as each pass's wait for its first "
+              f"batch. 'Waiting for data' is the share of the loop spent waiting for the next batch.", "",
               *markdown_table(training_table(training, with_gpu_memory=device.type == "cuda")), "",
               *ratio_lines(training)]),
-            ("Targets", markdown_table(targets_table(training, pipeline, args.workers))),
+            ("Targets", markdown_table(targets_table(training, pipeline, args.workers))
+             + [line for diagnosis in diagnosis_lines(training, args) for line in ("", diagnosis)]),
         ]
-        if torch.cuda.is_available():
-            sections.append(gpu_section(args, metadata, sources))
+        if device.type == "cuda":
+            sections.append(gpu_section(args, metadata, sources, device))
     sections.append(("Memory", memory_lines()))
     out = Path(args.out) / "speed.md"
     write_report(out, args, argv, started, device, sections)

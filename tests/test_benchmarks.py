@@ -38,12 +38,14 @@ def test_ablation_writes_one_row_per_requested_row(tiny_cleaned, tmp_path, capsy
     assert "0 stages to train" in capsys.readouterr().out
 
 
-def test_ablation_refuses_a_run_made_with_other_settings(tiny_cleaned, tmp_path):
-    base = ["--data-dir", str(tiny_cleaned), "--out", str(tmp_path), "--rows", "baseline", "--img-size", "32",
-            "--baseline-img-size", "32", "--no-pretrained", *TINY_MODEL]
-    ablation.main([*base, "--epochs", "1"])
+def test_ablation_refuses_a_run_made_with_other_settings(tiny_cleaned, tmp_path, capsys):
+    base = ["--data-dir", str(tiny_cleaned), "--out", str(tmp_path), "--rows", "baseline", "--epochs", "1",
+            "--img-size", "32", "--no-pretrained", *TINY_MODEL]
+    ablation.main([*base, "--baseline-img-size", "32"])
+    capsys.readouterr()
     with pytest.raises(SystemExit):
-        ablation.main([*base, "--epochs", "1", "--baseline-img-size", "40"])
+        ablation.main([*base, "--baseline-img-size", "40"])
+    assert "baseline_seed0/full: was trained with other settings" in capsys.readouterr().err
 
 
 def test_ablation_names_the_missing_dataset(tmp_path, capsys):
