@@ -14,8 +14,13 @@ AI Challenger 2018 submission, a JSON list of {"image_id": <file name>, "disease
 Unreadable images go to <output stem>.rejected.csv (path,reason; always written, header-only when none);
 the rest are still predicted, and the exit code is 0 as long as one image was.
 """
-import argparse
 import os
+
+# Must precede `import torch`: OpenMP threads that spin while waiting lose their core to the data-loading
+# workers on small machines and slow training several-fold (benchmarks/speed.md); sleeping threads don't.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse
 from pathlib import Path
 
 import numpy as np

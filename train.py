@@ -6,10 +6,15 @@
 
 Runs the same under `torchrun --nproc_per_node=N train.py ...`. train_fixed.sh chains the two stages.
 """
+import os
+
+# Must precede `import torch`: OpenMP threads that spin while waiting lose their core to the data-loading
+# workers on small machines and slow training several-fold (benchmarks/speed.md); sleeping threads don't.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import argparse
 import hashlib
 import math
-import os
 import platform
 import sys
 import time

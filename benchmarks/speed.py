@@ -191,10 +191,6 @@ class TimedLoader:
             self.step_rates.append(len(batch[1]) / (finished - requested))
             requested = finished
 
-    def median_rate(self):
-        """Images/s of the median step: robust to other processes stealing the CPU for a few steps."""
-        return float(np.median(self.step_rates))
-
 
 def training_state(args, stage, img_size, amp, channels_last, num_classes, train_counts, device):
     """What train.train_one_epoch needs, built the way train.run builds it (AdamW, cosine schedule, sqrt-weighted
@@ -381,7 +377,9 @@ def diagnosis_lines(training, args):
     return [f"- The full-stage loop waits for data only {loop['wait_share']:.0%} of its time, so the loader keeps up; "
             f"the gap is slower compute: the loader worker(s) ({args.workers}) and any other processes share the "
             f"{os.cpu_count()} cores with torch's {torch.get_num_threads()} intra-op threads, and one preempted "
-            f"thread stalls them all at every synchronisation point (see the load average above)."]
+            f"thread stalls them all at every synchronisation point (see the load average above). Compare with "
+            f"`OMP_WAIT_POLICY=PASSIVE python benchmarks/speed.py ...` (waiting threads sleep instead of spinning) "
+            f"and with `--workers 0`."]
 
 
 def workers_to_feed(pipeline, source, gpu_rate):
@@ -435,7 +433,7 @@ def gpu_section(args, metadata, sources, device):
     gpu_rate = rate(training, "full stage training", True)
     table = pipeline_table(pipeline)
     body = [f"{torch.cuda.get_device_name(device)}, {args.gpu_img_size} px, bf16 autocast, channels_last, "
-            f"batch {args.batch_size}.", "", "Training and evaluation:", "",
+            f"batch {args.batch_size}.", "", f"Training and evaluation on a sample of `{args.data_dir}`, as above:", "",
             *markdown_table(training_table(training, with_gpu_memory=True)), "", *ratio_lines(training), "",
             f"Data pipeline at {args.gpu_img_size} px against the GPU's model-only full-stage rate "
             f"({gpu_rate:.0f} img/s):", "", *markdown_table(table), "",

@@ -35,3 +35,12 @@ def write_cleaned_dataset(root, train_counts, val_per_class=3, image_size=40, se
 @pytest.fixture(scope="session")
 def tiny_cleaned(tmp_path_factory):
     return write_cleaned_dataset(tmp_path_factory.mktemp("cleaned"), [24, 12, 4, 1])
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """Tiny test models gain nothing from threads, and on a shared 2-core machine spinning OpenMP threads
+    slow them several-fold."""
+    import torch
+
+    torch.set_num_threads(1)
