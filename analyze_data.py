@@ -27,7 +27,6 @@ from dataset import build_transform, load_metadata, read_image_rgb, shot_groups 
 from errors import UserError, cli_entry  # noqa: E402
 from plots import SHOT_GROUP_COLORS, abbreviate  # noqa: E402
 
-DEMO_DIR = "data/demo"
 TOP_N = 5
 AUGMENTATION_DRAWS = 5
 AUGMENTATION_IMG_SIZE = 320  # the seed's training resolution
@@ -49,6 +48,7 @@ def parse_args(argv=None):
     source.add_argument("--demo-scale", type=float, default=demo_data.DEFAULT_SCALE,
                         help="demo size as a fraction of the seed's class counts")
     source.add_argument("--demo-image-size", type=int, default=160, help="demo image side in pixels")
+    source.add_argument("--demo-dir", default="data/demo", help="where the demo dataset is generated")
     cleaning = parser.add_argument_group("cleaning")
     cleaning.add_argument("--out", default="data/cleaned", help="cleaned dataset folder")
     cleaning.add_argument("--max-side", type=int, default=None,
@@ -100,9 +100,9 @@ def prepare_cleaned_dataset(args):
     elif args.demo or not (out / "metadata" / "classes.csv").exists():
         if not args.demo:
             print(f"No --source given and no cleaned dataset in {out}: generating the built-in synthetic demo "
-                  f"dataset into {DEMO_DIR} and cleaning it (use --source PATH for your own data).")
+                  f"dataset into {args.demo_dir} and cleaning it (use --source PATH for your own data).")
         started = time.monotonic()
-        source = demo_data.generate_demo(DEMO_DIR, scale=args.demo_scale, image_size=args.demo_image_size,
+        source = demo_data.generate_demo(args.demo_dir, scale=args.demo_scale, image_size=args.demo_image_size,
                                          workers=args.workers)
         fmt = "aichallenger"
         print(f"Demo dataset ready in {source} ({time.monotonic() - started:.1f} s).")

@@ -16,7 +16,6 @@ import argparse
 import hashlib
 import math
 import platform
-import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -182,6 +181,35 @@ def build_transforms(args, data_config, train_counts):
         targeted = {index: heavy for index, count in enumerate(train_counts) if count < args.targeted_aug_below}
     eval_transform = dataset.build_transform("eval", crop_pct=data_config["crop_pct"], **common)
     return train_transform, targeted, eval_transform
+
+
+def build_optimizer(model, args):
+    """AdamW over the trainable parameters: no weight decay on biases and norms; the backbone's LR scaled by
+    --backbone-lr-scale (timm's scheduler honours each group's lr_scale)."""
+    parameter_groups = []
+    for is_head in (True, False):
+        for no_decay in (False, True):
+            group = [parameter for name, parameter in model.named_parameters()
+                     if parameter.requires_grad and models.is_head_parameter(model, name) == is_head
+                     and (parameter.ndim <= 1) == no_decay]
+            if group:
+                parameter_groups.append({"params": group, "weight_decay": 0.0 if no_decay else args.weight_decay,
+                                         "lr_scale": 1.0 if is_head else args.backbone_lr_scale})
+    return create_optimizer_v2(parameter_groups, opt="adamw", lr=args.lr, weight_decay=args.weight_decay)
+
+
+def build_scheduler(optimizer, args, steps_per_epoch):
+    """Linear warmup, then cosine to --min-lr, stepped every update so warmup is smooth even over one epoch."""
+    warmup_steps = int(args.warmup_epochs * steps_per_epoch)
+    return CosineLRScheduler(optimizer, t_initial=max(1, args.epochs * steps_per_epoch - warmup_steps),
+                             lr_min=args.min_lr, warmup_t=warmup_steps, warmup_lr_init=args.warmup_lr,
+                             warmup_prefix=True, t_in_epochs=False)
+
+
+def build_criterion(args, class_weights, train_counts):
+    weights = None if args.class_weights == "none" else torch.as_tensor(class_weights, dtype=torch.float32)
+    return losses.build_loss(args.loss, weights, class_counts=train_counts, label_smoothing=args.label_smoothing,
+                             focal_gamma=args.focal_gamma, tau=args.la_tau)
 
 
 def amp_dtype(args, device):
@@ -490,16 +518,7 @@ def run(args):
     if world_size > 1:
         trainable = torch.nn.parallel.DistributedDataParallel(
             trainable, device_ids=[device.index] if device.type == "cuda" else None)
-    parameter_groups = []
-    for is_head in (True, False):
-        for no_decay in (False, True):
-            group = [parameter for name, parameter in model.named_parameters()
-                     if parameter.requires_grad and models.is_head_parameter(model, name) == is_head
-                     and (parameter.ndim <= 1) == no_decay]
-            if group:
-                parameter_groups.append({"params": group, "weight_decay": 0.0 if no_decay else args.weight_decay,
-                                         "lr_scale": 1.0 if is_head else args.backbone_lr_scale})
-    optimizer = create_optimizer_v2(parameter_groups, opt="adamw", lr=args.lr, weight_decay=args.weight_decay)
+    optimizer = build_optimizer(model, args)
 
     train_transform, targeted, eval_transform = build_transforms(args, data_config, train_counts)
     train_set = dataset.LeafDataset(metadata.train["path"], train_targets, train_transform, targeted)
@@ -516,17 +535,11 @@ def run(args):
     val_loader = torch.utils.data.DataLoader(val_set, batch_size=batch_size * 2, shuffle=False, **loader_options)
 
     steps_per_epoch = len(sampler) // batch_size
-    warmup_steps = int(args.warmup_epochs * steps_per_epoch)
-    scheduler = CosineLRScheduler(optimizer, t_initial=max(1, args.epochs * steps_per_epoch - warmup_steps),
-                                  lr_min=args.min_lr, warmup_t=warmup_steps, warmup_lr_init=args.warmup_lr,
-                                  warmup_prefix=True, t_in_epochs=False)
+    scheduler = build_scheduler(optimizer, args, steps_per_epoch)
     autocast_dtype = amp_dtype(args, device)
     scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype == torch.float16)
     ema = ModelEmaV3(model, decay=args.ema_decay) if args.ema_decay > 0 else None
-    criterion = losses.build_loss(args.loss, None if args.class_weights == "none" else
-                                  torch.as_tensor(class_weights, dtype=torch.float32),
-                                  class_counts=train_counts, label_smoothing=args.label_smoothing,
-                                  focal_gamma=args.focal_gamma, tau=args.la_tau).to(device)
+    criterion = build_criterion(args, class_weights, train_counts).to(device)
 
     state = dict(args=args, rank=rank, device=device, model=model, trainable=trainable, optimizer=optimizer,
                  scheduler=scheduler, scaler=scaler, ema=ema, criterion=criterion, amp_dtype=autocast_dtype,
@@ -634,7 +647,7 @@ def report_setup(state, excluded, metadata, train_transform, targeted, workers, 
                            "augmentation": dataset.describe_transform(train_transform),
                            "targeted_heavy_classes": sorted(int(state["class_ids"][i]) for i in targeted),
                            "amp": str(state["amp_dtype"]), "channels_last": state["channels_last"],
-                           "versions": library_versions(), "command": " ".join(sys.argv)}}
+                           "versions": library_versions()}}
     write_text(output / "config.yaml", yaml.safe_dump(config, sort_keys=False, width=120))
 
 

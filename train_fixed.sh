@@ -8,7 +8,7 @@
 #         DATA_SOURCE=/data/ai_challenger_2018 bash train_fixed.sh   # your dataset, the seed's settings
 #
 # Settings (environment variables; defaults are the seed's, the demo's in brackets):
-#   IMG_SIZE 320 [128]   STAGE1_EPOCHS 10 [4]   STAGE1_LR 1e-3   STAGE2_EPOCHS 40 [6]   STAGE2_LR 3e-4
+#   IMG_SIZE 320 [128]   STAGE1_EPOCHS 10 [4]   STAGE1_LR 1e-3   STAGE2_EPOCHS 40 [4]   STAGE2_LR 3e-4
 #   WARMUP_EPOCHS 5 [1]  BATCH_SIZE 32   MODEL tf_efficientnet_lite0   CLASS_WEIGHTS sqrt   AUGMENT strong
 #   PRETRAINED 1 (0: from scratch)   PRETRAINED_FILE (local weights)   OUT_ROOT checkpoints   RUN_NAME task1
 #   EXTRA_ARGS (appended to both train.py calls, e.g. "--sampler sqrt --workers 4")
@@ -19,12 +19,16 @@ source scripts/common.sh
 prepare_data
 
 if [[ "$PROFILE" == demo ]]; then
-  : "${IMG_SIZE:=128}" "${STAGE1_EPOCHS:=4}" "${STAGE2_EPOCHS:=6}" "${WARMUP_EPOCHS:=1}"
+  : "${IMG_SIZE:=128}" "${STAGE1_EPOCHS:=4}" "${STAGE2_EPOCHS:=4}" "${WARMUP_EPOCHS:=1}"
 else
   : "${IMG_SIZE:=320}" "${STAGE1_EPOCHS:=10}" "${STAGE2_EPOCHS:=40}" "${WARMUP_EPOCHS:=5}"
 fi
 : "${STAGE1_LR:=1e-3}" "${STAGE2_LR:=3e-4}" "${BATCH_SIZE:=32}" "${MODEL:=tf_efficientnet_lite0}"
 : "${CLASS_WEIGHTS:=sqrt}" "${AUGMENT:=strong}" "${OUT_ROOT:=checkpoints}" "${RUN_NAME:=task1}" "${EXTRA_ARGS:=}"
+if [[ "$PROFILE" == demo ]]; then
+  echo "DEMO MODE: built-in synthetic leaves with a CPU-sized profile (${IMG_SIZE}px, $STAGE1_EPOCHS + $STAGE2_EPOCHS epochs)."
+  echo "           For real training: DATA_SOURCE=/path/to/dataset bash train_fixed.sh (320px, 10 + 40 epochs)."
+fi
 STAGE1_DIR="$OUT_ROOT/${RUN_NAME}_stage1"
 STAGE2_DIR="$OUT_ROOT/${RUN_NAME}_stage2"
 COMMON_ARGS="--data-dir $DATA_DIR --model $MODEL --img-size $IMG_SIZE --batch-size $BATCH_SIZE \

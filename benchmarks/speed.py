@@ -29,12 +29,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from timm.data import resolve_data_config  # noqa: E402
-from timm.optim import create_optimizer_v2  # noqa: E402
-from timm.scheduler import CosineLRScheduler  # noqa: E402
 
 import cleaning  # noqa: E402
 import dataset  # noqa: E402
-import losses  # noqa: E402
 import models  # noqa: E402
 import train  # noqa: E402
 from atomic_io import write_text  # noqa: E402
@@ -193,7 +190,7 @@ class TimedLoader:
 
 
 def training_state(args, stage, img_size, amp, channels_last, num_classes, train_counts, device):
-    """What train.train_one_epoch needs, built the way train.run builds it (AdamW, cosine schedule, sqrt-weighted
+    """What train.train_one_epoch needs, built with train.py's own builders (AdamW, cosine schedule, sqrt-weighted
     CE with label smoothing, frozen backbone and HeadOnly for the head stage)."""
     run_args = train.parse_args(["--model", args.model, "--stage", stage, "--epochs", "1", "--img-size",
                                  str(img_size), "--amp", amp, "--channels-last", channels_last, "--no-pretrained"])
@@ -204,12 +201,11 @@ def training_state(args, stage, img_size, amp, channels_last, num_classes, train
     use_channels_last = channels_last == "on" or (channels_last == "auto" and device.type == "cuda")
     model = model.to(device, memory_format=torch.channels_last if use_channels_last else torch.contiguous_format)
     parameters = [parameter for parameter in model.parameters() if parameter.requires_grad]
-    optimizer = create_optimizer_v2(parameters, opt="adamw", lr=run_args.lr, weight_decay=run_args.weight_decay)
-    scheduler = CosineLRScheduler(optimizer, t_initial=10 ** 6, lr_min=run_args.min_lr, t_in_epochs=False)
+    optimizer = train.build_optimizer(model, run_args)
+    scheduler = train.build_scheduler(optimizer, run_args, steps_per_epoch=10 ** 6)
     autocast_dtype = train.amp_dtype(run_args, device)
-    weights = torch.as_tensor(dataset.compute_class_weights(train_counts, "sqrt"), dtype=torch.float32)
-    criterion = losses.build_loss("ce", weights, class_counts=train_counts,
-                                  label_smoothing=run_args.label_smoothing).to(device)
+    criterion = train.build_criterion(run_args, dataset.compute_class_weights(train_counts, "sqrt"),
+                                      train_counts).to(device)
     state = dict(args=run_args, rank=0, device=device, model=model,
                  trainable=models.HeadOnly(model) if stage == "head" else model, optimizer=optimizer,
                  scheduler=scheduler, scaler=torch.amp.GradScaler(device.type, enabled=autocast_dtype == torch.float16),

@@ -5,6 +5,7 @@
 # DATA_DIR     the cleaned dataset (default data/cleaned). With no DATA_SOURCE and nothing in DATA_DIR, the
 #              built-in synthetic demo dataset is generated and cleaned into it.
 # PYTHON       interpreter (default: .venv/bin/python when present, else python3)
+# DEMO_DIR, DEMO_SCALE, DEMO_IMAGE_SIZE  where and how big the demo is generated (analyze_data.py --demo-*)
 # LAUNCHER     how train.py is started (default: $PYTHON; e.g. "torchrun --nproc_per_node=4" for 4 GPUs)
 
 if [[ -z "${PYTHON:-}" ]]; then
@@ -31,13 +32,10 @@ prepare_data() {
     echo "data: using the cleaned dataset in $DATA_DIR"
   else
     echo "data: no DATA_SOURCE given and nothing in $DATA_DIR: generating the built-in synthetic demo dataset"
-    "$PYTHON" analyze_data.py --demo --out "$DATA_DIR" ${DEMO_SCALE:+--demo-scale "$DEMO_SCALE"} \
-      ${DEMO_IMAGE_SIZE:+--demo-image-size "$DEMO_IMAGE_SIZE"}
+    "$PYTHON" analyze_data.py --demo --out "$DATA_DIR" ${DEMO_DIR:+--demo-dir "$DEMO_DIR"} \
+      ${DEMO_SCALE:+--demo-scale "$DEMO_SCALE"} ${DEMO_IMAGE_SIZE:+--demo-image-size "$DEMO_IMAGE_SIZE"}
   fi
   if cleaned_is_demo; then PROFILE=demo; else PROFILE=real; fi
-  if [[ "$PROFILE" == demo ]]; then
-    echo "DEMO MODE: built-in synthetic leaves, CPU-sized profile. For real training: DATA_SOURCE=/path/to/dataset bash $0"
-  fi
 }
 
 # Pretrained-weights flags from PRETRAINED (1 = ImageNet weights, 0 = from scratch) and PRETRAINED_FILE.
