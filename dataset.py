@@ -267,6 +267,12 @@ class LeafDataset(Dataset):
     def __len__(self):
         return len(self.paths)
 
+    def reseed(self, seed):
+        """Seed the augmentation: albumentations draws from its own generators, which torch leaves unseeded,
+        so without this no two runs (and no two loader workers) would augment alike."""
+        for transform in {id(t): t for t in (self.transform, *self.transform_by_target.values())}.values():
+            transform.set_random_seed(seed)
+
     def __getitem__(self, index):
         target = int(self.targets[index])
         transform = self.transform_by_target.get(target, self.transform)
@@ -277,6 +283,9 @@ class LeafDataset(Dataset):
 def worker_init(_worker_id):
     # OpenCV's own thread pool fights the DataLoader workers for the same cores.
     cv2.setNumThreads(0)
+    worker = torch.utils.data.get_worker_info()
+    if isinstance(worker.dataset, LeafDataset):
+        worker.dataset.reseed(worker.seed % 2**32)  # torch derives worker.seed from the run's --seed
 
 
 def sample_weights(targets, num_classes, scheme):

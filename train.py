@@ -522,6 +522,7 @@ def run(args):
 
     train_transform, targeted, eval_transform = build_transforms(args, data_config, train_counts)
     train_set = dataset.LeafDataset(metadata.train["path"], train_targets, train_transform, targeted)
+    train_set.reseed(args.seed + rank)  # loader workers reseed their copies from the same --seed
     val_order = np.arange(len(val_targets))[rank::world_size]
     val_set = dataset.LeafDataset(metadata.val["path"].iloc[val_order], val_targets[val_order], eval_transform)
     sampler = dataset.make_sampler(train_targets, len(class_ids), args.sampler, num_replicas=world_size,

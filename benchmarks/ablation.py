@@ -1,6 +1,6 @@
 """The seed's before/after table as an experiment: each fix alone, all together, and long-tail methods on top.
 
-    python benchmarks/ablation.py                      # demo profile: 10 epochs, 128 px fixed / 96 px baseline
+    python benchmarks/ablation.py                      # demo profile: 8 epochs, 128 px fixed / 96 px baseline
     python benchmarks/ablation.py --seeds 0 1 2        # mean and spread over three seeds
     python benchmarks/ablation.py --rows baseline fixed --epochs 50 --img-size 320 --baseline-img-size 224 \
         --warmup-epochs 5                               # the seed's own profile on a real dataset
@@ -78,9 +78,9 @@ def parse_args(argv=None):
     parser.add_argument("--rows", nargs="+", choices=list(RECIPES), default=list(RECIPES), metavar="ROW",
                         help=f"rows to run, in this order (default: all: {' '.join(RECIPES)})")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0], help="one run per seed; >1 reports mean ± std")
-    parser.add_argument("--epochs", type=int, default=10, help="epoch budget of every row (demo profile: 10)")
-    parser.add_argument("--head-fraction", type=float, default=0.4,
-                        help="share of the budget for the head stage of two-stage rows (0.4: 4 + 6 of 10)")
+    parser.add_argument("--epochs", type=int, default=8, help="epoch budget of every row (demo profile: 8)")
+    parser.add_argument("--head-fraction", type=float, default=0.5,
+                        help="share of the budget for the head stage of two-stage rows (0.5: 4 + 4 of 8)")
     parser.add_argument("--warmup-epochs", type=float, default=1,
                         help="warmup of the full stage of two-stage rows (demo 1, the seed's profile 5)")
     parser.add_argument("--img-size", type=int, default=128, help="resolution with the resolution fix (demo 128)")

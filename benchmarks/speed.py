@@ -24,6 +24,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+# train first: it sets OMP_WAIT_POLICY before torch loads, so this measures the loop as a real run executes it.
+import train  # noqa: E402, I001
+
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -33,7 +36,6 @@ from timm.data import resolve_data_config  # noqa: E402
 import cleaning  # noqa: E402
 import dataset  # noqa: E402
 import models  # noqa: E402
-import train  # noqa: E402
 from atomic_io import write_text  # noqa: E402
 from benchmarks.report import header_lines, markdown_table, start_snapshot  # noqa: E402
 from errors import UserError, cli_entry  # noqa: E402
@@ -415,7 +417,8 @@ def write_report(path, args, argv, started, device, sections):
     lines += [f"- Settings: model `{args.model}` (random init), {args.img_size} px, batch {args.batch_size}, "
               f"{args.steps} timed steps per training measurement, device {device}, training loader "
               f"{args.workers} worker(s) (train.py's default), torch {torch.get_num_threads()} threads "
-              f"in the main process", ""]
+              f"in the main process, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')} (as train.py sets it)",
+              ""]
     for title, body in sections:
         lines += [f"## {title}", "", *body, ""]
     load = ", ".join(f"{value:.2f}" for value in os.getloadavg())

@@ -157,3 +157,12 @@ def test_bad_data_dir_is_one_line_error(tmp_path, capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "classes.csv" in err and "\n" not in err
+
+
+def test_same_seed_same_augmentation_and_loss(tiny_cleaned, tmp_path):
+    first = run_stage(tiny_cleaned, tmp_path / "a", "--epochs", "1", "--workers", "1")
+    second = run_stage(tiny_cleaned, tmp_path / "b", "--epochs", "1", "--workers", "1")
+    other_seed = run_stage(tiny_cleaned, tmp_path / "c", "--epochs", "1", "--workers", "1", "--seed", "1")
+    losses_of = [pd.read_csv(path / "history.csv")["train_loss"].iloc[0] for path in (first, second, other_seed)]
+    assert losses_of[0] == losses_of[1]
+    assert losses_of[0] != losses_of[2]
