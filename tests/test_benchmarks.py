@@ -5,21 +5,10 @@ Benchmarks are not tests; these only check the scripts still run end to end and 
 import re
 
 import pytest
-import torch
 
 from benchmarks import ablation, speed
 
 TINY_MODEL = ["--model", "test_efficientnet", "--batch-size", "8", "--workers", "0"]
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models gain nothing from intra-op threads, and on a busy 2-core machine two spinning OpenMP threads
-    made these smoke runs 8x slower (51 s instead of 6 s)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def table_rows(markdown, first_cell):
