@@ -19,7 +19,7 @@ from torch.utils.data import Dataset, Sampler
 from errors import UserError
 
 WEIGHT_SCHEMES = ("inverse", "sqrt", "effective", "none")
-AUGMENTATIONS = ("weak", "strong", "heavy")
+AUGMENTATIONS = ("plain", "weak", "strong", "heavy")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -94,6 +94,16 @@ def _random_resized_crop(img_size):
     return A.RandomResizedCrop(size=(img_size, img_size), scale=(0.5, 1.0), ratio=(0.75, 1.333))
 
 
+def _plain_pipeline(img_size):
+    """What a generic fine-tuning script applies (timm's default ImageNet training transform): a random-resized
+    crop over 8-100 % of the image, a horizontal flip and colour jitter 0.4. The reference for benchmarks."""
+    return [
+        A.RandomResizedCrop(size=(img_size, img_size), scale=(0.08, 1.0), ratio=(0.75, 1.333)),
+        A.HorizontalFlip(p=0.5),
+        A.ColorJitter(brightness=0.4, contrast=0.4, saturation=0.4, hue=0.0, p=1.0),
+    ]
+
+
 def _weak_pipeline(img_size):
     """The seed's "before": mild rotation, occasional colour jitter and cutout."""
     return [
@@ -147,12 +157,14 @@ def _eval_pipeline(img_size, crop_pct):
 
 def build_transform(kind, img_size, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), rotate_limit=45,
                     crop_pct=0.875, normalize=True):
-    """An albumentations pipeline: 'weak', 'strong' or 'heavy' for training, 'eval' (resize + center crop).
+    """An albumentations pipeline: 'plain', 'weak', 'strong' or 'heavy' for training, 'eval' (resize + center crop).
 
     With normalize=False it stops before Normalize/ToTensor and returns HWC uint8, for plotting.
     mean/std come from the model's pretrained config so the pretrained features see what they expect.
     """
-    if kind == "weak":
+    if kind == "plain":
+        steps = _plain_pipeline(img_size)
+    elif kind == "weak":
         steps = _weak_pipeline(img_size)
     elif kind == "strong":
         steps = _strong_pipeline(img_size, rotate_limit)
@@ -161,7 +173,7 @@ def build_transform(kind, img_size, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), r
     elif kind == "eval":
         steps = _eval_pipeline(img_size, crop_pct)
     else:
-        raise UserError(f"unknown augmentation '{kind}' (choose weak, strong, heavy or eval)")
+        raise UserError(f"unknown augmentation '{kind}' (choose plain, weak, strong, heavy or eval)")
     if normalize:
         steps += [A.Normalize(mean=mean, std=std, max_pixel_value=255.0), ToTensorV2()]
     return A.Compose(steps)

@@ -5,6 +5,7 @@ trained on a skewed set learns p(y|x) scaled by the class prior; subtracting tau
 logits moves the decision towards the balanced-error optimum. tau = 0 is the plain model.
 """
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from errors import UserError
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 REQUIRED_KEYS = ("state_dict", "model_name", "num_classes", "class_ids", "class_names", "train_counts",
                  "img_size", "mean", "std", "crop_pct")
+AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 DEFAULT_MANY_THRESHOLD = 100
 DEFAULT_FEW_THRESHOLD = 20
 
@@ -72,6 +74,19 @@ def shot_thresholds(checkpoint):
     """(many, few) thresholds the run was evaluated with, so shot-group numbers match its history."""
     args = checkpoint.get("args") or {}
     return (args.get("many_threshold", DEFAULT_MANY_THRESHOLD), args.get("few_threshold", DEFAULT_FEW_THRESHOLD))
+
+
+def resolve_device(device_arg):
+    if device_arg == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(device_arg)
+    except RuntimeError:
+        raise UserError(f"--device {device_arg}: not a device (use auto, cpu, cuda or cuda:N)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {device_arg}: CUDA is not available on this machine")
+    return device
+
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -183,25 +198,56 @@ def adjust_scores(scores, train_counts, tau):
     return scores - tau * log_prior
 
 
-def tau_grid(tau_max, tau_step):
-    """0, step, 2*step, ... up to tau_max; 0 always included so calibration can keep the plain model."""
-    if tau_step <= 0 or tau_max < 0 or not math.isfinite(tau_max):
-        raise UserError(f"tau grid: need --tau-step > 0 and finite --tau-max >= 0 (got {tau_step}, {tau_max})")
-    count = int(math.floor(tau_max / tau_step + 1e-9)) + 1
-    return [round(index * tau_step, 10) for index in range(count)]
+def tau_grid(tau_min, tau_max, tau_step):
+    """tau_min, ..., 0, ..., tau_max in steps of tau_step; 0 is always a candidate, so calibration can keep the
+    plain model. A negative tau adds the log prior back: it corrects a model biased *against* the head classes
+    (trained with a logit-adjusted loss or over-strong class weights)."""
+    if tau_step <= 0 or not (math.isfinite(tau_min) and math.isfinite(tau_max)) or tau_min > 0 or tau_max < 0:
+        raise UserError(f"tau grid: need --tau-step > 0 and finite --tau-min <= 0 <= --tau-max "
+                        f"(got step {tau_step}, min {tau_min}, max {tau_max})")
+    below = int(math.floor(-tau_min / tau_step + 1e-9))
+    above = int(math.floor(tau_max / tau_step + 1e-9))
+    return [round(index * tau_step, 10) for index in range(-below, above + 1)]
+
+
+def one_image_gain(targets, num_classes):
+    """The most that one validation image can move balanced accuracy: one image of the smallest present class,
+    1 / (present classes x its images). A smaller gain from tuning tau is indistinguishable from luck."""
+    support = np.bincount(np.asarray(targets, dtype=np.int64), minlength=num_classes)
+    present = support[support > 0]
+    return 1.0 / (len(present) * int(present.min())) if len(present) else float("nan")
+
+
+@dataclass
+class TauSearch:
+    """tau: the chosen strength; best_tau: the grid's best (tau is 0 instead when its gain is within margin);
+    rows: one metrics row per candidate tau; margin: one_image_gain of the validation set."""
+
+    tau: float
+    best_tau: float
+    rows: list
+    margin: float
+
+    def row(self, tau):
+        return next(row for row in self.rows if row["tau"] == tau)
 
 
 def search_tau(scores, targets, train_counts, taus, many_threshold, few_threshold):
-    """(best tau, one metrics row per tau). Best = highest balanced accuracy; ties go to the smaller tau,
-    and tau = 0 (if in `taus`) competes, so the result never scores below the plain model."""
+    """Pick tau by validation balanced accuracy. Ties go to the smaller |tau|; the best tau is kept only when it
+    beats tau = 0 by more than one validation image could (one_image_gain), so a tiny validation set cannot
+    talk calibration into noise, and the result never scores below the plain model on validation."""
+    taus = sorted(set(float(tau) for tau in taus) | {0.0})
     rows = []
-    for tau in sorted(taus):
+    for tau in taus:
         result, _, _ = metrics.classification_metrics(
             adjust_scores(scores, train_counts, tau).numpy(), np.asarray(targets), train_counts,
             many_threshold, few_threshold)
-        rows.append({"tau": float(tau), **result})
+        rows.append({"tau": tau, **result})
     scored = [row for row in rows if not math.isnan(row["balanced_acc"])]
     if not scored:
         raise UserError("tau calibration: balanced accuracy is undefined (no validation image of a checkpoint class)")
-    best = max(scored, key=lambda row: (row["balanced_acc"], -row["tau"]))
-    return best["tau"], rows
+    best = max(scored, key=lambda row: (row["balanced_acc"], -abs(row["tau"])))
+    plain = next(row for row in rows if row["tau"] == 0.0)
+    margin = one_image_gain(targets, len(train_counts))
+    chosen = best["tau"] if best["balanced_acc"] - plain["balanced_acc"] > margin else 0.0
+    return TauSearch(tau=chosen, best_tau=best["tau"], rows=rows, margin=margin)

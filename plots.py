@@ -245,3 +245,37 @@ def plot_recall_change(classes, first_label, last_label, first_color, last_color
              ylabel="class (training images)", title=title)
     axis.grid(axis="x", alpha=0.3)
     save_figure(fig, path)
+
+
+def plot_tau_curve(rows, chosen_tau, margin, path, title):
+    """Balanced and shot-group accuracy against the logit-adjustment strength tau, with the chosen tau and the
+    band within which a gain over tau 0 is no more than one validation image."""
+    taus = [row["tau"] for row in rows]
+    fig, axis = plt.subplots(figsize=(8, 4.5))
+    axis.plot(taus, [row["balanced_acc"] for row in rows], marker="o", color="black", label="balanced accuracy")
+    for group, color in SHOT_GROUP_COLORS.items():
+        axis.plot(taus, [row[f"{group}_acc"] for row in rows], marker=".", color=color, alpha=0.8, label=f"{group}-shot")
+    plain = next(row["balanced_acc"] for row in rows if row["tau"] == 0.0)
+    axis.axhspan(plain - margin, plain + margin, color="grey", alpha=0.15, label="tau 0 ± one validation image")
+    axis.axvline(chosen_tau, color="tab:green", linestyle="--", label=f"chosen tau {chosen_tau:g}")
+    axis.set(xlabel="tau (logits - tau x log prior)", ylabel="validation accuracy", title=title, ylim=(0, 1.02))
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8, loc="lower left")
+    save_figure(fig, path)
+
+
+def plot_misclassified(examples, path, title, columns=6):
+    """A grid of misclassified photos, each titled 'true -> predicted (probability)'; a note when there are none."""
+    rows = max(1, math.ceil(len(examples) / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(2.4 * columns, 2.6 * rows), squeeze=False)
+    for index, axis in enumerate(axes.flat):
+        axis.axis("off")
+        if index < len(examples):
+            image, true_name, predicted_name, probability = examples[index]
+            axis.imshow(image)
+            axis.set_title(f"{abbreviate(true_name, 22)}\n-> {abbreviate(predicted_name, 22)} ({probability:.2f})",
+                           fontsize=7, color="tab:red")
+    if not examples:
+        axes.flat[0].text(0.5, 0.5, "no misclassified images", ha="center", va="center")
+    fig.suptitle(title)
+    save_figure(fig, path)

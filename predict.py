@@ -29,10 +29,10 @@ import torch
 
 import dataset
 import inference
+import plots
 from atomic_io import save_torch, write_csv, write_json
 from errors import UserError, cli_entry
 
-AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 DEFAULT_OUTPUT = {"csv": "predictions.csv", "aichallenger": "predictions.json"}
 
 
@@ -52,6 +52,8 @@ def parse_args(argv=None):
     tau.add_argument("--calibrate-tau", action="store_true",
                      help="pick tau by validation balanced accuracy and store it in --checkpoint")
     adjustment.add_argument("--data-dir", default="data/cleaned", help="cleaned dataset whose val.csv calibrates tau")
+    adjustment.add_argument("--tau-min", type=float, default=-2.0,
+                            help="most negative tau tried (adds the prior back: for logit-adjusted or over-weighted runs)")
     adjustment.add_argument("--tau-max", type=float, default=2.0)
     adjustment.add_argument("--tau-step", type=float, default=0.25)
 
@@ -59,7 +61,7 @@ def parse_args(argv=None):
     runtime.add_argument("--batch-size", type=int, default=64)
     runtime.add_argument("--workers", type=int, default=None, help="image-loading processes (default: cores - 1)")
     runtime.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    runtime.add_argument("--amp", choices=tuple(AMP_DTYPES), default="off", help="mixed precision on CUDA")
+    runtime.add_argument("--amp", choices=tuple(inference.AMP_DTYPES), default="off", help="mixed precision on CUDA")
     args = parser.parse_args(argv)
     if not args.paths and not args.calibrate_tau:
         parser.error("give image files or folders to predict (or --calibrate-tau)")
@@ -72,18 +74,6 @@ def parse_args(argv=None):
     if args.workers is None:
         args.workers = max(1, (os.cpu_count() or 2) - 1)
     return args
-
-
-def resolve_device(device_arg):
-    if device_arg == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(device_arg)
-    except RuntimeError:
-        raise UserError(f"--device {device_arg}: not a device (use auto, cpu, cuda or cuda:N)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {device_arg}: CUDA is not available on this machine")
-    return device
 
 
 def rejected_path(output):
@@ -108,7 +98,8 @@ def metric_line(row):
 
 
 def calibrate_tau(args, checkpoint, score_images):
-    """Grid-search tau on the validation set, print before/after, store tau and the report in the checkpoint."""
+    """Grid-search tau on the validation set, print before/after and the tau curve, store tau and the report in
+    the checkpoint, and plot the curve next to it (tau_calibration.png)."""
     metadata = dataset.load_metadata(args.data_dir)
     index_of = dataset.label_to_index(checkpoint["class_ids"])
     known = metadata.val["label"].isin(index_of.keys())
@@ -127,24 +118,34 @@ def calibrate_tau(args, checkpoint, score_images):
         raise UserError(f"{Path(args.data_dir) / 'metadata' / 'val.csv'}: none of its images could be read")
     targets = val["label"].iloc[indices.numpy()].map(index_of).to_numpy()
     many, few = inference.shot_thresholds(checkpoint)
-    grid = inference.tau_grid(args.tau_max, args.tau_step)
-    best_tau, rows = inference.search_tau(scores, targets, checkpoint["train_counts"], grid, many, few)
-    before = next(row for row in rows if row["tau"] == 0.0)
-    after = next(row for row in rows if row["tau"] == best_tau)
-    print(f"tau calibration on {len(targets)} validation images{' with TTA' if args.tta else ''}:")
-    for row in rows:
-        print(f"  tau {row['tau']:<5g} {metric_line(row)}" + ("  <- chosen" if row["tau"] == best_tau else ""))
+    grid = inference.tau_grid(args.tau_min, args.tau_max, args.tau_step)
+    search = inference.search_tau(scores, targets, checkpoint["train_counts"], grid, many, few)
+    before, after = search.row(0.0), search.row(search.tau)
+    val_counts = np.bincount(targets, minlength=len(checkpoint["class_ids"]))
+    print(f"tau calibration on {len(targets)} validation images{' with TTA' if args.tta else ''}; images per class: "
+          f"min {val_counts.min()}, median {int(np.median(val_counts))}, max {val_counts.max()}"
+          + (f" ({(val_counts == 0).sum()} classes have none)" if (val_counts == 0).any() else ""))
+    for row in search.rows:
+        print(f"  tau {row['tau']:<5g} {metric_line(row)}" + ("  <- chosen" if row["tau"] == search.tau else ""))
+    if search.tau != search.best_tau:
+        print(f"tau {search.best_tau:g} scored best, but its gain over tau 0 "
+              f"({search.row(search.best_tau)['balanced_acc'] - before['balanced_acc']:+.4f}) is within what one "
+              f"validation image can change ({search.margin:.4f}): keeping tau 0")
     print(f"before: tau {0:<5g} {metric_line(before)}")
-    print(f"after:  tau {best_tau:<5g} {metric_line(after)}")
-    checkpoint["logit_adjust_tau"] = best_tau
+    print(f"after:  tau {search.tau:<5g} {metric_line(after)}")
+    curve_path = Path(args.checkpoint).with_name("tau_calibration.png")
+    plots.plot_tau_curve(search.rows, search.tau, search.margin, curve_path,
+                         title=f"Post-hoc logit adjustment on {len(targets)} validation images ({Path(args.checkpoint).name})")
+    checkpoint["logit_adjust_tau"] = search.tau
     checkpoint["logit_adjust_report"] = {
-        "tau": best_tau, "before": before, "after": after, "grid": rows, "data_dir": str(args.data_dir),
-        "val_images": int(len(targets)), "tta": bool(args.tta), "many_threshold": many, "few_threshold": few,
+        "tau": search.tau, "best_tau": search.best_tau, "margin": search.margin, "before": before, "after": after,
+        "grid": search.rows, "data_dir": str(args.data_dir), "val_images": int(len(targets)),
+        "val_counts": val_counts.tolist(), "tta": bool(args.tta), "many_threshold": many, "few_threshold": few,
         "left_out_class_ids": left_out, "unreadable": [{"path": path, "reason": reason} for path, reason in unreadable],
     }
     save_torch(checkpoint, args.checkpoint)
-    print(f"stored logit_adjust_tau = {best_tau:g} in {args.checkpoint}")
-    return best_tau
+    print(f"stored logit_adjust_tau = {search.tau:g} in {args.checkpoint}; tau curve: {curve_path}")
+    return search.tau
 
 
 def predictions_table(paths, probabilities, checkpoint, top_k):
@@ -179,8 +180,8 @@ def main(argv=None):
     args = parse_args(argv)
     checkpoint = inference.load_checkpoint(args.checkpoint)
     images = inference.find_images(args.paths) if args.paths else []
-    device = resolve_device(args.device)
-    amp_dtype = AMP_DTYPES[args.amp] if device.type == "cuda" else None
+    device = inference.resolve_device(args.device)
+    amp_dtype = inference.AMP_DTYPES[args.amp] if device.type == "cuda" else None
     model = inference.build_model(checkpoint, args.checkpoint)
     transform = inference.eval_transform(checkpoint)
 

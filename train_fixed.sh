@@ -2,6 +2,7 @@
 # The seed's fix, end to end: sqrt class weights, strong augmentation, 320 px, and two stages:
 #   stage 1: frozen backbone, only the classifier trains (10 epochs, LR 1e-3)  -> checkpoints/task1_stage1
 #   stage 2: everything trains from stage 1's best (40 epochs, LR 3e-4, 5 warmup) -> checkpoints/task1_stage2
+#   then:    post-hoc logit adjustment of stage 2's best.pth, tau chosen on validation (CALIBRATE=0 skips it)
 # Re-running after a crash continues: a finished stage 1 is skipped, stage 2 resumes from its last.pth.
 #
 # Usage:  bash train_fixed.sh                                   # built-in demo data, CPU-sized profile
@@ -11,7 +12,7 @@
 #   IMG_SIZE 320 [128]   STAGE1_EPOCHS 10 [4]   STAGE1_LR 1e-3   STAGE2_EPOCHS 40 [4]   STAGE2_LR 3e-4
 #   WARMUP_EPOCHS 5 [1]  BATCH_SIZE 32   MODEL tf_efficientnet_lite0   CLASS_WEIGHTS sqrt   AUGMENT strong
 #   PRETRAINED 1 (0: from scratch)   PRETRAINED_FILE (local weights)   OUT_ROOT checkpoints   RUN_NAME task1
-#   EXTRA_ARGS (appended to both train.py calls, e.g. "--sampler sqrt --workers 4")
+#   EXTRA_ARGS (appended to both train.py calls, e.g. "--sampler sqrt --workers 4")   CALIBRATE 1 (0: skip step 3)
 #   DATA_SOURCE, DATA_DIR, PYTHON, LAUNCHER, DEMO_SCALE, DEMO_IMAGE_SIZE: see scripts/common.sh
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
@@ -42,6 +43,11 @@ echo "== stage 2/2: full fine-tune from $STAGE1_DIR/best.pth: $STAGE2_EPOCHS epo
 # shellcheck disable=SC2086
 $LAUNCHER train.py --stage full --epochs "$STAGE2_EPOCHS" --lr "$STAGE2_LR" --warmup-epochs "$WARMUP_EPOCHS" \
   --init-from "$STAGE1_DIR/best.pth" --output "$STAGE2_DIR" $COMMON_ARGS
+
+if [[ "${CALIBRATE:-1}" != 0 ]]; then
+  echo "== calibration: post-hoc logit adjustment of $STAGE2_DIR/best.pth, tau chosen on the validation set"
+  "$PYTHON" predict.py --checkpoint "$STAGE2_DIR/best.pth" --calibrate-tau --data-dir "$DATA_DIR"
+fi
 
 echo "== done. Curves: $STAGE2_DIR/training_curves.png"
 echo "   python visualize_training.py --checkpoint-dir $STAGE2_DIR/"

@@ -143,11 +143,36 @@ def test_search_tau_prefers_balanced_accuracy_and_smaller_tau_on_ties():
     # A head-biased model: class 0 gets +1 on every image, so half of class 1's images go to class 0.
     targets = np.array([0] * 4 + [1] * 4)
     scores = torch.tensor([[3.0, 0.0]] * 4 + [[1.5, 1.0], [1.5, 1.0], [0.0, 3.0], [0.0, 3.0]])
-    best_tau, rows = inference.search_tau(scores, targets, [100, 10], inference.tau_grid(2.0, 0.25), 50, 20)
-    assert rows[0]["tau"] == 0.0 and rows[0]["balanced_acc"] == 0.75
-    assert best_tau == 0.25 and max(row["balanced_acc"] for row in rows) == 1.0  # smallest tau reaching 1.0
+    search = inference.search_tau(scores, targets, [100, 10], inference.tau_grid(-2.0, 2.0, 0.25), 50, 20)
+    assert search.row(0.0)["balanced_acc"] == 0.75 and search.margin == 1 / 8
+    assert search.tau == search.best_tau == 0.25 and max(row["balanced_acc"] for row in search.rows) == 1.0
     perfect = torch.tensor([[5.0, 0.0]] * 4 + [[0.0, 5.0]] * 4)
-    assert inference.search_tau(perfect, targets, [100, 10], [0.0, 0.5, 1.0], 50, 20)[0] == 0.0
+    assert inference.search_tau(perfect, targets, [100, 10], [-0.5, 0.0, 0.5, 1.0], 50, 20).tau == 0.0
+
+
+def test_search_tau_corrects_a_model_biased_against_the_head_with_a_negative_tau():
+    # The mirror case (a logit-adjusted or over-weighted run): the tail class steals half of the head's images.
+    targets = np.array([0] * 4 + [1] * 4)
+    scores = torch.tensor([[1.0, 1.5], [1.0, 1.5], [3.0, 0.0], [3.0, 0.0]] + [[0.0, 3.0]] * 4)
+    search = inference.search_tau(scores, targets, [100, 10], inference.tau_grid(-2.0, 2.0, 0.25), 50, 20)
+    assert search.tau < 0 and search.row(search.tau)["balanced_acc"] == 1.0
+    assert inference.search_tau(scores, targets, [100, 10], inference.tau_grid(0.0, 2.0, 0.25), 50, 20).tau == 0.0
+
+
+def test_search_tau_keeps_tau_0_when_the_gain_is_one_validation_image():
+    # One of class 1's four images is fixed by tau: a gain of 1/8 = exactly what one image of it can change.
+    targets = np.array([0] * 4 + [1] * 4)
+    scores = torch.tensor([[3.0, 0.0]] * 4 + [[1.5, 1.0], [0.0, 3.0], [0.0, 3.0], [0.0, 3.0]])
+    search = inference.search_tau(scores, targets, [100, 10], inference.tau_grid(-2.0, 2.0, 0.25), 50, 20)
+    assert search.best_tau > 0 and search.row(search.best_tau)["balanced_acc"] - search.row(0.0)["balanced_acc"] == 1 / 8
+    assert search.tau == 0.0
+
+
+def test_tau_grid_is_symmetric_and_always_holds_0():
+    assert inference.tau_grid(-1.0, 1.0, 0.5) == [-1.0, -0.5, 0.0, 0.5, 1.0]
+    assert inference.tau_grid(0.0, 0.6, 0.25) == [0.0, 0.25, 0.5]
+    with pytest.raises(inference.UserError):
+        inference.tau_grid(0.5, 2.0, 0.25)
 
 
 def test_calibration_never_lowers_balanced_accuracy_and_stores_tau(trained, tiny_cleaned, val_paths, tmp_path, capsys):
@@ -158,9 +183,11 @@ def test_calibration_never_lowers_balanced_accuracy_and_stores_tau(trained, tiny
     assert "before: tau 0 " in out and f"after:  tau {load(checkpoint_path)['logit_adjust_tau']:<5g}" in out
     original, calibrated = load(trained), load(checkpoint_path)
     tau, report = calibrated["logit_adjust_tau"], calibrated["logit_adjust_report"]
-    assert tau in inference.tau_grid(2.0, 0.25) and report["tau"] == tau
+    assert tau in inference.tau_grid(-2.0, 2.0, 0.25) and report["tau"] == tau
     assert report["after"]["balanced_acc"] >= report["before"]["balanced_acc"]
-    assert report["after"]["balanced_acc"] == max(row["balanced_acc"] for row in report["grid"])
+    best = max(row["balanced_acc"] for row in report["grid"])
+    assert report["after"]["balanced_acc"] == best or best - report["before"]["balanced_acc"] <= report["margin"]
+    assert (checkpoint_path.parent / "tau_calibration.png").stat().st_size > 0
     # Before = the model as training evaluated it at its best epoch.
     assert report["before"]["balanced_acc"] == pytest.approx(original["best_metric"])
     assert report["val_images"] == 12 and report["many_threshold"] == 100

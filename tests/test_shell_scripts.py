@@ -42,6 +42,9 @@ def test_train_fixed_chains_stage1_into_stage2_on_the_demo(tiny_env):
     assert pd.read_csv(checkpoints / "task1_stage2" / "history.csv")["epoch"].tolist() == [1, 2]
     assert (checkpoints / "task1_stage2" / "training_curves.png").stat().st_size > 0
     assert (Path(tiny_env["DATA_DIR"]) / "metadata" / "class_weights_sqrt.csv").exists()
+    # Step 3 calibrated stage 2's best.pth and printed before/after.
+    assert output.index("== stage 2/2") < output.index("== calibration") < output.index("before: tau 0")
+    assert "logit_adjust_tau" in stage2 and (checkpoints / "task1_stage2" / "tau_calibration.png").exists()
 
     rerun = run_script("train_fixed.sh", tiny_env)
     assert rerun.count("already done") == 2  # a finished chain is not trained again

@@ -1,0 +1,102 @@
+"""Score a labelled test set with a trained checkpoint, the way training scored its validation set.
+
+  python evaluate.py --checkpoint checkpoints/task1_stage2/best.pth ../shared/realdata/field13/test
+  python evaluate.py --checkpoint checkpoints/task1_stage2/best.pth data/cleaned          # its val split
+  python evaluate.py --checkpoint ... --tta --tau 0.5 --output reports/test /data/ai_challenger_2018
+
+DATA is any layout analyze_data.py reads (its val split when it has one), a plain ImageFolder test folder, or a
+cleaned dataset folder (its val split). Classes are matched to the checkpoint's by name (ImageFolder) or id
+(annotated layouts); a class the checkpoint does not know is an error; classes absent from DATA are reported and
+not averaged in. Shot groups come from the checkpoint's training counts and thresholds.
+
+Writes into --output (default <checkpoint folder>/eval_<dataset name>/): metrics.json, per_class.csv,
+confusion_matrix.png (row-normalised), misclassified.png (the worst classes' errors) and unreadable.csv.
+"""
+import os
+
+# Must precede `import torch`: OpenMP threads that spin while waiting lose their core to the data-loading
+# workers on small machines and slow training several-fold (benchmarks/speed.md); sleeping threads don't.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+import evaluation
+import inference
+import sources
+from atomic_io import write_csv
+from errors import UserError, cli_entry
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("data", help="labelled images: a dataset layout, an ImageFolder folder or a cleaned dataset")
+    parser.add_argument("--checkpoint", required=True, help="a train.py best.pth (or last.pth)")
+    parser.add_argument("--output", default=None, help="report folder (default <checkpoint folder>/eval_<data name>)")
+    parser.add_argument("--format", choices=("auto", *sources.FORMATS), default="auto", help="layout of DATA")
+    parser.add_argument("--tta", action="store_true", help="average the softmax of each image and its mirror image")
+    parser.add_argument("--tau", type=float, default=None,
+                        help="logits - tau x log(prior); default: the checkpoint's calibrated tau, else 0 (off)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=None, help="image-loading processes (default: cores - 1)")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument("--amp", choices=tuple(inference.AMP_DTYPES), default="off", help="mixed precision on CUDA")
+    args = parser.parse_args(argv)
+    if args.batch_size < 1:
+        parser.error("--batch-size must be at least 1")
+    if args.workers is not None and args.workers < 0:
+        parser.error("--workers must be 0 or more")
+    if args.tau is not None and not np.isfinite(args.tau):
+        parser.error("--tau must be a finite number")
+    if args.workers is None:
+        args.workers = max(1, (os.cpu_count() or 2) - 1)
+    return args
+
+
+@cli_entry
+def main(argv=None):
+    args = parse_args(argv)
+    checkpoint = inference.load_checkpoint(args.checkpoint)
+    labelled = evaluation.read_labelled_set(args.data, checkpoint, args.format)
+    output = Path(args.output) if args.output else Path(args.checkpoint).parent / f"eval_{labelled.name}"
+    if output.exists() and not output.is_dir():
+        raise UserError(f"--output {output}: exists and is not a folder")
+    if args.tau is not None:
+        tau, tau_source = args.tau, "--tau"
+    else:
+        tau = float(checkpoint.get("logit_adjust_tau", 0.0))
+        tau_source = "stored by calibration" if "logit_adjust_tau" in checkpoint else "default, no adjustment"
+    device = inference.resolve_device(args.device)
+    amp_dtype = inference.AMP_DTYPES[args.amp] if device.type == "cuda" else None
+    model = inference.build_model(checkpoint, args.checkpoint)
+    scores, indices, unreadable = inference.predict_scores(
+        model, labelled.paths, inference.eval_transform(checkpoint), checkpoint["img_size"], device,
+        batch_size=args.batch_size, workers=args.workers, tta=args.tta, amp_dtype=amp_dtype, desc="evaluate")
+    write_csv(output / "unreadable.csv", pd.DataFrame(unreadable, columns=["path", "reason"]))
+    if unreadable:
+        print(f"{len(unreadable)} unreadable image(s) not scored, listed in {output / 'unreadable.csv'}: "
+              + "; ".join(f"{path}: {reason}" for path, reason in unreadable[:5]))
+    if not len(indices):
+        raise UserError(f"{args.data}: none of its {len(labelled.paths)} images could be read")
+    kept = indices.numpy()
+    labelled = evaluation.LabelledSet(labelled.name, labelled.description, [labelled.paths[i] for i in kept],
+                                      labelled.targets[kept], labelled.absent)
+    result, per_class, confusion = evaluation.score_metrics(scores, labelled.targets, checkpoint, tau)
+    probabilities = torch.softmax(inference.adjust_scores(scores, checkpoint["train_counts"], tau), dim=1).numpy()
+    many, few = inference.shot_thresholds(checkpoint)
+    extra = {"checkpoint": str(args.checkpoint), "data": str(args.data), "images": len(labelled.targets),
+             "unreadable": len(unreadable), "tau": tau, "tau_source": tau_source, "tta": bool(args.tta),
+             "many_threshold": many, "few_threshold": few,
+             "absent_classes": [checkpoint["class_names"][index] for index in labelled.absent]}
+    evaluation.write_evaluation_report(output, result, per_class, confusion, probabilities, labelled, checkpoint,
+                                       extra)
+    print("\n".join(evaluation.summary_lines(result, per_class, labelled, checkpoint)))
+    print(f"tau {tau:g} ({tau_source}); TTA {'on' if args.tta else 'off'}; {device} -> {output}/")
+
+
+if __name__ == "__main__":
+    main()

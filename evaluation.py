@@ -1,0 +1,157 @@
+"""Scoring a labelled image set with a trained checkpoint, the way training scored its validation set.
+
+A labelled set is any layout analyze_data.py reads (its validation split when it has one, else every image), a
+plain ImageFolder test folder, or a cleaned dataset folder (its val split). Its classes are matched to the
+checkpoint's: ImageFolder by folder name; other layouts by name when every class name in the set is one of the
+checkpoint's, else by id. A class the checkpoint does not know is an error naming it; checkpoint classes with no
+image in the set are reported and left out of every class average (metrics.classification_metrics does that).
+"""
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+import dataset
+import inference
+import metrics
+import plots
+import sources
+from atomic_io import write_csv, write_json
+from errors import UserError
+
+GENERIC_FOLDER_NAMES = {"test", "val", "valid", "validation", "images", "cleaned", "data"}
+MISCLASSIFIED_CLASSES = 6
+MISCLASSIFIED_PER_CLASS = 6
+
+
+@dataclass
+class LabelledSet:
+    """paths and targets (indices into the checkpoint's classes) of the images to score."""
+
+    name: str
+    description: str
+    paths: list
+    targets: np.ndarray
+    absent: list = field(default_factory=list)  # checkpoint class indices with no image in the set
+
+
+def dataset_name(data):
+    """A folder name for reports: field13/test -> field13_test, my_photos -> my_photos."""
+    path = Path(data).resolve()
+    name = path.stem if path.is_file() else path.name
+    return f"{path.parent.name}_{name}" if name.lower() in GENERIC_FOLDER_NAMES else name
+
+
+def read_labelled_set(data, checkpoint, fmt=None):
+    """The images of `data` with their checkpoint class indices; UserError for a class the checkpoint lacks."""
+    data = Path(data)
+    if (data / "metadata" / "classes.csv").is_file():
+        metadata = dataset.load_metadata(data)
+        names = dict(zip(metadata.classes["id"].astype(int), metadata.classes["name"].astype(str)))
+        table = metadata.val.assign(label=metadata.val["label"].astype(int))
+        description, by_name = f"cleaned dataset {data} (val split)", False
+    else:
+        source = sources.read_source(data, fmt)
+        table = source.images
+        if (table["split"] == "val").any():
+            table, split_text = table.loc[table["split"] == "val"], "val split"
+        else:
+            split_text = "all images"
+        names = {int(class_id): str(name) for class_id, name in source.class_names.items()}
+        present_names = {names[label] for label in table["label"].unique()}
+        by_name = source.fmt == "imagefolder" or present_names <= set(checkpoint["class_names"])
+        description = f"{source.fmt} {data} ({split_text})"
+        if len(source.rejected):
+            missing = source.rejected["path"].tolist()
+            print(f"{len(missing)} listed image(s) missing from disk, not scored: {', '.join(missing[:5])}"
+                  + (" ..." if len(missing) > 5 else ""))
+    if table.empty:
+        raise UserError(f"{data}: no labelled images to evaluate")
+    if by_name:
+        index_of = {name: index for index, name in enumerate(checkpoint["class_names"])}
+        keys = table["label"].map(names)
+    else:
+        index_of = {int(class_id): index for index, class_id in enumerate(checkpoint["class_ids"])}
+        keys = table["label"]
+    unknown = sorted(set(keys) - set(index_of), key=str)
+    if unknown:
+        what = "class" if by_name else "class id"
+        raise UserError(f"{data}: {what} '{unknown[0]}' is not one of the checkpoint's {len(index_of)} classes"
+                        + (f" (and {len(unknown) - 1} more unknown)" if len(unknown) > 1 else "")
+                        + f"; classes are matched {'by name' if by_name else 'by id'}")
+    targets = keys.map(index_of).to_numpy(dtype=np.int64)
+    absent = sorted(set(range(len(checkpoint["class_ids"]))) - set(targets.tolist()))
+    return LabelledSet(name=dataset_name(data), description=description, paths=table["path"].tolist(),
+                       targets=targets, absent=absent)
+
+
+def score_metrics(scores, targets, checkpoint, tau=0.0):
+    """(metrics dict, per-class table, confusion matrix) of scores (N, K) after logit adjustment by tau."""
+    adjusted = inference.adjust_scores(scores, checkpoint["train_counts"], tau)
+    many, few = inference.shot_thresholds(checkpoint)
+    result, per_class, confusion = metrics.classification_metrics(
+        adjusted.numpy(), targets, checkpoint["train_counts"], many, few)
+    groups = dataset.shot_groups(checkpoint["train_counts"], many, few)
+    off_diagonal = np.asarray(confusion, dtype=np.float64) - np.diag(np.diag(confusion))
+    confused_with = [checkpoint["class_names"][row.argmax()] if row.any() else "" for row in off_diagonal]
+    table = pd.DataFrame({"id": checkpoint["class_ids"], "name": checkpoint["class_names"],
+                          "train_count": checkpoint["train_counts"], "group": groups,
+                          "support": per_class["support"], "recall": per_class["recall"],
+                          "precision": per_class["precision"], "f1": per_class["f1"],
+                          "most_confused_with": confused_with})
+    return result, table, confusion
+
+
+def misclassified_examples(probabilities, targets, paths, per_class, class_names):
+    """Errors of the worst classes (lowest recall first): [(path, true name, predicted name, probability)]."""
+    predictions = probabilities.argmax(axis=1)
+    candidates = per_class.loc[(per_class["support"] > 0) & (per_class["recall"] < 1)]
+    worst = candidates.sort_values(["recall", "support"], ascending=[True, False]).index[:MISCLASSIFIED_CLASSES]
+    examples = []
+    for class_index in worst:
+        wrong = np.flatnonzero((targets == class_index) & (predictions != class_index))
+        wrong = wrong[np.argsort(-probabilities[wrong, predictions[wrong]])][:MISCLASSIFIED_PER_CLASS]
+        examples += [(paths[i], class_names[class_index], class_names[predictions[i]],
+                      float(probabilities[i, predictions[i]])) for i in wrong]
+    return examples
+
+
+def write_evaluation_report(output, result, per_class, confusion, probabilities, labelled, checkpoint, extra):
+    """metrics.json, per_class.csv, confusion_matrix.png and misclassified.png into `output`."""
+    output = Path(output)
+    write_json(output / "metrics.json", {**{key: _plain(value) for key, value in result.items()}, **extra})
+    write_csv(output / "per_class.csv", per_class)
+    labels = [f"{class_id} {plots.abbreviate(name, 32)}" for class_id, name in
+              zip(checkpoint["class_ids"], checkpoint["class_names"])]
+    plots.plot_confusion_matrix(confusion, labels, output / "confusion_matrix.png",
+                                title=f"{labelled.name}: confusion matrix (rows normalised to recall)")
+    examples = misclassified_examples(probabilities, labelled.targets, labelled.paths, per_class,
+                                      checkpoint["class_names"])
+    plots.plot_misclassified([(dataset.read_image_rgb(path), true, predicted, probability)
+                              for path, true, predicted, probability in examples],
+                             output / "misclassified.png",
+                             title=f"{labelled.name}: errors of the worst classes (true -> predicted, probability)")
+
+
+def _plain(value):
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    return value
+
+
+def summary_lines(result, per_class, labelled, checkpoint):
+    """The one-screen summary evaluate.py prints."""
+    lines = [f"{len(labelled.targets)} images of {int((per_class['support'] > 0).sum())} classes from "
+             f"{labelled.description}",
+             f"balanced accuracy {result['balanced_acc']:.4f} | accuracy {result['acc']:.4f} | macro-F1 "
+             f"{result['macro_f1']:.4f} | top-5 {result['top5']:.4f}",
+             f"many/medium/few-shot {result['many_acc']:.3f}/{result['medium_acc']:.3f}/{result['few_acc']:.3f} "
+             f"(groups by training count, thresholds {inference.shot_thresholds(checkpoint)})"]
+    if labelled.absent:
+        lines.append(f"{len(labelled.absent)} checkpoint class(es) have no image here and are not averaged in: "
+                     + ", ".join(checkpoint["class_names"][index] for index in labelled.absent))
+    present = per_class.loc[per_class["support"] > 0].sort_values("recall")
+    lines.append("worst classes: " + "; ".join(
+        f"{row.name} {row.recall:.2f} (-> {row.most_confused_with or '-'})" for row in present.head(5).itertuples()))
+    return lines
