@@ -33,8 +33,10 @@ import torch  # noqa: E402
 import dataset  # noqa: E402
 import models  # noqa: E402
 import train  # noqa: E402
-from atomic_io import save_figure, write_csv, write_json, write_text  # noqa: E402
+from atomic_io import save_figure, write_csv, write_text  # noqa: E402
 from benchmarks.report import header_lines, markdown_table, start_snapshot  # noqa: E402
+from benchmarks.runner import (format_minutes, format_percent, is_complete, load_record, mean_and_spread,  # noqa: E402
+                               run_stage, settings_key)
 from errors import UserError, cli_entry  # noqa: E402
 
 BASELINE_LR = 1e-4
@@ -43,7 +45,6 @@ FULL_LR = 3e-4
 METRICS = {"acc": "accuracy", "balanced_acc": "balanced acc.", "macro_f1": "macro-F1",
            "many_acc": "many-shot", "medium_acc": "medium-shot", "few_acc": "few-shot"}
 SHOT_COLORS = {"many_acc": "tab:blue", "medium_acc": "tab:orange", "few_acc": "tab:red"}
-RUN_RECORD = "ablation_run.json"
 
 
 @dataclass(frozen=True)
@@ -137,58 +138,9 @@ def stage_commands(args, row, seed):
     ]
 
 
-def settings_key(argv):
-    """The arguments that decide a run's result (not how many loader processes it used)."""
-    kept, skip_next = [], False
-    for part in argv:
-        if skip_next:
-            skip_next = False
-        elif part == "--workers":
-            skip_next = True
-        else:
-            kept.append(part)
-    return kept
-
-
 # ----------------------------------------------------------------------------------------------------
 # Running and reading runs
 # ----------------------------------------------------------------------------------------------------
-def load_record(stage_dir, argv):
-    """The stage's record from an earlier invocation (None if it never started); refuses a run directory made
-    with other settings, so a changed budget never silently mixes with old results."""
-    record_path = stage_dir / RUN_RECORD
-    record = json.loads(record_path.read_text()) if record_path.exists() else None
-    if record is not None and record["settings"] != settings_key(argv):
-        raise UserError(f"{stage_dir}: was trained with other settings ({' '.join(record['settings'])}); "
-                        f"delete it or use another --out")
-    if record is None and (stage_dir / "last.pth").exists():
-        raise UserError(f"{stage_dir}: holds a run this script did not start; delete it or use another --out")
-    return record
-
-
-def run_stage(stage_dir, argv):
-    """Train (or resume, or skip a finished) stage; returns its record: wall seconds accumulated over
-    invocations, and the divergence message if the loss diverged.
-
-    Runs in-process: one Python and one torch import for the whole ablation. A stage whose loss diverges
-    is a result (the seed's inverse weights can do that), recorded instead of stopping the ablation.
-    """
-    record_path = stage_dir / RUN_RECORD
-    record = load_record(stage_dir, argv) or {"settings": settings_key(argv), "wall_seconds": 0.0, "diverged": None}
-    record["diverged"] = None
-    write_json(record_path, record)
-    started = time.perf_counter()
-    try:
-        train.run(train.parse_args(argv))
-    except train.TrainingDiverged as error:
-        record["diverged"] = str(error)
-        print(f"{stage_dir}: diverged: {error}", flush=True)
-    finally:
-        record["wall_seconds"] += time.perf_counter() - started
-        write_json(record_path, record)
-    return record
-
-
 def read_result(stage_dirs, records):
     """One run's numbers: the final stage's best epoch, its epoch counted over all stages, wall time."""
     final = stage_dirs[-1] / "best.pth"
@@ -239,35 +191,9 @@ def estimate_seconds(args, pending, metadata):
     return total
 
 
-def is_complete(stage_dir, argv):
-    last = stage_dir / "last.pth"
-    if not last.exists():
-        return False
-    checkpoint = torch.load(last, map_location="cpu", weights_only=True)
-    return checkpoint["epoch"] >= train.parse_args(argv).epochs and not checkpoint.get("epoch_in_progress")
-
-
 # ----------------------------------------------------------------------------------------------------
 # Report
 # ----------------------------------------------------------------------------------------------------
-def mean_and_spread(values):
-    values = np.asarray([value for value in values if value is not None and not math.isnan(value)], dtype=float)
-    if values.size == 0:
-        return float("nan"), float("nan")
-    return float(values.mean()), float(values.std(ddof=1)) if values.size > 1 else float("nan")
-
-
-def format_percent(values, several_seeds):
-    mean, spread = mean_and_spread(values)
-    if math.isnan(mean):
-        return "–"
-    return f"{100 * mean:.1f} ± {100 * spread:.1f}" if several_seeds and not math.isnan(spread) else f"{100 * mean:.1f}"
-
-
-def format_minutes(seconds):
-    return f"{seconds / 60:.1f} min"
-
-
 def summary_table(runs, args):
     several = len(args.seeds) > 1
     rows = []

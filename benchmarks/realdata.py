@@ -1,0 +1,355 @@
+"""Recipes compared on real field photos: choose on validation, report on test.
+
+    python benchmarks/realdata.py --profile screen                     # every row, one seed, 96 px, 12 epochs
+    python benchmarks/realdata.py --profile final --seeds 0 1 2 \
+        --rows plain baseline fixed sampler                             # leading rows and references, 128 px, 20 ep.
+
+The bench is ../shared/realdata/field13 (13 classes of real leaf photos, long-tailed train, val and test splits;
+see its README). Its train and val splits are cleaned once into --data-dir; test/ is never trained or tuned on.
+Every row of a profile gets the same epoch budget. Two-stage rows split it into frozen-backbone head epochs and
+full fine-tune epochs (as train_fixed.sh does); single-stage rows train the whole model for all of it. Rows with
+post-hoc logit adjustment pick tau on validation only (inference.search_tau) and apply it to test.
+
+Each run goes to OUT/runs/<profile>/<row>_seed<k>/ and is resumable: re-running skips finished runs and
+continues interrupted ones (train.py --resume auto). Results are written after every run, so the report grows
+while the benchmark runs: OUT/realdata_<profile>.md, .csv (one line per run) and .png.
+"""
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import matplotlib  # noqa: E402
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+
+import cleaning  # noqa: E402
+import evaluation  # noqa: E402
+import inference  # noqa: E402
+import models  # noqa: E402
+from atomic_io import save_figure, save_torch, write_csv, write_json, write_text  # noqa: E402
+from benchmarks.report import header_lines, markdown_table, start_snapshot  # noqa: E402
+from benchmarks.runner import (format_minutes, format_percent, is_complete, load_record, mean_and_spread,  # noqa: E402
+                               run_stage)
+from errors import UserError, cli_entry  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_SOURCE = ROOT.parent / "shared" / "realdata" / "field13"
+HEAD_LR, FULL_LR, BASELINE_LR = 1e-3, 3e-4, 1e-4
+TAU_GRID = inference.tau_grid(-2.0, 2.0, 0.25)
+RESULT_FILE = "result.json"
+
+
+@dataclass(frozen=True)
+class Profile:
+    img_size: int
+    baseline_img_size: int  # the seed's baseline trains at 224 px against the fix's 320 (0.7x)
+    epochs: int
+    head_epochs: int
+    warmup_epochs: float
+    crt_epochs: int
+
+
+PROFILES = {
+    "screen": Profile(img_size=96, baseline_img_size=64, epochs=12, head_epochs=3, warmup_epochs=1, crt_epochs=2),
+    "final": Profile(img_size=128, baseline_img_size=96, epochs=20, head_epochs=5, warmup_epochs=2, crt_epochs=3),
+}
+
+
+@dataclass(frozen=True)
+class Row:
+    title: str
+    kind: str = "two_stage"  # two_stage | single | crt
+    common: tuple = ()  # train.py flags for every stage
+    full: tuple = ()  # train.py flags for the full stage only
+    posthoc_tau: bool = False  # pick tau on validation, apply it on test
+    runs_of: str = ""  # evaluate another row's runs instead of training new ones
+
+
+FIX = ("--class-weights", "sqrt", "--augment", "strong")
+ROWS = {
+    "plain": Row("generic fine-tune (timm train.py's recipe): one stage, CE + label smoothing, no class weights, "
+                 "random-resized crop + flip + colour jitter, AdamW, warmup + cosine, no gradient clipping",
+                 kind="single", common=("--class-weights", "none", "--augment", "plain", "--clip-grad", "0")),
+    "baseline": Row("the seed's baseline (train_baseline.sh): inverse weights, weak aug., 0.7x resolution, one stage, "
+                    "LR 1e-4, no warmup", kind="single", common=("--class-weights", "inverse", "--augment", "weak")),
+    "fixed": Row("the seed's fix (train_fixed.sh): sqrt weights, strong aug., full resolution, two stages", common=FIX),
+    "fixed_tau": Row("fixed + post-hoc logit adjustment (tau chosen on val)", posthoc_tau=True, runs_of="fixed"),
+    "sampler": Row("fixed + class-aware sqrt sampler", common=FIX + ("--sampler", "sqrt")),
+    "sampler_tau": Row("sampler + post-hoc logit adjustment (tau chosen on val)", posthoc_tau=True,
+                       runs_of="sampler"),
+    "logit_adjusted": Row("fixed with logit-adjusted loss instead of class weights, + tau chosen on val",
+                          common=("--class-weights", "none", "--augment", "strong", "--loss", "logit-adjusted"),
+                          posthoc_tau=True),
+    "ema": Row("fixed + EMA of weights in the full stage (decay 0.99)", common=FIX, full=("--ema-decay", "0.99")),
+    "backbone_lr": Row("fixed + backbone LR x0.1 in the full stage", common=FIX, full=("--backbone-lr-scale", "0.1")),
+    "crt": Row("fixed, then classifier re-balancing (cRT, Kang et al. 2020): frozen backbone, class-balanced "
+               "sampling, no class weights, last epochs of the budget", kind="crt", common=FIX),
+    "targeted": Row("fixed + heavy augmentation for few-shot classes (< 20 images)", common=FIX,
+                    full=("--targeted-aug-below", "20")),
+}
+METRICS = {"balanced_acc": "bal. acc.", "acc": "accuracy", "macro_f1": "macro-F1", "many_acc": "many",
+           "medium_acc": "medium", "few_acc": "few"}
+SHOT_COLORS = {"many_acc": "tab:blue", "medium_acc": "tab:orange", "few_acc": "tab:red"}
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--source", default=str(DEFAULT_SOURCE), help="field13 root (train/, val/, test/)")
+    parser.add_argument("--data-dir", default="data/field13", help="where its train and val splits are cleaned")
+    parser.add_argument("--test", default=None, help="labelled test folder (default SOURCE/test)")
+    parser.add_argument("--profile", choices=tuple(PROFILES), default="screen")
+    parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS), metavar="ROW",
+                        help=f"rows, in this order (default all: {' '.join(ROWS)})")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--model", default=models.DEFAULT_MODEL)
+    parser.add_argument("--no-pretrained", action="store_true", help="random initialisation (tests)")
+    parser.add_argument("--workers", type=int, default=None, help="data-loading processes (default: train.py's)")
+    parser.add_argument("--out", default="benchmarks", help="folder for runs/ and the reports")
+    args = parser.parse_args(argv)
+    args.rows = list(dict.fromkeys(args.rows))
+    args.seeds = list(dict.fromkeys(args.seeds))
+    args.test = args.test or str(Path(args.source) / "test")
+    return args
+
+
+# ----------------------------------------------------------------------------------------------------
+# The train.py commands of a run
+# ----------------------------------------------------------------------------------------------------
+def run_dir(args, row, seed):
+    return Path(args.out) / "runs" / args.profile / f"{ROWS[row].runs_of or row}_seed{seed}"
+
+
+def stage_commands(args, row, seed):
+    """[(stage directory, train.py arguments)] for one row and seed, in order; the last stage is the result."""
+    recipe, profile = ROWS[ROWS[row].runs_of or row], PROFILES[args.profile]
+    folder = run_dir(args, row, seed)
+    img_size = profile.baseline_img_size if row == "baseline" else profile.img_size
+    base = ["--data-dir", str(args.data_dir), "--model", args.model, "--batch-size", str(args.batch_size),
+            "--img-size", str(img_size), "--seed", str(seed), "--resume", "auto"]
+    if args.no_pretrained:
+        base.append("--no-pretrained")
+    if args.workers is not None:
+        base += ["--workers", str(args.workers)]
+    common = base + list(recipe.common)
+    if recipe.kind == "single":
+        lr, warmup = (BASELINE_LR, 0) if row == "baseline" else (FULL_LR, profile.warmup_epochs)
+        return [(folder / "full", ["--stage", "full", "--epochs", str(profile.epochs), "--lr", f"{lr:g}",
+                                   "--warmup-epochs", f"{warmup:g}", "--output", str(folder / "full"), *common,
+                                   *recipe.full])]
+    crt_epochs = profile.crt_epochs if recipe.kind == "crt" else 0
+    full_epochs = profile.epochs - profile.head_epochs - crt_epochs
+    stages = [
+        (folder / "head", ["--stage", "head", "--epochs", str(profile.head_epochs), "--lr", f"{HEAD_LR:g}",
+                           "--output", str(folder / "head"), *common]),
+        (folder / "full", ["--stage", "full", "--epochs", str(full_epochs), "--lr", f"{FULL_LR:g}",
+                           "--warmup-epochs", f"{profile.warmup_epochs:g}", "--init-from",
+                           str(folder / "head" / "best.pth"), "--output", str(folder / "full"), *common,
+                           *recipe.full]),
+    ]
+    if crt_epochs:
+        balanced = base + ["--class-weights", "none", "--augment", "strong", "--sampler", "inverse"]
+        stages.append((folder / "crt", ["--stage", "head", "--epochs", str(crt_epochs), "--lr", f"{HEAD_LR:g}",
+                                         "--init-from", str(folder / "full" / "best.pth"),
+                                         "--output", str(folder / "crt"), *balanced]))
+    return stages
+
+
+# ----------------------------------------------------------------------------------------------------
+# Training and scoring one run
+# ----------------------------------------------------------------------------------------------------
+def train_run(args, row, seed):
+    """Train (or resume) the run's stages; the record of wall seconds and divergence."""
+    records = []
+    for stage_dir, argv in stage_commands(args, row, seed):
+        records.append(load_record(stage_dir, argv) if is_complete(stage_dir, argv) else run_stage(stage_dir, argv))
+        if records[-1]["diverged"]:
+            break
+    return {"wall_seconds": sum(record["wall_seconds"] for record in records),
+            "diverged": next((record["diverged"] for record in records if record["diverged"]), None)}
+
+
+def score_run(args, checkpoint_path):
+    """Validation and test scores of a run's final checkpoint, cached beside it (scores.pt)."""
+    cache = checkpoint_path.with_name("scores.pt")
+    if cache.exists() and cache.stat().st_mtime >= checkpoint_path.stat().st_mtime:
+        return torch.load(cache, weights_only=True)
+    checkpoint = inference.load_checkpoint(checkpoint_path)
+    model = inference.build_model(checkpoint, checkpoint_path)
+    transform = inference.eval_transform(checkpoint)
+    scored = {}
+    for split, data in (("val", args.data_dir), ("test", args.test)):
+        labelled = evaluation.read_labelled_set(data, checkpoint)
+        scores, indices, unreadable = inference.predict_scores(
+            model, labelled.paths, transform, checkpoint["img_size"], torch.device("cpu"), batch_size=64,
+            workers=0, desc=f"scoring {split}")
+        if unreadable:
+            raise UserError(f"{data}: {len(unreadable)} unreadable image(s), e.g. {unreadable[0][0]}")
+        scored[split] = {"scores": scores, "targets": torch.as_tensor(labelled.targets[indices.numpy()])}
+    save_torch(scored, cache)
+    return scored
+
+
+def run_result(args, row, seed, record):
+    """One run's numbers on val and test (tau chosen on val for post-hoc rows)."""
+    checkpoint_path = stage_commands(args, row, seed)[-1][0] / "best.pth"
+    result = {"row": row, "seed": seed, **record}
+    if record["diverged"] or not checkpoint_path.exists():
+        return result
+    checkpoint = inference.load_checkpoint(checkpoint_path)
+    scored = score_run(args, checkpoint_path)
+    tau = 0.0
+    if ROWS[row].posthoc_tau:
+        many, few = inference.shot_thresholds(checkpoint)
+        tau = inference.search_tau(scored["val"]["scores"], scored["val"]["targets"].numpy(),
+                                   checkpoint["train_counts"], TAU_GRID, many, few).tau
+    result["tau"] = tau
+    for split in ("val", "test"):
+        values, _, _ = evaluation.score_metrics(scored[split]["scores"], scored[split]["targets"].numpy(), checkpoint,
+                                                tau)
+        result.update({f"{split}_{name}": values[name] for name in METRICS})
+    return result
+
+
+# ----------------------------------------------------------------------------------------------------
+# Report
+# ----------------------------------------------------------------------------------------------------
+def summary_table(runs, args):
+    several = len(args.seeds) > 1
+    table = []
+    fixed_wall = runs.loc[runs["row"] == "fixed", "wall_seconds"].mean() if "fixed" in set(runs["row"]) else np.nan
+    for row in args.rows:
+        results = runs.loc[runs["row"] == row]
+        if results.empty:
+            continue
+        cells = {"row": row, "seeds done": len(results), "val bal. acc.": format_percent(results["val_balanced_acc"], several)}
+        cells.update({f"test {label}": format_percent(results[f"test_{name}"], several)
+                      for name, label in METRICS.items()})
+        cells["tau (val)"] = "–" if not ROWS[row].posthoc_tau else " ".join(f"{tau:g}" for tau in results["tau"])
+        wall = results["wall_seconds"].mean()
+        cells["wall / run"] = format_minutes(wall) + ("" if np.isnan(fixed_wall) else f" ({wall / fixed_wall:.2f}x)")
+        table.append(cells)
+    return pd.DataFrame(table)
+
+
+def write_markdown(path, runs, args, started, argv):
+    profile = PROFILES[args.profile]
+    lines = header_lines(f"Real photos (field13): recipes chosen on validation, reported on test ({args.profile} "
+                         f"profile)", started, "benchmarks/realdata.py", argv)
+    lines += [f"- Data: `{args.source}`: train and val cleaned into `{args.data_dir}`, test `{args.test}` "
+              f"(never trained or tuned on)",
+              f"- Budget per row: {profile.epochs} epochs at {profile.img_size} px (the seed's baseline at "
+              f"{profile.baseline_img_size} px), batch {args.batch_size}, `{args.model}` with ImageNet weights. "
+              f"Two-stage rows: {profile.head_epochs} head epochs (frozen backbone, LR {HEAD_LR:g}) + the rest full "
+              f"(LR {FULL_LR:g}, {profile.warmup_epochs:g} warmup); cRT takes its {profile.crt_epochs} epochs from the "
+              f"full stage. Single-stage rows: all epochs full (plain LR {FULL_LR:g} with warmup, the seed's baseline "
+              f"{BASELINE_LR:g} without).",
+              f"- Seeds: {' '.join(map(str, args.seeds))}. Wall time is training only (scoring excluded), on a machine "
+              f"shared with other jobs while it ran: compare it between rows of the same table only.",
+              "", "## Results", ""]
+    lines += markdown_table(summary_table(runs, args))
+    lines += ["", "Percentages: balanced accuracy = mean per-class recall; many/medium/few = mean recall of classes "
+              "with > 100, 20-100, < 20 training images. Each run's checkpoint is its final stage's best epoch by "
+              "validation balanced accuracy; post-hoc rows pick tau on validation (grid -2..2, kept at 0 unless it "
+              "gains more than one validation image)" + (", ± is the standard deviation over seeds." if len(args.seeds) > 1
+                                                          else "; one seed: a few points may be noise."),
+              "", "## Rows", ""]
+    for row in args.rows:
+        lines.append(f"- `{row}`: {ROWS[row].title}")
+        if not ROWS[row].runs_of:
+            for _, argv in stage_commands(args, row, "<k>"):
+                lines.append(f"  - `python train.py {' '.join(part for part in argv)}`")
+    diverged = runs.loc[runs["diverged"].notna()] if "diverged" in runs else runs.iloc[:0]
+    if len(diverged):
+        lines += ["", "## Diverged runs", ""] + [f"- `{run.row}` seed {run.seed}: {run.diverged}"
+                                                  for run in diverged.itertuples()]
+    write_text(path, "\n".join(lines) + "\n")
+
+
+def plot(path, runs, args):
+    rows = [row for row in args.rows if (runs["row"] == row).any()]
+    fig, (balanced_ax, groups_ax) = plt.subplots(1, 2, figsize=(15, 5.5))
+    positions = np.arange(len(rows))
+    for offset, split, color in ((-0.2, "val", "tab:gray"), (0.2, "test", "tab:green")):
+        stats = [mean_and_spread(runs.loc[runs["row"] == row, f"{split}_balanced_acc"]) for row in rows]
+        means, spreads = (np.array(values) * 100 for values in zip(*stats))
+        bars = balanced_ax.bar(positions + offset, means, 0.4, yerr=np.nan_to_num(spreads), capsize=3, color=color,
+                               label=split)
+        balanced_ax.bar_label(bars, fmt="%.1f", padding=2, fontsize=7)
+    balanced_ax.set(title="Balanced accuracy (chosen on val, reported on test)", ylabel="balanced accuracy (%)")
+    balanced_ax.legend(fontsize=8)
+    for offset, (name, color) in zip((-0.27, 0, 0.27), SHOT_COLORS.items()):
+        stats = [mean_and_spread(runs.loc[runs["row"] == row, f"test_{name}"]) for row in rows]
+        means, spreads = (np.array(values) * 100 for values in zip(*stats))
+        groups_ax.bar(positions + offset, means, 0.27, yerr=np.nan_to_num(spreads), capsize=2, color=color,
+                      label=f"test {METRICS[name]}-shot")
+    groups_ax.set(title="Test accuracy by shot group (mean per-class recall)", ylabel="accuracy (%)")
+    groups_ax.legend(fontsize=8)
+    for axis in (balanced_ax, groups_ax):
+        axis.set_xticks(positions, rows, rotation=30, ha="right")
+        axis.set_ylim(0, 105)
+        axis.grid(axis="y", alpha=0.3)
+    profile = PROFILES[args.profile]
+    fig.suptitle(f"field13, {args.profile} profile: {profile.epochs} epochs at {profile.img_size} px, "
+                 f"seeds {' '.join(map(str, args.seeds))}")
+    save_figure(fig, path)
+
+
+def write_reports(args, results, started, argv):
+    runs = pd.DataFrame(results)
+    out = Path(args.out)
+    stem = f"realdata_{args.profile}"
+    write_csv(out / f"{stem}.csv", runs)
+    write_markdown(out / f"{stem}.md", runs, args, started, argv)
+    plot(out / f"{stem}.png", runs, args)
+    return runs
+
+
+# ----------------------------------------------------------------------------------------------------
+# main
+# ----------------------------------------------------------------------------------------------------
+def prepare_data(args):
+    summary = cleaning.clean_dataset(args.source, args.data_dir, progress=False)
+    print(f"data: {args.source} -> {args.data_dir} ({'reused' if summary['reused'] else 'cleaned'}); "
+          f"test: {args.test}", flush=True)
+
+
+@cli_entry
+def main(argv=None):
+    args = parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    started = start_snapshot()
+    prepare_data(args)
+    results = []
+    # Seed-major order: every row gets its first seed before any row gets a second one.
+    plan = [(row, seed) for seed in args.seeds for row in args.rows]
+    for number, (row, seed) in enumerate(plan, 1):
+        result_path = run_dir(args, row, seed) / f"{row}_{RESULT_FILE}"
+        if result_path.exists():
+            results.append(json.loads(result_path.read_text()))
+            continue
+        print(f"== [{number}/{len(plan)}] {row}, seed {seed}: {ROWS[row].title}", flush=True)
+        started_run = time.perf_counter()
+        record = train_run(args, ROWS[row].runs_of or row, seed)
+        results.append(run_result(args, row, seed, record))
+        write_json(result_path, results[-1])
+        runs = write_reports(args, results, started, argv)
+        print(f"   {row} seed {seed}: val {results[-1].get('val_balanced_acc', float('nan')):.3f} test "
+              f"{results[-1].get('test_balanced_acc', float('nan')):.3f} balanced accuracy "
+              f"({time.perf_counter() - started_run:.0f} s)", flush=True)
+    runs = write_reports(args, results, started, argv)
+    print("\n".join(markdown_table(summary_table(runs, args))))
+    print(f"wrote {Path(args.out) / f'realdata_{args.profile}.md'}")
+
+
+if __name__ == "__main__":
+    main()
