@@ -2,6 +2,7 @@
 
     python analyze_data.py --visualize                  # the built-in demo when nothing is configured
     python analyze_data.py --source PATH [--max-side 512] [--visualize]
+    python analyze_data.py --source train_list.txt --val-list val_list.txt   # '<image path> <label>' lines
     python analyze_data.py --demo --visualize           # back to the demo after analysing another dataset
 
 With --source it first cleans that dataset into --out (data/cleaned; see cleaning.py for the rules). With no
@@ -26,6 +27,7 @@ from cleaning import WEIGHT_SCHEMES_WRITTEN, clean_dataset  # noqa: E402
 from dataset import build_transform, load_metadata, read_image_rgb, shot_groups  # noqa: E402
 from errors import UserError, cli_entry  # noqa: E402
 from plots import SHOT_GROUP_COLORS, abbreviate  # noqa: E402
+from sources import FORMATS  # noqa: E402
 
 TOP_N = 5
 AUGMENTATION_DRAWS = 5
@@ -36,12 +38,15 @@ SCHEME_STYLES = {"inverse": ("tab:red", "o"), "sqrt": ("tab:green", "s"), "effec
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_argument_group("what to analyse")
-    source.add_argument("--source", help="dataset to clean first: AI Challenger root, ImageFolder root or CSV file")
-    source.add_argument("--format", choices=("auto", "aichallenger", "imagefolder", "csv"), default="auto",
+    source.add_argument("--source", help="dataset to clean first: AI Challenger root, ImageFolder root, CSV file or "
+                                         "text list of '<image path> <label>' lines")
+    source.add_argument("--format", choices=("auto",) + FORMATS, default="auto",
                         help="layout of --source (default: detected)")
     source.add_argument("--path-column", help="CSV: column holding image paths (default: detected)")
     source.add_argument("--label-column", help="CSV: column holding labels, ids or names (default: detected)")
     source.add_argument("--split-column", help="CSV: column holding train/val (default: 'split' if present)")
+    source.add_argument("--val-list", help="list: the validation list file (then --source's lines are the training "
+                                           "split; without it a stratified split is made)")
     source.add_argument("--demo", action="store_true",
                         help="use the built-in demo as the source: generate it into data/demo and clean it "
                              "(each step is redone only if missing or changed)")
@@ -65,6 +70,8 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.demo and args.source:
         parser.error("--demo and --source exclude each other")
+    if args.val_list and not args.source:
+        parser.error("--val-list goes with --source (the training list)")
     return args
 
 
@@ -111,7 +118,7 @@ def prepare_cleaned_dataset(args):
         return
     summary = clean_dataset(source, out, fmt=fmt, max_side=args.max_side, val_fraction=args.val_fraction,
                             seed=args.seed, workers=args.workers, path_column=args.path_column,
-                            label_column=args.label_column, split_column=args.split_column,
+                            label_column=args.label_column, split_column=args.split_column, val_list=args.val_list,
                             many_threshold=args.many_threshold, few_threshold=args.few_threshold)
     if summary["reused"]:
         print(f"{out} is up to date with {summary['source']} (nothing changed since it was cleaned).")

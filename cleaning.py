@@ -59,7 +59,7 @@ MANAGED_ENTRIES = {"metadata", "images"}
 
 
 def clean_dataset(source, out_dir="data/cleaned", fmt=None, max_side=None, val_fraction=0.15, seed=0,
-                  workers=None, path_column=None, label_column=None, split_column=None,
+                  workers=None, path_column=None, label_column=None, split_column=None, val_list=None,
                   many_threshold=100, few_threshold=20, progress=True):
     """Clean the dataset at `source` into `out_dir` and return the summary (as written to summary.json).
 
@@ -68,7 +68,7 @@ def clean_dataset(source, out_dir="data/cleaned", fmt=None, max_side=None, val_f
     _check_settings(max_side, val_fraction, seed, workers, many_threshold, few_threshold)
     out_dir = Path(out_dir)
     workers = workers or os.cpu_count() or 1
-    source_data = read_source(source, fmt, path_column, label_column, split_column)
+    source_data = read_source(source, fmt, path_column, label_column, split_column, val_list)
     _refuse_source_inside_output(source_data, out_dir)
     settings = {"max_side": max_side, "val_fraction": val_fraction, "seed": seed,
                 "many_threshold": many_threshold, "few_threshold": few_threshold}

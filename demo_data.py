@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from aichallenger_classes import AICHALLENGER_CLASS_NAMES as CLASS_NAMES, AICHALLENGER_CLASS_TABLE as _CLASS_TABLE
 from atomic_io import write_csv, write_json
 from errors import UserError
 
@@ -40,74 +41,6 @@ VAL_ANNOTATIONS = "AgriculturalDisease_validation_annotations.json"
 CLASS_NAMES_FILE = "class_names.csv"
 INFO_FILE = "demo_info.json"
 
-# (crop, disease, severity); severity None: the class has no general/serious split.
-_CLASS_TABLE = (
-    ("Apple", "healthy", None),
-    ("Apple", "scab", "general"),
-    ("Apple", "scab", "serious"),
-    ("Apple", "frogeye_spot", None),
-    ("Apple", "cedar_rust", "general"),
-    ("Apple", "cedar_rust", "serious"),
-    ("Cherry", "healthy", None),
-    ("Cherry", "powdery_mildew", "general"),
-    ("Cherry", "powdery_mildew", "serious"),
-    ("Corn", "healthy", None),
-    ("Corn", "gray_leaf_spot", "general"),
-    ("Corn", "gray_leaf_spot", "serious"),
-    ("Corn", "rust", "general"),
-    ("Corn", "rust", "serious"),
-    ("Corn", "leaf_spot", "general"),
-    ("Corn", "leaf_spot", "serious"),
-    ("Corn", "dwarf_mosaic", None),
-    ("Grape", "healthy", None),
-    ("Grape", "black_rot", "general"),
-    ("Grape", "black_rot", "serious"),
-    ("Grape", "black_measles", "general"),
-    ("Grape", "black_measles", "serious"),
-    ("Grape", "leaf_blight", "general"),
-    ("Grape", "leaf_blight", "serious"),
-    ("Citrus", "healthy", None),
-    ("Citrus", "greening", "general"),
-    ("Citrus", "greening", "serious"),
-    ("Peach", "healthy", None),
-    ("Peach", "bacterial_spot", "general"),
-    ("Peach", "bacterial_spot", "serious"),
-    ("Pepper", "healthy", None),
-    ("Pepper", "scab", "general"),
-    ("Pepper", "scab", "serious"),
-    ("Potato", "healthy", None),
-    ("Potato", "early_blight", "general"),
-    ("Potato", "early_blight", "serious"),
-    ("Potato", "late_blight", "general"),
-    ("Potato", "late_blight", "serious"),
-    ("Strawberry", "healthy", None),
-    ("Strawberry", "scorch", "general"),
-    ("Strawberry", "scorch", "serious"),
-    ("Tomato", "healthy", None),
-    ("Tomato", "powdery_mildew", "general"),
-    ("Tomato", "powdery_mildew", "serious"),
-    ("Tomato", "bacterial_spot", "general"),
-    ("Tomato", "bacterial_spot", "serious"),
-    ("Tomato", "early_blight", "general"),
-    ("Tomato", "early_blight", "serious"),
-    ("Tomato", "late_blight", "general"),
-    ("Tomato", "late_blight", "serious"),
-    ("Tomato", "leaf_mold", "general"),
-    ("Tomato", "leaf_mold", "serious"),
-    ("Tomato", "target_spot", "general"),
-    ("Tomato", "target_spot", "serious"),
-    ("Tomato", "septoria_leaf_spot", "general"),
-    ("Tomato", "septoria_leaf_spot", "serious"),
-    ("Tomato", "spider_mite", "general"),
-    ("Tomato", "spider_mite", "serious"),
-    ("Tomato", "yellow_leaf_curl", "general"),
-    ("Tomato", "yellow_leaf_curl", "serious"),
-    ("Tomato", "mosaic_virus", None),
-)
-
-CLASS_NAMES = tuple(
-    f"{crop}_{disease}" + (f"_{severity}" if severity else "") for crop, disease, severity in _CLASS_TABLE
-)
 NUM_CLASSES = len(CLASS_NAMES)
 
 # Diseased area of a "serious" leaf relative to a "general" one; unsplit diseases sit in between.

@@ -4,40 +4,60 @@ Layouts (detected, or named with `fmt`):
 - aichallenger: AI Challenger 2018 crop disease, <root>/AgriculturalDisease_trainingset/ and
   <root>/AgriculturalDisease_validationset/, each with images/ and a JSON list of
   {"image_id": "xxx.jpg", "disease_class": <int>}; the image is images/<image_id>.
+- aichallenger-list: the same folders with text lists instead of the JSON (the widely redistributed copy, e.g.
+  ShuWeiCup 2025 "Problem B"): AgriculturalDisease_trainingset/train_list.txt and
+  AgriculturalDisease_validationset/ttest_list.txt (test_list.txt and val_list.txt accepted too), each line
+  "<image path> <class id>". Detected when the training JSON is absent and train_list.txt is present.
 - imagefolder: <root>/<class>/<image> (PlantVillage), or <root>/train/<class>/... and <root>/val/<class>/...
   ("valid"/"validation" also accepted for val; other folders such as test/ are not read).
 - csv: a CSV file (or a folder holding exactly one data CSV) with an image-path column and a label column
   (integer ids or class names) and optionally a split column (train/val).
+- list: a text file of "<image path> <label>" lines (the PaddleClas / Caffe convention; any .txt source), labels
+  integer ids or class names as in a CSV; paths relative to the list's folder. Its lines are the training split
+  when a validation list is given (val_list), else unsplit.
+
+Text lists (both list layouts): whitespace separates path and label, split at the LAST whitespace so file names
+may contain spaces; backslashes are path separators (lists written on Windows); blank lines and surrounding
+whitespace are ignored. In the AI Challenger lists a path starting with a set folder's name is relative to the
+root, any other relative to its set folder.
 
 Rules a user can rely on:
 - A malformed annotation (not a list, missing key, non-integer / negative / unknown label, duplicate image id,
   no entries at all) is fatal: a UserError naming the file and the entry, because nothing downstream can be
-  trusted. Entries are numbered from 0 in JSON lists; CSV rows by their line number in the file.
+  trusted. Entries are numbered from 0 in JSON lists; CSV rows and text-list lines by their line number in the
+  file. A text-list line without both a path and a label is malformed too.
 - A listed image whose file does not exist is not fatal: it becomes a 'missing_file' row of the rejected table
   (rejected.csv after cleaning), since one lost file should not stop a 30k-image dataset. If none of the
   listed files exist, the layout is wrong and that is fatal.
-- Class names come from <root>/class_names.csv (columns id,name) when present, else from the class folder names
-  (ImageFolder) or the name labels (CSV), else "class_<id>".
+- Class names come from <root>/class_names.csv (columns id,name; for CSV and list files, next to the file) when
+  present, else the official AI Challenger names (aichallenger_classes.py) for both AI Challenger layouts, the
+  class folder names (ImageFolder) or the name labels (CSV, list), else "class_<id>".
 - Class ids: AI Challenger ids as given (0..60 unless class_names.csv lists others); ImageFolder folders named by
   integers keep those integers, otherwise folders get ids by sorted name (or the id of their name in
-  class_names.csv); CSV integer labels as given, name labels by sorted name (or class_names.csv).
+  class_names.csv); CSV and list integer labels as given, name labels by sorted name (or class_names.csv).
 """
 import json
 import os
 import re
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
+from aichallenger_classes import AICHALLENGER_CLASS_NAMES
 from errors import UserError
 
-FORMATS = ("aichallenger", "imagefolder", "csv")
+FORMATS = ("aichallenger", "aichallenger-list", "imagefolder", "csv", "list")
 AICHALLENGER_SPLITS = {
     "train": ("AgriculturalDisease_trainingset", "AgriculturalDisease_train_annotations.json"),
     "val": ("AgriculturalDisease_validationset", "AgriculturalDisease_validation_annotations.json"),
 }
-AICHALLENGER_NUM_CLASSES = 61
+# The text-list copy's list file names per split; "ttest_list.txt" is really spelled so in that distribution.
+AICHALLENGER_LISTS = {"train": ("train_list.txt",), "val": ("ttest_list.txt", "test_list.txt", "val_list.txt")}
+AICHALLENGER_NUM_CLASSES = len(AICHALLENGER_CLASS_NAMES)
+LIST_SUFFIX = ".txt"
+# "<path> <label>": the label is the last whitespace-separated token, so the path may contain spaces.
+LIST_LINE_PATTERN = re.compile(r"^(?P<path>.*\S)\s+(?P<label>\S+)$")
 CLASS_NAMES_FILE = "class_names.csv"
 IMAGE_COLUMN_CANDIDATES = ("path", "filepath", "file_path", "image_path", "image", "image_id", "filename",
                            "file_name", "file", "img")
@@ -70,15 +90,21 @@ class Source:
 
 
 def detect_format(path):
-    """'aichallenger', 'imagefolder' or 'csv' for a dataset path; UserError when it is none of them."""
+    """One of FORMATS for a dataset path; UserError when it is none of them."""
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path}: no such file or directory")
     if path.is_file():
         if path.suffix.lower() == ".csv":
             return "csv"
-        raise UserError(f"{path}: not a dataset; pass a dataset folder or a CSV file")
+        if path.suffix.lower() == LIST_SUFFIX:
+            return "list"
+        raise UserError(f"{path}: not a dataset; pass a dataset folder, a CSV file or a text list ({LIST_SUFFIX})")
     if any((path / folder).is_dir() for folder, _ in AICHALLENGER_SPLITS.values()):
+        train_folder, train_annotations = AICHALLENGER_SPLITS["train"]
+        if not (path / train_folder / train_annotations).is_file() and any(
+                (path / train_folder / name).is_file() for name in AICHALLENGER_LISTS["train"]):
+            return "aichallenger-list"
         return "aichallenger"
     if len(_data_csvs(path)) == 1:
         return "csv"
@@ -89,12 +115,13 @@ def detect_format(path):
         raise UserError(f"{path}: {len(csvs)} CSV files ({', '.join(p.name for p in csvs)}); pass the one to use")
     raise UserError(
         f"{path}: unknown dataset layout: expected AgriculturalDisease_trainingset/ (AI Challenger), "
-        f"class folders (ImageFolder) or a CSV file; pass --format to say which"
+        f"class folders (ImageFolder), a CSV file or a text list; pass --format to say which"
     )
 
 
-def read_source(path, fmt=None, path_column=None, label_column=None, split_column=None):
-    """Read a dataset into a Source. fmt None/'auto' detects the layout; the column options apply to CSV."""
+def read_source(path, fmt=None, path_column=None, label_column=None, split_column=None, val_list=None):
+    """Read a dataset into a Source. fmt None/'auto' detects the layout; the column options apply to CSV, val_list
+    (the validation list file) to 'list'."""
     path = Path(path)
     if fmt in (None, "auto"):
         fmt = detect_format(path)
@@ -102,12 +129,16 @@ def read_source(path, fmt=None, path_column=None, label_column=None, split_colum
         raise UserError(f"unknown format '{fmt}' (choose auto, {', '.join(FORMATS)})")
     elif not path.exists():
         raise UserError(f"{path}: no such file or directory")
-    if fmt == "aichallenger":
-        source = _read_aichallenger(path)
+    if val_list is not None and fmt != "list":
+        raise UserError(f"--val-list {val_list}: only for --format list, and {path} is read as {fmt}")
+    if fmt in ("aichallenger", "aichallenger-list"):
+        source = _read_aichallenger(path, from_lists=fmt == "aichallenger-list")
     elif fmt == "imagefolder":
         source = _read_imagefolder(path)
-    else:
+    elif fmt == "csv":
         source = _read_csv_source(path, path_column, label_column, split_column)
+    else:
+        source = _read_list_source(path, val_list)
     _drop_missing_files(source)
     return source
 
@@ -115,10 +146,11 @@ def read_source(path, fmt=None, path_column=None, label_column=None, split_colum
 # ----------------------------------------------------------------------------------------------------
 # AI Challenger 2018
 # ----------------------------------------------------------------------------------------------------
-def _read_aichallenger(root):
+def _read_aichallenger(root, from_lists):
     train_folder, train_annotations = AICHALLENGER_SPLITS["train"]
-    if not (root / train_folder / train_annotations).is_file():
-        raise UserError(f"{root / train_folder / train_annotations}: not found (AI Challenger training annotations)")
+    if not from_lists and not (root / train_folder / train_annotations).is_file():
+        raise UserError(f"{root / train_folder / train_annotations}: not found (AI Challenger training annotations; "
+                        f"a copy with text lists has {AICHALLENGER_LISTS['train'][0]} there instead)")
     declared = read_class_names(root)
     if declared is None:
         valid_ids = set(range(AICHALLENGER_NUM_CLASSES))
@@ -128,15 +160,21 @@ def _read_aichallenger(root):
         range_text = f"an id listed in {root / CLASS_NAMES_FILE}"
     rows = []
     for split, (folder, annotations_name) in AICHALLENGER_SPLITS.items():
-        annotations = root / folder / annotations_name
         if split == "val" and not (root / folder).exists():
             continue
+        if from_lists:
+            rows += _read_aichallenger_list(root, root / folder, split, valid_ids, range_text)
+            continue
+        annotations = root / folder / annotations_name
         if not annotations.is_file():
             raise UserError(f"{annotations}: not found (AI Challenger {split} annotations)")
         rows += _read_aichallenger_annotations(annotations, root / folder / "images", split, valid_ids, range_text)
     images = pd.DataFrame(rows, columns=SOURCE_COLUMNS)
-    class_names = declared or {class_id: f"class_{class_id}" for class_id in sorted(set(images["label"]))}
-    return Source(root=root, fmt="aichallenger", images=images, class_names=class_names, rejected=_no_rejections())
+    # Without class_names.csv every id is within 0..60 (checked above), so each has its official name.
+    class_names = declared or {class_id: AICHALLENGER_CLASS_NAMES[class_id]
+                               for class_id in sorted(set(images["label"]))}
+    return Source(root=root, fmt="aichallenger-list" if from_lists else "aichallenger", images=images,
+                  class_names=class_names, rejected=_no_rejections())
 
 
 def _read_aichallenger_annotations(annotations, images_dir, split, valid_ids, range_text):
@@ -174,6 +212,32 @@ def _read_aichallenger_annotations(annotations, images_dir, split, valid_ids, ra
             raise UserError(f"{where}: duplicate image_id (first listed at entry {first_entry_of_image[image_id]})")
         first_entry_of_image[image_id] = index
         rows.append((os.path.abspath(images_dir / image_id), label, split))
+    return rows
+
+
+def _read_aichallenger_list(root, set_folder, split, valid_ids, range_text):
+    present = [set_folder / name for name in AICHALLENGER_LISTS[split] if (set_folder / name).is_file()]
+    if not present:
+        raise UserError(f"{set_folder}: no {' or '.join(AICHALLENGER_LISTS[split])} (AI Challenger {split} list)")
+    if len(present) > 1:
+        raise UserError(f"{set_folder}: several {split} lists ({', '.join(p.name for p in present)}); keep one")
+    list_path = present[0]
+    set_folder_names = {folder for folder, _ in AICHALLENGER_SPLITS.values()}
+
+    def resolve(relative):
+        # "AgriculturalDisease_trainingset/images/x.jpg" is relative to the root, "images/x.jpg" to the set folder.
+        parts = PurePosixPath(relative).parts
+        return os.path.abspath((root if parts and parts[0] in set_folder_names else set_folder) / relative)
+
+    rows = []
+    for line_number, image_path, raw_label in _read_list(list_path, resolve):
+        where = f"{list_path}: line {line_number}"
+        if not INTEGER_PATTERN.match(raw_label):
+            raise UserError(f"{where}: class id '{raw_label}' is not an integer")
+        label = int(raw_label)
+        if label not in valid_ids:
+            raise UserError(f"{where}: class id {label} is out of range (expected {range_text})")
+        rows.append((image_path, label, split))
     return rows
 
 
@@ -261,7 +325,8 @@ def _read_csv_source(path, path_column, label_column, split_column):
     line_of = {row: row + 2 for row in table.index}  # header is line 1
     declared = read_class_names(csv_path.parent)
 
-    labels, class_names = _csv_labels(csv_path, table[label_column], label_column, declared, line_of)
+    labels, class_names = _parse_labels(table[label_column], label_column, declared, csv_path.parent / CLASS_NAMES_FILE,
+                                        lambda row: f"{csv_path}: line {line_of[row]}")
 
     paths = []
     first_line_of_path = {}
@@ -289,12 +354,15 @@ def _read_csv_source(path, path_column, label_column, split_column):
                   rejected=_no_rejections())
 
 
-def _csv_labels(csv_path, raw_labels, label_column, declared, line_of):
-    """Integer labels (ids) or class names -> (list of ids, {id: name})."""
+def _parse_labels(raw_labels, label_column, declared, names_file, where):
+    """Integer labels (ids) or class names (a Series of text) -> (list of ids, {id: name}).
+
+    declared: class_names.csv's {id: name} (from names_file) or None; where(row) names the file and line of a row.
+    """
     stripped = raw_labels.str.strip()
     empty = stripped.eq("")
     if empty.any():
-        raise UserError(f"{csv_path}: line {line_of[empty.idxmax()]}: empty {label_column}")
+        raise UserError(f"{where(empty.idxmax())}: empty {label_column}")
     is_integer = stripped.str.match(INTEGER_PATTERN.pattern)
     by_name = label_column.strip().lower() in NAME_LABEL_COLUMNS or not is_integer.any()
     if by_name:
@@ -303,23 +371,21 @@ def _csv_labels(csv_path, raw_labels, label_column, declared, line_of):
             unknown = ~stripped.isin(list(id_by_name))
             if unknown.any():
                 row = unknown.idxmax()
-                raise UserError(f"{csv_path}: line {line_of[row]}: {label_column} '{stripped[row]}' is not a class "
-                                f"name in {csv_path.parent / CLASS_NAMES_FILE}")
+                raise UserError(f"{where(row)}: {label_column} '{stripped[row]}' is not a class name in {names_file}")
             return [id_by_name[name] for name in stripped], declared
         names = sorted(set(stripped))
         id_by_name = {name: class_id for class_id, name in enumerate(names)}
         return [id_by_name[name] for name in stripped], {class_id: name for name, class_id in id_by_name.items()}
     if not is_integer.all():
         row = (~is_integer).idxmax()
-        raise UserError(f"{csv_path}: line {line_of[row]}: {label_column} '{stripped[row]}' is not an integer "
-                        f"(the column holds integer class ids)")
+        raise UserError(f"{where(row)}: {label_column} '{stripped[row]}' is not an integer "
+                        f"(the other labels are integer class ids)")
     labels = [int(value) for value in stripped]
     for row, label in zip(stripped.index, labels):
         if label < 0:
-            raise UserError(f"{csv_path}: line {line_of[row]}: {label_column} {label} is negative")
+            raise UserError(f"{where(row)}: {label_column} {label} is negative")
         if declared is not None and label not in declared:
-            raise UserError(f"{csv_path}: line {line_of[row]}: {label_column} {label} is not an id in "
-                            f"{csv_path.parent / CLASS_NAMES_FILE}")
+            raise UserError(f"{where(row)}: {label_column} {label} is not an id in {names_file}")
     class_names = declared or {class_id: f"class_{class_id}" for class_id in sorted(set(labels))}
     return labels, class_names
 
@@ -356,6 +422,59 @@ def _single_data_csv(folder):
         found = ", ".join(p.name for p in csvs) or "none"
         raise UserError(f"{folder}: expected exactly one data CSV file (found: {found}); pass the CSV file itself")
     return csvs[0]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Text lists
+# ----------------------------------------------------------------------------------------------------
+def _read_list_source(list_path, val_list):
+    if list_path.is_dir():
+        raise UserError(f"{list_path}: a folder; --format list reads a text file of '<image path> <label>' lines: "
+                        f"pass that file (and --val-list for the validation list)")
+    lists = {"": list_path}
+    if val_list is not None:
+        val_list = Path(val_list)
+        if not val_list.is_file():
+            raise UserError(f"--val-list {val_list}: no such file")
+        lists = {"train": list_path, "val": val_list}
+    tables = []
+    for split, path in lists.items():
+        entries = _read_list(path, lambda relative: os.path.abspath(path.parent / relative))
+        tables.append(pd.DataFrame(entries, columns=["line", "path", "label"]).assign(file=str(path), split=split))
+    entries = pd.concat(tables, ignore_index=True)
+    labels, class_names = _parse_labels(entries["label"], "label", read_class_names(list_path.parent),
+                                        list_path.parent / CLASS_NAMES_FILE,
+                                        lambda row: f"{entries.at[row, 'file']}: line {entries.at[row, 'line']}")
+    images = entries[SOURCE_COLUMNS].assign(label=labels)
+    return Source(root=list_path.parent, fmt="list", images=images, class_names=class_names,
+                  rejected=_no_rejections())
+
+
+def _read_list(list_path, resolve):
+    """(line number, absolute image path, label text) for each non-blank line of a '<image path> <label>' list;
+    resolve(relative path with forward slashes) gives the absolute path."""
+    try:
+        text = list_path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as error:
+        raise UserError(f"{list_path}: cannot read ({error})") from None
+    entries = []
+    first_line_of_path = {}
+    for line_number, line in enumerate(text.split("\n"), start=1):
+        line = line.strip()
+        if not line:
+            continue
+        match = LIST_LINE_PATTERN.match(line)
+        if match is None:
+            raise UserError(f"{list_path}: line {line_number}: expected '<image path> <label>', got '{line:.80}'")
+        image_path = resolve(match["path"].replace("\\", "/"))
+        if image_path in first_line_of_path:
+            raise UserError(f"{list_path}: line {line_number}: image '{match['path']}' is listed twice "
+                            f"(first at line {first_line_of_path[image_path]})")
+        first_line_of_path[image_path] = line_number
+        entries.append((line_number, image_path, match["label"]))
+    if not entries:
+        raise UserError(f"{list_path}: no entries")
+    return entries
 
 
 # ----------------------------------------------------------------------------------------------------

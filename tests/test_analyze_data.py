@@ -79,3 +79,53 @@ def test_source_csv_with_named_columns(tmp_path, monkeypatch, capsys):
     assert "Cleaned 4 listed images" in out
     classes = pd.read_csv(tmp_path / "cleaned" / "metadata" / "classes.csv")
     assert classes[["name", "train_count", "val_count"]].values.tolist() == [["blight", 1, 0], ["rust", 2, 1]]
+
+
+def test_source_aichallenger_lists_get_official_names_and_missing_files_are_rejected(tmp_path, monkeypatch, capsys):
+    train_folder, _ = AICHALLENGER_SPLITS["train"]
+    val_folder, _ = AICHALLENGER_SPLITS["val"]
+    images = {f"{train_folder}/images/{name}": (index * 25, label) for index, (name, label) in enumerate(
+        [("a 1.jpg", 0), ("b.jpg", 0), ("c.jpg", 60), ("d.jpg", 60)])}
+    images[f"{val_folder}/images/e.jpg"] = (200, 0)
+    images[f"{val_folder}/images/f.jpg"] = (225, 60)
+    for relative, (value, _) in images.items():
+        (tmp_path / "src" / relative).parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(tmp_path / "src" / relative), np.full((10, 10, 3), value, np.uint8))
+    (tmp_path / "src" / train_folder / "train_list.txt").write_text(
+        "images\\a 1.jpg 0\r\nimages\\b.jpg 0\r\nimages\\c.jpg 60\r\n"
+        f"{train_folder}\\images\\d.jpg 60\r\nimages\\lost.jpg 60\r\n\r\n")
+    (tmp_path / "src" / val_folder / "ttest_list.txt").write_text("images/e.jpg 0\nimages/f.jpg 60\n")
+    monkeypatch.chdir(tmp_path)
+    analyze_data.main(["--source", "src", "--out", "cleaned", "--workers", "1"])
+    assert "(aichallenger-list)" in capsys.readouterr().out
+    classes = pd.read_csv(tmp_path / "cleaned" / "metadata" / "classes.csv")
+    assert classes[["id", "name", "train_count", "val_count"]].values.tolist() == [
+        [0, "Apple_healthy", 2, 1], [60, "Tomato_mosaic_virus", 2, 1]]
+    rejected = pd.read_csv(tmp_path / "cleaned" / "metadata" / "rejected.csv")
+    assert rejected[["reason", "label", "split"]].values.tolist() == [["missing_file", 60, "train"]]
+    assert rejected["path"].iloc[0].endswith(f"{train_folder}/images/lost.jpg")
+
+
+def test_source_text_list_with_val_list(tmp_path, monkeypatch, capsys):
+    for index in range(6):
+        cv2.imwrite(str(tmp_path / f"leaf{index}.png"), np.full((10, 10, 3), index * 40, np.uint8))
+    (tmp_path / "train.txt").write_text("leaf0.png rust\nleaf1.png rust\nleaf2.png blight\nleaf3.png blight\n")
+    (tmp_path / "val.txt").write_text("leaf4.png rust\nleaf5.png blight\n")
+    monkeypatch.chdir(tmp_path)
+    analyze_data.main(["--source", "train.txt", "--format", "list", "--out", "cleaned", "--workers", "1"])
+    assert "Cleaned 4 listed images" in capsys.readouterr().out
+    analyze_data.main(["--source", "train.txt", "--val-list", "val.txt", "--out", "cleaned", "--workers", "1"])
+    assert "Cleaned 6 listed images" in capsys.readouterr().out  # a new val list is a new source, not a reuse
+    classes = pd.read_csv(tmp_path / "cleaned" / "metadata" / "classes.csv")
+    assert classes[["name", "train_count", "val_count"]].values.tolist() == [["blight", 2, 1], ["rust", 2, 1]]
+
+
+def test_val_list_needs_a_list_source(tmp_path):
+    result = run_script(["--val-list", "val.txt"], tmp_path)
+    assert result.returncode == 2 and "--val-list goes with --source" in result.stderr
+    (tmp_path / "class_a").mkdir()
+    cv2.imwrite(str(tmp_path / "class_a" / "x.png"), np.zeros((8, 8, 3), np.uint8))
+    result = run_script(["--source", ".", "--val-list", "val.txt"], tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "error: --val-list val.txt: only for --format list, and . is read as imagefolder"]

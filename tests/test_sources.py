@@ -7,8 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from aichallenger_classes import AICHALLENGER_CLASS_NAMES
 from errors import UserError
-from sources import AICHALLENGER_SPLITS, detect_format, read_source
+from sources import AICHALLENGER_LISTS, AICHALLENGER_SPLITS, detect_format, read_source
 
 TRAIN_DIR, TRAIN_JSON = AICHALLENGER_SPLITS["train"]
 VAL_DIR, VAL_JSON = AICHALLENGER_SPLITS["val"]
@@ -34,6 +35,18 @@ def write_aichallenger(root, train, val=None, train_entries=None):
     if train_entries is not None:
         (root / TRAIN_DIR / TRAIN_JSON).write_text(train_entries if isinstance(train_entries, str)
                                                    else json.dumps(train_entries))
+    return root
+
+
+def write_aichallenger_lists(root, train_text, val_text=None, val_name="ttest_list.txt", images=()):
+    """The text-list copy: list files written verbatim; images: paths relative to root to create."""
+    for seed, relative in enumerate(images):
+        write_image(root / relative, seed=seed)
+    (root / TRAIN_DIR).mkdir(parents=True, exist_ok=True)
+    (root / TRAIN_DIR / "train_list.txt").write_text(train_text, newline="")
+    if val_text is not None:
+        (root / VAL_DIR).mkdir(parents=True, exist_ok=True)
+        (root / VAL_DIR / val_name).write_text(val_text, newline="")
     return root
 
 
@@ -63,8 +76,84 @@ def test_reads_aichallenger_train_and_val(tmp_path):
                                        ] + [str(root / VAL_DIR / "images" / "d.jpg")]
     assert images["label"].tolist() == [0, 60, 0, 60]
     assert images["split"].tolist() == ["train", "train", "train", "val"]
-    assert source.class_names == {0: "class_0", 60: "class_60"}
+    assert source.class_names == {0: "Apple_healthy", 60: "Tomato_mosaic_virus"}  # the official names
     assert source.rejected.empty
+
+
+def test_official_names_are_the_demo_generators_table():
+    import demo_data
+
+    assert demo_data.CLASS_NAMES is AICHALLENGER_CLASS_NAMES
+    assert len(AICHALLENGER_CLASS_NAMES) == 61 and len(set(AICHALLENGER_CLASS_NAMES)) == 61
+    assert (AICHALLENGER_CLASS_NAMES[1], AICHALLENGER_CLASS_NAMES[60]) == ("Apple_scab_general", "Tomato_mosaic_virus")
+
+
+@pytest.mark.parametrize("val_name", AICHALLENGER_LISTS["val"])
+def test_reads_aichallenger_lists(tmp_path, val_name):
+    """Windows backslashes, ROOT-relative paths, spaces in names, tabs, CRLF, blank lines, trailing whitespace."""
+    images = [f"{TRAIN_DIR}/images/1_0.jpg", f"{TRAIN_DIR}/images/leaf 2 (copy).jpg", f"{TRAIN_DIR}/images/sub/3.jpg",
+              f"{VAL_DIR}/images/v 1.jpg", f"{VAL_DIR}/images/v2.jpg"]
+    train_text = (f"images\\1_0.jpg 1\r\n\r\n{TRAIN_DIR}/images/leaf 2 (copy).jpg\t60   \r\n"
+                  f"  images\\sub\\3.jpg  1\r\n\r\n")
+    val_text = f"images/v 1.jpg 0\n{VAL_DIR}\\images\\v2.jpg 60\n   \n"
+    root = write_aichallenger_lists(tmp_path, train_text, val_text, val_name, images)
+    assert detect_format(root) == "aichallenger-list"
+    source = read_source(root)
+    assert source.fmt == "aichallenger-list"
+    assert source.images.values.tolist() == [[str(root / images[0]), 1, "train"], [str(root / images[1]), 60, "train"],
+                                             [str(root / images[2]), 1, "train"], [str(root / images[3]), 0, "val"],
+                                             [str(root / images[4]), 60, "val"]]
+    assert source.class_names == {0: "Apple_healthy", 1: "Apple_scab_general", 60: "Tomato_mosaic_virus"}
+    assert source.rejected.empty
+
+
+def test_aichallenger_json_wins_detection_and_lists_can_be_forced(tmp_path):
+    root = write_aichallenger(tmp_path, train=[("a.jpg", 0), ("b.jpg", 5)])
+    (root / TRAIN_DIR / "train_list.txt").write_text("images/b.jpg 7\n")
+    assert detect_format(root) == "aichallenger"
+    assert read_source(root).images["label"].tolist() == [0, 5]
+    forced = read_source(root, fmt="aichallenger-list")
+    assert forced.images["label"].tolist() == [7] and forced.class_names == {7: "Cherry_powdery_mildew_general"}
+    assert set(forced.images["split"]) == {"train"}
+
+
+def test_aichallenger_list_missing_file_is_a_rejection_and_class_names_csv_wins(tmp_path):
+    root = write_aichallenger_lists(tmp_path, "images/a.jpg 3\nimages/gone.jpg 70\n", images=[f"{TRAIN_DIR}/images/a.jpg"])
+    write_class_names(root, {3: "Apple_scab", 70: "Extra_class"})
+    source = read_source(root)
+    assert source.images["path"].tolist() == [str(root / TRAIN_DIR / "images" / "a.jpg")]
+    assert source.rejected[["path", "reason", "label", "split"]].values.tolist() == [
+        [str(root / TRAIN_DIR / "images" / "gone.jpg"), "missing_file", 70, "train"]]
+    assert source.class_names == {3: "Apple_scab", 70: "Extra_class"}
+
+
+def test_reads_generic_list_with_names_and_val_list(tmp_path):
+    for seed, relative in enumerate(["data/img/a.jpg", "data/img/b c.jpg", "data/img/d.jpg", "valset/e.jpg"]):
+        write_image(tmp_path / relative, seed=seed)
+    train_list = tmp_path / "data" / "train.txt"
+    train_list.write_text("img/a.jpg Tomato_healthy\r\nimg\\b c.jpg  Apple_scab \n\nimg/d.jpg Tomato_healthy\n")
+    (tmp_path / "valset" / "list.txt").write_text("e.jpg Apple_scab\n")
+    assert detect_format(train_list) == "list"
+    source = read_source(train_list, val_list=tmp_path / "valset" / "list.txt")
+    assert source.fmt == "list"
+    assert source.images.values.tolist() == [[str(tmp_path / "data/img/a.jpg"), 1, "train"],
+                                             [str(tmp_path / "data/img/b c.jpg"), 0, "train"],
+                                             [str(tmp_path / "data/img/d.jpg"), 1, "train"],
+                                             [str(tmp_path / "valset/e.jpg"), 0, "val"]]
+    assert source.class_names == {0: "Apple_scab", 1: "Tomato_healthy"}
+
+    write_class_names(tmp_path / "data", {4: "Apple_scab", 9: "Tomato_healthy"})
+    source = read_source(train_list, fmt="list")
+    assert source.images["label"].tolist() == [9, 4, 9] and set(source.images["split"]) == {""}
+
+
+def test_generic_list_integer_ids_and_missing_file(tmp_path):
+    write_image(tmp_path / "x.png")
+    (tmp_path / "labels.txt").write_text("x.png 4\ny.png 2\n")
+    source = read_source(tmp_path / "labels.txt")
+    assert source.images["label"].tolist() == [4]
+    assert source.class_names == {2: "class_2", 4: "class_4"}  # not AI Challenger: no official names
+    assert source.rejected[["reason", "label", "split"]].values.tolist() == [["missing_file", 2, ""]]
 
 
 def test_aichallenger_names_from_class_names_csv_and_no_val_folder(tmp_path):
@@ -193,6 +282,30 @@ def _label_not_in_class_names(root):
     return root
 
 
+def _aic_lists(train_text, val_text=None, val_names=("ttest_list.txt",)):
+    def build(root):
+        write_aichallenger_lists(root, train_text, images=[f"{TRAIN_DIR}/images/a.jpg", f"{TRAIN_DIR}/images/b.jpg"])
+        for name in val_names if val_text is not None else ():
+            write_aichallenger_lists(root, train_text, val_text, name)
+        return root
+    return build
+
+
+def _aic_val_folder_without_list(root):
+    _aic_lists("images/a.jpg 0\n")(root)
+    (root / VAL_DIR / "images").mkdir(parents=True)
+    return root
+
+
+def _text_list(text, images=("a.png", "b.png")):
+    def build(root):
+        for seed, name in enumerate(images):
+            write_image(root / name, seed=seed)
+        (root / "labels.txt").write_text(text)
+        return root / "labels.txt"
+    return build
+
+
 def _class_names(text):
     def build(root):
         write_aichallenger(root, train=[("a.jpg", 0)])
@@ -236,6 +349,27 @@ BAD_INPUTS = {
     "csv duplicate path": (_csv("path,label\na.png,0\n./a.png,0\n"),
                            ["labels.csv", "line 3", "listed twice", "line 2"]),
     "csv no rows": (_csv("path,label\n"), ["labels.csv", "no rows"]),
+    "list line without label": (_aic_lists("images/a.jpg 0\n\nimages/b.jpg\n"),
+                                ["train_list.txt", "line 3", "expected '<image path> <label>'", "'images/b.jpg'"]),
+    "list non-integer class id": (_aic_lists("images/a.jpg 0\nimages/b.jpg rust\n"),
+                                  ["train_list.txt", "line 2", "class id 'rust' is not an integer"]),
+    "list class id 61": (_aic_lists("images/a.jpg 61\n"), ["train_list.txt", "line 1", "out of range", "0..60"]),
+    "list negative class id": (_aic_lists("images/a.jpg -1\n"), ["train_list.txt", "line 1", "out of range"]),
+    "list duplicate path": (_aic_lists("images/a.jpg 0\nimages\\a.jpg 0\n"),
+                            ["train_list.txt", "line 2", "listed twice", "line 1"]),
+    "list only blank lines": (_aic_lists("images/a.jpg 0\n", val_text="\n  \n"), ["ttest_list.txt", "no entries"]),
+    "list bad val line": (_aic_lists("images/a.jpg 0\n", val_text="images/a.jpg 0\n0\n"),
+                          ["ttest_list.txt", "line 2", "expected"]),
+    "two val lists": (_aic_lists("images/a.jpg 0\n", "images/a.jpg 0\n", ("ttest_list.txt", "val_list.txt")),
+                      [VAL_DIR, "several val lists", "ttest_list.txt, val_list.txt"]),
+    "val folder without list": (_aic_val_folder_without_list, [VAL_DIR, "no ttest_list.txt or test_list.txt"]),
+    "text list mixed labels": (_text_list("a.png 0\nb.png rust\n"), ["labels.txt", "line 2", "'rust' is not an integer"]),
+    "text list malformed line": (_text_list("a.png 0\nb.png\n"), ["labels.txt", "line 2", "expected"]),
+    "text list label not in class_names.csv": (
+        lambda root: (write_class_names(root, {0: "Apple"}), _text_list("a.png Pear\n")(root))[1],
+        ["labels.txt", "line 1", "'Pear' is not a class name", "class_names.csv"]),
+    "text list not utf-8": (lambda root: (_text_list("")(root), (root / "labels.txt").write_bytes(b"\xff\xfe\x00a"))[0],
+                            ["labels.txt", "cannot read"]),
     "csv empty file": (_csv(""), ["labels.csv", "empty file"]),
 }
 
@@ -271,3 +405,14 @@ def test_forced_imagefolder_without_class_folders(tmp_path):
     (tmp_path / "empty_class").mkdir()
     with pytest.raises(UserError, match="no class folder with files"):
         read_source(tmp_path, fmt="imagefolder")
+
+
+def test_list_options_are_checked(tmp_path):
+    root = write_aichallenger(tmp_path / "aic", train=[("a.jpg", 0)])
+    with pytest.raises(UserError, match="--val-list .*only for --format list.* read as aichallenger"):
+        read_source(root, val_list=tmp_path / "val.txt")
+    with pytest.raises(UserError, match="a folder; --format list reads a text file"):
+        read_source(root, fmt="list")
+    _text_list("a.png 0\n")(tmp_path)
+    with pytest.raises(UserError, match="--val-list .*nowhere.txt: no such file"):
+        read_source(tmp_path / "labels.txt", val_list=tmp_path / "nowhere.txt")
