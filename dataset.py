@@ -20,6 +20,9 @@ from errors import UserError
 
 WEIGHT_SCHEMES = ("inverse", "sqrt", "effective", "none")
 AUGMENTATIONS = ("plain", "weak", "strong", "heavy")
+# The eval resize's interpolation, by timm's name (exported configs carry it) and as OpenCV's flag.
+EVAL_INTERPOLATION = "bilinear"
+_CV2_INTERPOLATION = {"bilinear": cv2.INTER_LINEAR}
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -150,7 +153,8 @@ def _heavy_pipeline(img_size):
 
 def _eval_pipeline(img_size, crop_pct):
     return [
-        A.SmallestMaxSize(max_size=int(round(img_size / crop_pct))),
+        A.SmallestMaxSize(max_size=int(round(img_size / crop_pct)),
+                          interpolation=_CV2_INTERPOLATION[EVAL_INTERPOLATION]),
         A.CenterCrop(height=img_size, width=img_size),
     ]
 

@@ -28,6 +28,7 @@ import pandas as pd
 import torch
 
 import dataset
+import deployment
 import inference
 import plots
 from atomic_io import save_torch, write_csv, write_json
@@ -39,7 +40,8 @@ DEFAULT_OUTPUT = {"csv": "predictions.csv", "aichallenger": "predictions.json"}
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("paths", nargs="*", help="image files and/or folders (searched recursively)")
-    parser.add_argument("--checkpoint", required=True, help="a train.py best.pth (or last.pth)")
+    parser.add_argument("--checkpoint", required=True,
+                        help="a train.py best.pth (or last.pth), or an export.py folder or its model.onnx")
     parser.add_argument("--output", default=None, help="default predictions.csv / predictions.json by --format")
     parser.add_argument("--format", choices=tuple(DEFAULT_OUTPUT), default="csv")
     parser.add_argument("--top-k", type=int, default=5, help="classes per image in the CSV")
@@ -178,11 +180,13 @@ def aichallenger_entries(paths, probabilities, checkpoint):
 @cli_entry
 def main(argv=None):
     args = parse_args(argv)
-    checkpoint = inference.load_checkpoint(args.checkpoint)
+    if args.calibrate_tau and deployment.kind_of(args.checkpoint) != "checkpoint":
+        raise UserError(f"--calibrate-tau {args.checkpoint}: stores tau in a train.py .pth checkpoint; calibrate "
+                        f"the checkpoint, then export it again")
+    checkpoint, model = deployment.load_model(args.checkpoint)
     images = inference.find_images(args.paths) if args.paths else []
     device = inference.resolve_device(args.device)
     amp_dtype = inference.AMP_DTYPES[args.amp] if device.type == "cuda" else None
-    model = inference.build_model(checkpoint, args.checkpoint)
     transform = inference.eval_transform(checkpoint)
 
     def score_images(paths, desc):

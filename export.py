@@ -1,0 +1,117 @@
+"""Export a trained checkpoint for use outside this project: a timm / Hugging Face folder and ONNX.
+
+  python export.py --checkpoint checkpoints/task1_stage2/best.pth --format all --output exported/
+
+Writes into --output:
+  model.safetensors, config.json  (--format timm) timm's save_for_hf layout; loads with
+                                   timm.create_model("local-dir:exported/", pretrained=True), classes, mean/std,
+                                   input size, crop_pct and interpolation included
+  model.onnx                       (--format onnx) dynamic batch axis, input "image" (N, 3, S, S), output "logits"
+
+Both carry the class ids, names, training counts and calibrated tau, so predict.py and evaluate.py accept the
+folder or the .onnx file in place of the checkpoint. Each export is checked before it is kept: the folder is
+reloaded through timm and the ONNX model run with ONNX Runtime, on real images through the eval transform
+(--verify-images, default: validation images from --data-dir), against the PyTorch model; the largest logit
+difference is printed, and a difference above --max-logit-diff or any disagreeing predicted class is an error.
+"""
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+import dataset
+import deployment
+import inference
+from errors import UserError, cli_entry
+
+FORMATS = {"timm": ("timm",), "onnx": ("onnx",), "all": ("timm", "onnx")}
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", required=True, help="a train.py best.pth")
+    parser.add_argument("--format", choices=tuple(FORMATS), default="all")
+    parser.add_argument("--output", default="exported", help="folder to write into (created if missing)")
+    check = parser.add_argument_group("checking the export against PyTorch")
+    check.add_argument("--verify-images", nargs="+", default=None,
+                       help="image files or folders (default: validation images from --data-dir)")
+    check.add_argument("--data-dir", default="data/cleaned", help="cleaned dataset whose val.csv supplies images")
+    check.add_argument("--verify-count", type=int, default=32, help="images to check with (spread over the list)")
+    check.add_argument("--max-logit-diff", type=float, default=deployment.DEFAULT_MAX_LOGIT_DIFF,
+                       help="largest tolerated |logit difference| between PyTorch and the export")
+    args = parser.parse_args(argv)
+    if args.verify_count < 1:
+        parser.error("--verify-count must be at least 1")
+    if not args.max_logit_diff > 0:
+        parser.error("--max-logit-diff must be positive")
+    return args
+
+
+def verification_paths(args):
+    if args.verify_images:
+        paths = inference.find_images(args.verify_images)
+    else:
+        val_csv = Path(args.data_dir) / "metadata" / "val.csv"
+        if not val_csv.is_file():
+            raise UserError(f"{val_csv}: not found; the export is checked on real images: pass --verify-images "
+                            f"PATH or --data-dir of a cleaned dataset")
+        paths = dataset.load_metadata(args.data_dir).val["path"].tolist()
+        if not paths:
+            raise UserError(f"{val_csv}: no validation images to check the export with; pass --verify-images")
+    chosen = np.unique(np.linspace(0, len(paths) - 1, min(args.verify_count, len(paths))).round().astype(int))
+    return [paths[index] for index in chosen]
+
+
+def check(name, reference, exported, images, max_difference):
+    difference, disagreements = deployment.compare_logits(reference, exported, images)
+    print(f"{name}: max |logit difference| vs PyTorch {difference:.3g} on {len(images)} images, "
+          f"predicted classes {'agree' if not disagreements else f'differ on {disagreements}'}")
+    if difference > max_difference or disagreements:
+        raise UserError(f"{name}: the export does not reproduce the PyTorch model (max logit difference "
+                        f"{difference:.3g}, tolerance {max_difference:g}; {disagreements} class disagreement(s)); "
+                        f"nothing was replaced")
+    return difference
+
+
+@cli_entry
+def main(argv=None):
+    args = parse_args(argv)
+    checkpoint = inference.load_checkpoint(args.checkpoint)
+    model = inference.build_model(checkpoint, args.checkpoint)
+    card = deployment.model_card(checkpoint, args.checkpoint)
+    images = deployment.transformed_images(verification_paths(args), card)
+    output = Path(args.output)
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=output, prefix=".export-"))
+    except OSError as error:
+        raise UserError(f"{output}: cannot write the export here ({error.strerror})") from None
+    try:
+        written = []
+        if "timm" in FORMATS[args.format]:
+            deployment.save_timm_folder(model, card, staging)
+            _, reloaded = deployment.load_model(staging)
+            check(f"{output}/ (timm folder)", model, reloaded, images, args.max_logit_diff)
+            written += deployment.TIMM_FILES
+        if "onnx" in FORMATS[args.format]:
+            deployment.save_onnx(model, card, staging / deployment.ONNX_FILE)
+            _, session = deployment.load_model(staging / deployment.ONNX_FILE)
+            check(f"{output / deployment.ONNX_FILE} (ONNX Runtime)", model, session, images, args.max_logit_diff)
+            written.append(deployment.ONNX_FILE)
+        # Only checked exports replace what was there.
+        for name in written:
+            os.replace(staging / name, output / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    print(f"exported {checkpoint['model_name']} ({checkpoint['num_classes']} classes, {checkpoint['img_size']}px) "
+          f"from {args.checkpoint} to {output}/")
+
+
+if __name__ == "__main__":
+    main()
