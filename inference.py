@@ -23,6 +23,8 @@ REQUIRED_KEYS = ("state_dict", "model_name", "num_classes", "class_ids", "class_
 AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 DEFAULT_MANY_THRESHOLD = 100
 DEFAULT_FEW_THRESHOLD = 20
+# The label of a photo whose top probability is below --min-confidence: the model does not know it.
+UNKNOWN_LABEL = "unknown"
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -68,6 +70,11 @@ def eval_transform(checkpoint):
     """The exact validation transform train.py used for this checkpoint."""
     return dataset.build_transform("eval", checkpoint["img_size"], checkpoint["mean"], checkpoint["std"],
                                    crop_pct=checkpoint["crop_pct"])
+
+
+def eval_crop_transform(checkpoint):
+    """eval_transform's resize and centre crop alone (HxWx3 uint8): the pixels the model sees, for display."""
+    return dataset.build_transform("eval", checkpoint["img_size"], crop_pct=checkpoint["crop_pct"], normalize=False)
 
 
 def shot_thresholds(checkpoint):
@@ -182,6 +189,13 @@ def combine_views(view_logits):
         return view_logits[0]
     log_probs = torch.stack([torch.log_softmax(logits, dim=1) for logits in view_logits])
     return torch.logsumexp(log_probs, dim=0) - math.log(len(view_logits))
+
+
+def confident_labels(probabilities, class_names, min_confidence):
+    """Per image the top class's name, or UNKNOWN_LABEL where its probability is below `min_confidence`."""
+    confidence, top = probabilities.max(dim=1)
+    names = np.asarray(class_names, dtype=object)[top.numpy()]
+    return np.where(confidence.numpy() < min_confidence, UNKNOWN_LABEL, names)
 
 
 # ----------------------------------------------------------------------------------------------------

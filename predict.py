@@ -11,6 +11,10 @@ from the logits (Menon et al., ICLR 2021); tau defaults to the one --calibrate-t
 Outputs: --format csv (default predictions.csv): path, then pred_1_id, pred_1_name, pred_1_prob, ... for the
 top-k classes (ids are the dataset's original class ids). --format aichallenger (default predictions.json): the
 AI Challenger 2018 submission, a JSON list of {"image_id": <file name>, "disease_class": <original id>}.
+--min-confidence P adds a 'label' column after path: the top class's name, or 'unknown' when its probability is
+below P. --explain writes <explain-dir>/<photo stem>.png (the model's input crop beside the Grad-CAM heat map of
+the predicted class) and adds a 'gradcam' column naming it. --checkpoint also takes an export.py folder or
+model.onnx (ONNX: no --explain, no --calibrate-tau).
 Unreadable images go to <output stem>.rejected.csv (path,reason; always written, header-only when none);
 the rest are still predicted, and the exit code is 0 as long as one image was.
 """
@@ -23,15 +27,17 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import argparse
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
 import torch
 
 import dataset
 import deployment
+import explain
 import inference
 import plots
-from atomic_io import save_torch, write_csv, write_json
+from atomic_io import atomic_path, save_torch, write_csv, write_json
 from errors import UserError, cli_entry
 
 DEFAULT_OUTPUT = {"csv": "predictions.csv", "aichallenger": "predictions.json"}
@@ -46,6 +52,12 @@ def parse_args(argv=None):
     parser.add_argument("--format", choices=tuple(DEFAULT_OUTPUT), default="csv")
     parser.add_argument("--top-k", type=int, default=5, help="classes per image in the CSV")
     parser.add_argument("--tta", action="store_true", help="average the softmax of each image and its mirror image")
+    parser.add_argument("--min-confidence", type=float, default=0.0,
+                        help=f"CSV: a 'label' column, '{inference.UNKNOWN_LABEL}' where the top probability is below "
+                             f"this (0 = off; evaluate.py's coverage table helps pick it); the top-k stay")
+    parser.add_argument("--explain", action="store_true",
+                        help="write a Grad-CAM overlay per photo (needs a .pth or an exported folder)")
+    parser.add_argument("--explain-dir", default=None, help="where the overlays go (default: <output stem>_gradcam/)")
 
     adjustment = parser.add_argument_group("long-tail correction (post-hoc logit adjustment)")
     tau = adjustment.add_mutually_exclusive_group()
@@ -71,8 +83,15 @@ def parse_args(argv=None):
         parser.error("--top-k and --batch-size must be at least 1")
     if args.tau is not None and not np.isfinite(args.tau):
         parser.error("--tau must be a finite number")
+    if not 0.0 <= args.min_confidence <= 1.0:
+        parser.error("--min-confidence must be a probability between 0 and 1")
+    if args.min_confidence > 0 and args.format == "aichallenger":
+        parser.error("--min-confidence: an AI Challenger submission needs a class for every image; use --format csv")
     if args.output is None:
         args.output = DEFAULT_OUTPUT[args.format]
+    if args.explain_dir is None:
+        output = Path(args.output)
+        args.explain_dir = str(output.with_name(f"{output.stem}_gradcam"))
     if args.workers is None:
         args.workers = max(1, (os.cpu_count() or 2) - 1)
     return args
@@ -177,6 +196,31 @@ def aichallenger_entries(paths, probabilities, checkpoint):
             for path, class_id in zip(paths, predicted_ids)]
 
 
+def overlay_names(paths):
+    """<stem>.png per photo; a stem seen before gets _2, _3, ... so no overlay overwrites another."""
+    names, seen = [], {}
+    for path in paths:
+        stem = Path(path).stem
+        seen[stem] = seen.get(stem, 0) + 1
+        names.append(f"{stem}.png" if seen[stem] == 1 else f"{stem}_{seen[stem]}.png")
+    return names
+
+
+def write_explanations(model, checkpoint, paths, probabilities, out_dir, device, batch_size):
+    """One PNG per photo, the model's input crop beside its Grad-CAM overlay for the predicted class."""
+    out_dir = Path(out_dir)
+    written = []
+    overlays = explain.explained_images(model, checkpoint, paths, probabilities.argmax(dim=1).tolist(), device,
+                                        batch_size=batch_size)
+    for name, (_, cropped, overlay) in zip(overlay_names(paths), overlays):
+        target = out_dir / name
+        with atomic_path(target) as tmp:
+            if not cv2.imwrite(str(tmp), cv2.cvtColor(np.hstack([cropped, overlay]), cv2.COLOR_RGB2BGR)):
+                raise UserError(f"{target}: cannot write the Grad-CAM overlay")
+        written.append(str(target))
+    return written
+
+
 @cli_entry
 def main(argv=None):
     args = parse_args(argv)
@@ -184,6 +228,9 @@ def main(argv=None):
         raise UserError(f"--calibrate-tau {args.checkpoint}: stores tau in a train.py .pth checkpoint; calibrate "
                         f"the checkpoint, then export it again")
     checkpoint, model = deployment.load_model(args.checkpoint)
+    if args.explain and deployment.kind_of(args.checkpoint) == "onnx":
+        raise UserError(f"--explain {args.checkpoint}: Grad-CAM needs the PyTorch weights (the .pth or the exported "
+                        f"folder), not the ONNX file")
     images = inference.find_images(args.paths) if args.paths else []
     device = inference.resolve_device(args.device)
     amp_dtype = inference.AMP_DTYPES[args.amp] if device.type == "cuda" else None
@@ -212,10 +259,24 @@ def main(argv=None):
         raise UserError(f"none of the {len(images)} images could be read; see {rejected_path(output)}")
     probabilities = torch.softmax(inference.adjust_scores(scores, checkpoint["train_counts"], tau), dim=1)
     predicted = [images[index] for index in indices.tolist()]
+    explained = []
+    if args.explain:
+        explained = write_explanations(model, checkpoint, predicted, probabilities, args.explain_dir, device,
+                                       args.batch_size)
+        print(f"{len(explained)} Grad-CAM overlay(s) (input crop | heat map for the predicted class) in "
+              f"{args.explain_dir}/")
     if args.format == "aichallenger":
         write_json(output, aichallenger_entries(predicted, probabilities, checkpoint))
     else:
-        write_csv(output, predictions_table(predicted, probabilities, checkpoint, args.top_k))
+        table = predictions_table(predicted, probabilities, checkpoint, args.top_k)
+        if args.min_confidence > 0:
+            labels = inference.confident_labels(probabilities, checkpoint["class_names"], args.min_confidence)
+            table.insert(1, "label", labels)
+            print(f"{int((labels == inference.UNKNOWN_LABEL).sum())} of {len(labels)} image(s) below "
+                  f"--min-confidence {args.min_confidence:g}: labelled '{inference.UNKNOWN_LABEL}'")
+        if explained:
+            table["gradcam"] = explained
+        write_csv(output, table)
     print(f"predicted {len(predicted)} image(s) with {checkpoint['model_name']} from {args.checkpoint} "
           f"(tau {tau:g}, {tau_source}; TTA {'on' if args.tta else 'off'}; {device}) -> {output}")
 
