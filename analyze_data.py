@@ -10,6 +10,7 @@ With --source it first cleans that dataset into --out (data/cleaned; see cleanin
 synthetic demo into data/demo and cleans that. --visualize writes three figures into --plots-dir.
 """
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from matplotlib.patches import Patch  # noqa: E402
 
 import atomic_io  # noqa: E402
 import demo_data  # noqa: E402
+import near_duplicates  # noqa: E402
 from cleaning import WEIGHT_SCHEMES_WRITTEN, clean_dataset  # noqa: E402
 from dataset import build_transform, load_metadata, read_image_rgb, shot_groups  # noqa: E402
 from errors import UserError, cli_entry  # noqa: E402
@@ -30,6 +32,7 @@ from plots import SHOT_GROUP_COLORS, abbreviate  # noqa: E402
 from sources import FORMATS  # noqa: E402
 
 TOP_N = 5
+NEAR_DUPLICATES_SHOWN = 10
 AUGMENTATION_DRAWS = 5
 AUGMENTATION_IMG_SIZE = 320  # the seed's training resolution
 SCHEME_STYLES = {"inverse": ("tab:red", "o"), "sqrt": ("tab:green", "s"), "effective": ("tab:purple", "^")}
@@ -62,6 +65,9 @@ def parse_args(argv=None):
                           help="validation share per class when the source has no split")
     cleaning.add_argument("--seed", type=int, default=0, help="seed of the stratified split and the plot draws")
     cleaning.add_argument("--workers", type=int, default=None, help="processes for image checks (default: all cores)")
+    cleaning.add_argument("--near-dup-threshold", type=int, default=near_duplicates.DEFAULT_THRESHOLD,
+                          help="report validation images within this many bits (of 64) of a training image's "
+                               "perceptual hash in metadata/near_duplicates.csv (0 = off)")
     report = parser.add_argument_group("report")
     report.add_argument("--visualize", action="store_true", help="write the three figures into --plots-dir")
     report.add_argument("--plots-dir", default="demo_plots")
@@ -85,6 +91,7 @@ def main(argv=None):
                for scheme in WEIGHT_SCHEMES_WRITTEN}
     rejected = _read_metadata_table(metadata_dir / "rejected.csv")
     print_report(metadata.classes, weights, rejected, args)
+    print_near_duplicates(metadata_dir)
     if args.visualize:
         started = time.monotonic()
         plots_dir = Path(args.plots_dir)
@@ -119,7 +126,8 @@ def prepare_cleaned_dataset(args):
     summary = clean_dataset(source, out, fmt=fmt, max_side=args.max_side, val_fraction=args.val_fraction,
                             seed=args.seed, workers=args.workers, path_column=args.path_column,
                             label_column=args.label_column, split_column=args.split_column, val_list=args.val_list,
-                            many_threshold=args.many_threshold, few_threshold=args.few_threshold)
+                            many_threshold=args.many_threshold, few_threshold=args.few_threshold,
+                            near_dup_threshold=args.near_dup_threshold)
     if summary["reused"]:
         print(f"{out} is up to date with {summary['source']} (nothing changed since it was cleaned).")
     else:
@@ -171,6 +179,29 @@ def print_report(classes, weights, rejected, args):
     else:
         by_reason = ", ".join(f"{count} {reason}" for reason, count in rejected["reason"].value_counts().items())
         print(f"\nRejected images: {len(rejected)} ({by_reason}); see {Path(args.out) / 'metadata' / 'rejected.csv'}")
+
+
+def print_near_duplicates(metadata_dir):
+    """The near-duplicate train/val pairs cleaning found (nothing for a dataset cleaned before the check)."""
+    summary_path, pairs_path = metadata_dir / "summary.json", metadata_dir / "near_duplicates.csv"
+    try:
+        found = json.loads(summary_path.read_text()).get("near_duplicates")
+    except (OSError, json.JSONDecodeError):
+        found = None
+    if not found:
+        return
+    if found["threshold"] == 0:
+        print("\nNear-duplicate check: off (--near-dup-threshold 0).")
+        return
+    print(f"\nNear duplicates across train/val (perceptual hash within {found['threshold']} bits): "
+          f"{found['same_class_pairs']} same-class pair(s) (leakage: validation sees near copies of training "
+          f"photos), {found['label_conflict_pairs']} cross-class pair(s) (label conflicts); "
+          f"{found['val_images_involved']} validation image(s) involved"
+          + (f"; {found['unhashed_images']} image(s) could not be hashed" if found["unhashed_images"] else ""))
+    pairs = _read_metadata_table(pairs_path)
+    if len(pairs):
+        print(pairs.head(NEAR_DUPLICATES_SHOWN).to_string(index=False))
+        print(f"All pairs: {pairs_path}")
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -15,6 +15,11 @@ dropped):
   decode and in unusual colour modes (LAB, HSV, ...), which Pillow converts instead. Re-encoded images go to images/<label>/<sha256 prefix>.jpg (JPEG q95).
 - max_side: images whose longer side exceeds it are downscaled (area interpolation) and re-encoded the same way,
   so training does not decode multi-megapixel photos every epoch. By default originals are referenced.
+- Near duplicates: the decode check also takes each image's perceptual hash (pHash, near_duplicates.py).
+  Validation images within near_dup_threshold bits of a training image are listed in
+  metadata/near_duplicates.csv: same class = leakage that inflates validation scores, another class = a label
+  conflict. They are reported, not dropped: a perceptual hash can also match two distinct but similar photos.
+  0 turns the check off.
 - Split: a source with a validation split keeps it. Otherwise a seeded, stratified split: a class with n >= 2
   images puts n * val_fraction (rounded half up) of them in val, at least 1 and at most n - 1, so every class with two
   or more images is validated and keeps a training image; a class with one image stays in train.
@@ -44,34 +49,39 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
 import atomic_io
+import near_duplicates
 from dataset import compute_class_weights, shot_groups
 from errors import UserError
 from sources import REJECTED_COLUMNS, read_source
 
 # Bump when a rule above changes, so an unchanged source is cleaned again under the new rules.
-CLEANING_VERSION = 1
+CLEANING_VERSION = 2
 WEIGHT_SCHEMES_WRITTEN = ("inverse", "sqrt", "effective")
 # Formats whose every mode in the test suite OpenCV decodes to correct RGB; anything else is tried with OpenCV.
 OPENCV_CHECKED_FORMATS = {"JPEG", "PNG", "BMP", "WEBP", "TIFF"}
 REENCODE_QUALITY = 95
 MIN_MAX_SIDE = 16
 MANAGED_ENTRIES = {"metadata", "images"}
+# JPEGs are decoded at 1/8 scale, but no smaller than this, so the 32x32 pHash input is not upsampled.
+HASH_MIN_SIDE = 64
 
 
 def clean_dataset(source, out_dir="data/cleaned", fmt=None, max_side=None, val_fraction=0.15, seed=0,
                   workers=None, path_column=None, label_column=None, split_column=None, val_list=None,
-                  many_threshold=100, few_threshold=20, progress=True):
+                  many_threshold=100, few_threshold=20, near_dup_threshold=near_duplicates.DEFAULT_THRESHOLD,
+                  progress=True):
     """Clean the dataset at `source` into `out_dir` and return the summary (as written to summary.json).
 
     The returned dict also has "reused": True when an up-to-date previous output was kept as is.
     """
-    _check_settings(max_side, val_fraction, seed, workers, many_threshold, few_threshold)
+    _check_settings(max_side, val_fraction, seed, workers, many_threshold, few_threshold, near_dup_threshold)
     out_dir = Path(out_dir)
     workers = workers or os.cpu_count() or 1
     source_data = read_source(source, fmt, path_column, label_column, split_column, val_list)
     _refuse_source_inside_output(source_data, out_dir)
     settings = {"max_side": max_side, "val_fraction": val_fraction, "seed": seed,
-                "many_threshold": many_threshold, "few_threshold": few_threshold}
+                "many_threshold": many_threshold, "few_threshold": few_threshold,
+                "near_dup_threshold": near_dup_threshold}
     fingerprint = _fingerprint(source_data, settings)
     previous = _previous_summary(out_dir)
     if previous is not None and previous.get("fingerprint") == fingerprint:
@@ -90,6 +100,8 @@ def clean_dataset(source, out_dir="data/cleaned", fmt=None, max_side=None, val_f
     rejected = pd.concat([source_data.rejected, decode_rejected[REJECTED_COLUMNS], duplicate_rejected],
                          ignore_index=True)
     classes = _class_table(listing, kept, rejected, source_data.class_names)
+    near_pairs = near_duplicates.train_val_pairs(kept, near_dup_threshold)
+    near_summary = near_duplicates.summarize(near_pairs, near_dup_threshold, (kept["phash"] == "").sum())
     kept = kept.assign(reencode=_reencode_reasons(kept, max_side))
 
     try:
@@ -102,7 +114,9 @@ def clean_dataset(source, out_dir="data/cleaned", fmt=None, max_side=None, val_f
         kept = kept.assign(path=_reencode(kept, staging, max_side, workers, progress))
         summary = _summary(source, source_data, settings, split_from_source, kept, rejected, classes, listing,
                            fingerprint, many_threshold, few_threshold, started)
+        summary["near_duplicates"] = near_summary
         _write_metadata(staging / "metadata", kept, rejected, classes, summary)
+        atomic_io.write_csv(staging / "metadata" / "near_duplicates.csv", near_pairs)
         _swap_in(staging, out_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -113,9 +127,10 @@ def clean_dataset(source, out_dir="data/cleaned", fmt=None, max_side=None, val_f
 # Per-image work (runs in worker processes)
 # ----------------------------------------------------------------------------------------------------
 def inspect_image(path):
-    """Decode-check one file: reason ('' when usable), detail, sha256, size, colour kind, OpenCV readability."""
+    """Decode-check one file: reason ('' when usable), detail, sha256, size, colour kind, OpenCV readability,
+    perceptual hash ('' if Pillow cannot reduce its mode to grey)."""
     result = {"path": path, "reason": "", "detail": "", "sha256": "", "width": 0, "height": 0,
-              "color": "", "has_transparency": False, "opencv_readable": True}
+              "color": "", "has_transparency": False, "opencv_readable": True, "phash": ""}
     try:
         data = Path(path).read_bytes()
     except OSError as error:
@@ -133,12 +148,16 @@ def inspect_image(path):
     try:
         if image.format == "JPEG":
             # A 1/8-scale decode still reads every compressed byte, so truncation is still caught.
-            image.draft(None, (max(1, width // 8), max(1, height // 8)))
+            image.draft(None, (max(HASH_MIN_SIDE, width // 8), max(HASH_MIN_SIDE, height // 8)))
         image.load()
     except Exception as error:  # noqa: BLE001 -- idem
         reason = "truncated" if "truncated" in str(error).lower() else "corrupt"
         return {**result, "reason": reason, "detail": _one_line(error)}
     result.update(width=width, height=height, color=_color_kind(image, data), has_transparency=_has_transparency(image))
+    try:
+        result["phash"] = near_duplicates.perceptual_hash(image)
+    except (ValueError, OSError):  # a mode Pillow cannot convert to grey: counted in summary.json, not hashed
+        pass
     if image.format not in OPENCV_CHECKED_FORMATS:
         result["opencv_readable"] = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) is not None
     return result
@@ -420,7 +439,7 @@ def _fingerprint(source_data, settings):
     return digest.hexdigest()
 
 
-def _check_settings(max_side, val_fraction, seed, workers, many_threshold, few_threshold):
+def _check_settings(max_side, val_fraction, seed, workers, many_threshold, few_threshold, near_dup_threshold):
     if max_side is not None and max_side < MIN_MAX_SIDE:
         raise UserError(f"--max-side {max_side}: must be at least {MIN_MAX_SIDE} pixels")
     if not 0.0 < val_fraction < 1.0:
@@ -429,5 +448,8 @@ def _check_settings(max_side, val_fraction, seed, workers, many_threshold, few_t
         raise UserError(f"--seed {seed}: must be a non-negative integer")
     if workers is not None and workers < 1:
         raise UserError(f"--workers {workers}: must be at least 1")
+    if not 0 <= near_dup_threshold <= near_duplicates.HASH_BITS:
+        raise UserError(f"--near-dup-threshold {near_dup_threshold}: must be a Hamming distance from 0 (off) to "
+                        f"{near_duplicates.HASH_BITS}")
     if few_threshold > many_threshold:
         raise UserError(f"--few-threshold {few_threshold} is above --many-threshold {many_threshold}")
