@@ -10,7 +10,10 @@ cleaned dataset folder (its val split). Classes are matched to the checkpoint's 
 not averaged in. Shot groups come from the checkpoint's training counts and thresholds.
 
 Writes into --output (default <checkpoint folder>/eval_<dataset name>/): metrics.json, per_class.csv,
-confusion_matrix.png (row-normalised), misclassified.png (the worst classes' errors) and unreadable.csv.
+confusion_matrix.png (row-normalised), misclassified.png (the worst classes' errors, each photo beside its Grad-CAM
+heat map for the predicted class unless --no-explain or an ONNX model), coverage.csv and coverage_accuracy.png
+(coverage and accuracy at each metrics.CONFIDENCE_THRESHOLDS value of predict.py --min-confidence) and
+unreadable.csv. --checkpoint also takes an export.py folder or model.onnx.
 """
 import os
 
@@ -25,7 +28,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+import deployment
 import evaluation
+import explain
 import inference
 import sources
 from atomic_io import write_csv
@@ -35,12 +40,15 @@ from errors import UserError, cli_entry
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("data", help="labelled images: a dataset layout, an ImageFolder folder or a cleaned dataset")
-    parser.add_argument("--checkpoint", required=True, help="a train.py best.pth (or last.pth)")
+    parser.add_argument("--checkpoint", required=True,
+                        help="a train.py best.pth (or last.pth), or an export.py folder or its model.onnx")
     parser.add_argument("--output", default=None, help="report folder (default <checkpoint folder>/eval_<data name>)")
     parser.add_argument("--format", choices=("auto", *sources.FORMATS), default="auto", help="layout of DATA")
     parser.add_argument("--tta", action="store_true", help="average the softmax of each image and its mirror image")
     parser.add_argument("--tau", type=float, default=None,
                         help="logits - tau x log(prior); default: the checkpoint's calibrated tau, else 0 (off)")
+    parser.add_argument("--no-explain", action="store_true",
+                        help="misclassified.png without Grad-CAM (the default shows photo | heat map; ONNX: never)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=None, help="image-loading processes (default: cores - 1)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
@@ -60,7 +68,7 @@ def parse_args(argv=None):
 @cli_entry
 def main(argv=None):
     args = parse_args(argv)
-    checkpoint = inference.load_checkpoint(args.checkpoint)
+    checkpoint, model = deployment.load_model(args.checkpoint)
     labelled = evaluation.read_labelled_set(args.data, checkpoint, args.format)
     output = Path(args.output) if args.output else Path(args.checkpoint).parent / f"eval_{labelled.name}"
     if output.exists() and not output.is_dir():
@@ -72,7 +80,6 @@ def main(argv=None):
         tau_source = "stored by calibration" if "logit_adjust_tau" in checkpoint else "default, no adjustment"
     device = inference.resolve_device(args.device)
     amp_dtype = inference.AMP_DTYPES[args.amp] if device.type == "cuda" else None
-    model = inference.build_model(checkpoint, args.checkpoint)
     scores, indices, unreadable = inference.predict_scores(
         model, labelled.paths, inference.eval_transform(checkpoint), checkpoint["img_size"], device,
         batch_size=args.batch_size, workers=args.workers, tta=args.tta, amp_dtype=amp_dtype, desc="evaluate")
@@ -92,9 +99,16 @@ def main(argv=None):
              "unreadable": len(unreadable), "tau": tau, "tau_source": tau_source, "tta": bool(args.tta),
              "many_threshold": many, "few_threshold": few,
              "absent_classes": [checkpoint["class_names"][index] for index in labelled.absent]}
-    evaluation.write_evaluation_report(output, result, per_class, confusion, probabilities, labelled, checkpoint,
-                                       extra)
+    explainer = None
+    if not args.no_explain and deployment.kind_of(args.checkpoint) != "onnx":
+        def explainer(paths, class_indices):
+            return [np.hstack([cropped, overlay]) for _, cropped, overlay in explain.explained_images(
+                model, checkpoint, paths, class_indices, device, batch_size=args.batch_size)]
+    coverage = evaluation.write_evaluation_report(output, result, per_class, confusion, probabilities, labelled,
+                                                  checkpoint, extra, explainer=explainer)
     print("\n".join(evaluation.summary_lines(result, per_class, labelled, checkpoint)))
+    print("coverage / accuracy by --min-confidence: " + "; ".join(
+        f"{row['min_confidence']:g}: {row['coverage']:.0%} / {row['accuracy']:.3f}" for row in coverage if row["images"]))
     print(f"tau {tau:g} ({tau_source}); TTA {'on' if args.tta else 'off'}; {device} -> {output}/")
 
 

@@ -117,21 +117,38 @@ def misclassified_examples(probabilities, targets, paths, per_class, class_names
     return examples
 
 
-def write_evaluation_report(output, result, per_class, confusion, probabilities, labelled, checkpoint, extra):
-    """metrics.json, per_class.csv, confusion_matrix.png and misclassified.png into `output`."""
+def write_evaluation_report(output, result, per_class, confusion, probabilities, labelled, checkpoint, extra,
+                            explainer=None):
+    """metrics.json, per_class.csv, confusion_matrix.png, misclassified.png, coverage.csv and
+    coverage_accuracy.png into `output`. `explainer(paths, class indices)`, when given, turns the misclassified
+    photos into Grad-CAM images for their predicted class."""
     output = Path(output)
-    write_json(output / "metrics.json", {**{key: _plain(value) for key, value in result.items()}, **extra})
+    coverage = metrics.coverage_table(probabilities, labelled.targets)
+    write_json(output / "metrics.json", {**{key: _plain(value) for key, value in result.items()}, **extra,
+                                         "coverage": coverage})
     write_csv(output / "per_class.csv", per_class)
+    write_csv(output / "coverage.csv", pd.DataFrame(coverage))
+    plots.plot_coverage(probabilities, labelled.targets, coverage, output / "coverage_accuracy.png",
+                        title=f"{labelled.name}: accuracy against coverage by --min-confidence")
     labels = [f"{class_id} {plots.abbreviate(name, 32)}" for class_id, name in
               zip(checkpoint["class_ids"], checkpoint["class_names"])]
     plots.plot_confusion_matrix(confusion, labels, output / "confusion_matrix.png",
                                 title=f"{labelled.name}: confusion matrix (rows normalised to recall)")
     examples = misclassified_examples(probabilities, labelled.targets, labelled.paths, per_class,
                                       checkpoint["class_names"])
-    plots.plot_misclassified([(dataset.read_image_rgb(path), true, predicted, probability)
-                              for path, true, predicted, probability in examples],
+    paths = [path for path, *_ in examples]
+    if explainer is not None and examples:
+        index_of = {name: index for index, name in enumerate(checkpoint["class_names"])}
+        images = explainer(paths, [index_of[predicted] for _, _, predicted, _ in examples])
+        what = "photo | Grad-CAM for the predicted class"
+    else:
+        images = [dataset.read_image_rgb(path) for path in paths]
+        what = "true -> predicted, probability"
+    plots.plot_misclassified([(image, true, predicted, probability)
+                              for image, (_, true, predicted, probability) in zip(images, examples)],
                              output / "misclassified.png",
-                             title=f"{labelled.name}: errors of the worst classes (true -> predicted, probability)")
+                             title=f"{labelled.name}: errors of the worst classes ({what})")
+    return coverage
 
 
 def _plain(value):

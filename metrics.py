@@ -4,6 +4,8 @@ import numpy as np
 from dataset import shot_groups
 
 METRIC_NAMES = ("acc", "balanced_acc", "macro_f1", "top5", "many_acc", "medium_acc", "few_acc")
+# The --min-confidence values evaluate.py reports coverage and accuracy at, so a user can pick one for predict.py.
+CONFIDENCE_THRESHOLDS = (0.0, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 
 
 def confusion_matrix(targets, predictions, num_classes):
@@ -65,3 +67,21 @@ def collapse_warning(metrics, num_present_classes, max_gap=0.15):
         f"accuracy {metrics['acc']:.1%} is far above balanced accuracy {metrics['balanced_acc']:.1%}: the model "
         f"is leaning on head classes; {metrics['zero_recall_classes']} of {num_present_classes} classes have zero recall"
     )
+
+
+def coverage_table(probabilities, targets, thresholds=CONFIDENCE_THRESHOLDS):
+    """One row per threshold P: coverage (share of images whose top probability is >= P, i.e. not labelled
+    'unknown' by predict.py --min-confidence P), how many, and the accuracy and balanced accuracy (mean recall of
+    the classes present) over those images; NaN where none is left."""
+    probabilities, targets = np.asarray(probabilities), np.asarray(targets)
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == targets
+    rows = []
+    for threshold in thresholds:
+        accepted = confidence >= threshold
+        recalls = [correct[accepted & (targets == label)].mean() for label in np.unique(targets[accepted])]
+        rows.append({"min_confidence": float(threshold), "coverage": float(accepted.mean()),
+                     "images": int(accepted.sum()),
+                     "accuracy": float(correct[accepted].mean()) if accepted.any() else float("nan"),
+                     "balanced_acc": float(np.mean(recalls)) if recalls else float("nan")})
+    return rows

@@ -279,3 +279,27 @@ def plot_misclassified(examples, path, title, columns=6):
         axes.flat[0].text(0.5, 0.5, "no misclassified images", ha="center", va="center")
     fig.suptitle(title)
     save_figure(fig, path)
+
+
+def plot_coverage(probabilities, targets, rows, path, title):
+    """Accuracy against coverage: the curve over every confidence cut-off, the reported thresholds marked."""
+    probabilities, targets = np.asarray(probabilities), np.asarray(targets)
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == targets
+    order = np.argsort(-confidence, kind="stable")
+    count = np.arange(1, len(order) + 1)
+    fig, axis = plt.subplots(figsize=(7.5, 5))
+    axis.plot(count / len(order), np.cumsum(correct[order]) / count, color="tab:blue",
+              label="accuracy of the most confident photos")
+    for row in rows:
+        if row["images"]:
+            axis.scatter(row["coverage"], row["accuracy"], color="tab:red", zorder=3)
+            axis.annotate(f"P={row['min_confidence']:g}", (row["coverage"], row["accuracy"]), fontsize=8,
+                          textcoords="offset points", xytext=(4, -10))
+    axis.set_xlim(0, 1.02)
+    axis.set_xlabel("coverage: share of photos given a class (the rest: 'unknown' under --min-confidence P)")
+    axis.set_ylabel("accuracy on those photos")
+    axis.grid(alpha=0.3)
+    axis.legend(loc="lower left", fontsize=9)
+    axis.set_title(title)
+    save_figure(fig, path)
