@@ -39,6 +39,7 @@ import losses
 import metrics
 import models
 import plots
+import run_log
 from atomic_io import remove_stale_temporaries, save_torch, write_csv, write_text
 from errors import UserError, cli_entry
 
@@ -115,12 +116,17 @@ def parse_args(argv=None):
     runtime.add_argument("--channels-last", choices=("auto", "on", "off"), default="auto")
     runtime.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across GPUs (full stage)")
     runtime.add_argument("--seed", type=int, default=0)
+    runtime.add_argument("--log", choices=run_log.LOGGERS, default="none",
+                         help="tensorboard: also write TensorBoard event files into OUTPUT/tensorboard/ (every "
+                              "history column, the curves and the confusion matrix); train.log is always written")
     args = parser.parse_args(argv)
     for key, value in STAGE_DEFAULTS[args.stage].items():
         if getattr(args, key) is None:
             setattr(args, key, value)
     if args.warmup_epochs >= args.epochs:
         args.warmup_epochs = max(0.0, args.epochs - 1.0)
+    if args.log == "tensorboard":
+        run_log.require_tensorboard()
     if args.class_weights == "auto":
         args.class_weights = "none" if args.loss == "logit-adjusted" else "sqrt"
     return args
@@ -485,6 +491,12 @@ def init_from(model, path, class_ids):
 
 
 def run(args):
+    """Train one stage; rank 0 copies its console into OUTPUT/train.log."""
+    with run_log.console_copy(Path(args.output) / run_log.LOG_FILE, enabled=int(os.environ.get("RANK", "0")) == 0):
+        _run(args)
+
+
+def _run(args):
     rank, world_size, device = setup_distributed(args.device)
     torch.manual_seed(args.seed + rank)
     np.random.seed(args.seed + rank)
@@ -547,7 +559,7 @@ def run(args):
                  channels_last=channels_last, output=output, class_ids=class_ids, class_names=class_names,
                  train_counts=train_counts, class_weights=class_weights, data_config=data_config,
                  fingerprint=dataset_fingerprint(metadata), history=[], best_metric=None, best_epoch=None,
-                 global_step=0, parent=parent, best=None,
+                 global_step=0, parent=parent, best=None, tensorboard=None,
                  trainable_parameters=[p for p in model.parameters() if p.requires_grad])
     partial_progress = restore(state, resume_checkpoint, resume_path) if resume_checkpoint else None
     start_epoch = len(state["history"]) + 1
@@ -557,6 +569,8 @@ def run(args):
         remove_stale_temporaries(output)
         report_setup(state, excluded, metadata, train_transform, targeted, workers, batch_size, world_size,
                      resume_path, start_epoch)
+        if args.log == "tensorboard":
+            state["tensorboard"] = run_log.TensorBoardLog(output, first_epoch=start_epoch)
     try:
         for epoch in range(start_epoch, args.epochs + 1):
             progress = partial_progress or {"steps": 0, "loss_sum": 0.0, "correct": 0, "images": 0, "seconds": 0.0}
@@ -573,6 +587,8 @@ def run(args):
                 raise
             end_epoch(state, epoch, progress, val_loader, world_size)
     finally:
+        if state["tensorboard"] is not None:
+            state["tensorboard"].close()
         if world_size > 1 and dist.is_initialized():
             dist.destroy_process_group()
     best = state["best_metric"]
@@ -616,6 +632,12 @@ def end_epoch(state, epoch, progress, val_loader, world_size):
         save_last(state)
         save_best(state)
         write_reports(state)
+        if state["tensorboard"] is not None:
+            state["tensorboard"].epoch(row)
+            state["tensorboard"].figure("curves", state["output"] / "training_curves.png", epoch)
+            if improved:
+                state["tensorboard"].figure("confusion_matrix", state["output"] / "confusion_matrix.png", epoch)
+            state["tensorboard"].flush()
 
 
 def report_setup(state, excluded, metadata, train_transform, targeted, workers, batch_size, world_size,
