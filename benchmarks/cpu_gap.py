@@ -1,0 +1,133 @@
+"""Where the full stage loses speed against a plain fine-tune on a CPU: one setting changed at a time.
+
+    python benchmarks/cpu_gap.py                     # demo data, 128 px, batch 32, 2 rounds -> benchmarks/cpu_gap.md
+    python benchmarks/cpu_gap.py --rounds 3 --variants as-is no-clip plain-aug
+
+Each variant runs `train.py --stage full` (the real command, in its own process, so environment settings such
+as OMP_WAIT_POLICY take effect before torch loads) for 2 epochs on the same sample of --data-dir, and reads the
+second epoch's training images/s from history.csv (the first includes the loader workers' start-up). Variants
+run in alternating rounds (A, B, C, A, B, C, ...), so load from other processes on a shared machine hits them
+alike; the report gives each variant's median and spread, and its rate relative to `as-is` within each round.
+"""
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import pandas as pd  # noqa: E402
+
+from atomic_io import write_text  # noqa: E402
+from benchmarks.report import header_lines, markdown_table, start_snapshot  # noqa: E402
+from errors import UserError, cli_entry  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+# name: (extra train.py arguments, environment changes, what it tests)
+VARIANTS = {
+    "as-is": ([], {}, "train.py's defaults: strong augmentation, clipping at 1.0, default workers, PASSIVE"),
+    "no-clip": (["--clip-grad", "0"], {}, "gradient clipping off"),
+    "plain-aug": (["--augment", "plain"], {}, "timm's default training augmentation instead of the strong one"),
+    "workers-0": (["--workers", "0"], {}, "images prepared in the training process, between steps"),
+    "workers-2": (["--workers", "2"], {}, "two loader processes"),
+    "omp-active": ([], {"OMP_WAIT_POLICY": "ACTIVE"}, "OpenMP threads spin while waiting (train.py sets PASSIVE)"),
+    "threads-1": ([], {"OMP_NUM_THREADS": "1"}, "one intra-op thread, leaving a core to the loader"),
+    "plain-recipe": (["--augment", "plain", "--clip-grad", "0", "--label-smoothing", "0", "--class-weights", "none"],
+                     {}, "a plain fine-tune's recipe through train.py: plain augmentation, no clipping, plain CE"),
+}
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", default="data/cleaned")
+    parser.add_argument("--model", default="tf_efficientnet_lite0")
+    parser.add_argument("--img-size", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--train-images", type=int, default=640, help="training images sampled per epoch")
+    parser.add_argument("--val-images", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--out", default="benchmarks")
+    args = parser.parse_args(argv)
+    if "as-is" not in args.variants:
+        args.variants.insert(0, "as-is")
+    return args
+
+
+def sampled_dataset(data_dir, folder, train_images, val_images):
+    """A cleaned-dataset folder with a fixed sample of data_dir's rows (the images are not copied)."""
+    source = Path(data_dir).resolve()
+    if not (source / "metadata" / "classes.csv").exists():
+        raise UserError(f"{data_dir}: no cleaned dataset; run `python analyze_data.py` first")
+    target = Path(folder) / "sample"
+    (target / "metadata").mkdir(parents=True)
+    for split, count in (("train", train_images), ("val", val_images)):
+        table = pd.read_csv(source / "metadata" / f"{split}.csv", keep_default_na=False)
+        table = table.sample(n=min(count, len(table)), random_state=0)
+        table.assign(path=[str(source / path) for path in table["path"]]).to_csv(
+            target / "metadata" / f"{split}.csv", index=False)
+    classes = pd.read_csv(source / "metadata" / "classes.csv", keep_default_na=False)
+    train = pd.read_csv(target / "metadata" / "train.csv")
+    classes = classes.loc[classes["id"].isin(set(train["label"]))]  # every class keeps a training image
+    classes.to_csv(target / "metadata" / "classes.csv", index=False)
+    for split in ("train", "val"):
+        table = pd.read_csv(target / "metadata" / f"{split}.csv")
+        table.loc[table["label"].isin(set(classes["id"]))].to_csv(target / "metadata" / f"{split}.csv", index=False)
+    return target
+
+
+def run_variant(name, data_dir, output, args):
+    extra, environment, _ = VARIANTS[name]
+    command = [sys.executable, str(ROOT / "train.py"), "--data-dir", str(data_dir), "--output", str(output),
+               "--stage", "full", "--epochs", "2", "--warmup-epochs", "0", "--model", args.model, "--no-pretrained",
+               "--img-size", str(args.img_size), "--batch-size", str(args.batch_size), *extra]
+    env = dict(os.environ, **environment)
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise UserError(f"variant {name}: train.py failed: {result.stderr.strip().splitlines()[-1]}")
+    history = pd.read_csv(Path(output) / "history.csv")
+    return float(history["train_images_per_s"].iloc[-1]), float(history["val_balanced_acc"].iloc[-1])
+
+
+@cli_entry
+def main(argv=None):
+    args = parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    started = start_snapshot()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="cpu_gap_") as folder:
+        data_dir = sampled_dataset(args.data_dir, folder, args.train_images, args.val_images)
+        for round_index in range(args.rounds):
+            for name in args.variants:
+                began = time.perf_counter()
+                rate, balanced = run_variant(name, data_dir, Path(folder) / f"{name}_{round_index}", args)
+                rows.append({"round": round_index, "variant": name, "images_per_s": rate, "balanced_acc": balanced})
+                print(f"round {round_index + 1}/{args.rounds} {name}: {rate:.1f} img/s "
+                      f"({time.perf_counter() - began:.0f} s)", flush=True)
+    results = pd.DataFrame(rows)
+    reference = results.loc[results["variant"] == "as-is"].set_index("round")["images_per_s"]
+    results["relative"] = results["images_per_s"] / results["round"].map(reference)
+    summary = []
+    for name in args.variants:
+        chosen = results.loc[results["variant"] == name]
+        summary.append({"variant": name, "what changes": VARIANTS[name][2],
+                        "images/s (median)": f"{chosen['images_per_s'].median():.1f}",
+                        "per round": " / ".join(f"{value:.1f}" for value in chosen["images_per_s"]),
+                        "vs as-is, same round (median)": f"{chosen['relative'].median():.3f}"})
+    lines = header_lines("The CPU gap: the full stage against a plain fine-tune, one setting at a time", started,
+                         "benchmarks/cpu_gap.py", argv)
+    lines += [f"`train.py --stage full`, model `{args.model}` (random init), {args.img_size} px, batch "
+              f"{args.batch_size}, {args.train_images} training / {args.val_images} validation images sampled from "
+              f"`{args.data_dir}`, 2 epochs; the second epoch's training images/s (history.csv). {args.rounds} "
+              f"alternating rounds. Load average at the end: "
+              f"{', '.join(f'{value:.2f}' for value in os.getloadavg())}.", "", *markdown_table(pd.DataFrame(summary))]
+    out = Path(args.out) / "cpu_gap.md"
+    write_text(out, "\n".join(lines) + "\n")
+    print(out.read_text())
+
+
+if __name__ == "__main__":
+    main()
