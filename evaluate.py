@@ -32,6 +32,7 @@ import deployment
 import evaluation
 import explain
 import inference
+import runtime
 import sources
 from atomic_io import write_csv
 from errors import UserError, cli_entry
@@ -50,7 +51,7 @@ def parse_args(argv=None):
     parser.add_argument("--no-explain", action="store_true",
                         help="misclassified.png without Grad-CAM (the default shows photo | heat map; ONNX: never)")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--workers", type=int, default=None, help="image-loading processes (default: cores - 1)")
+    parser.add_argument("--workers", type=int, default=None, help="image-loading processes (default: available cores - 1)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--amp", choices=tuple(inference.AMP_DTYPES), default="off", help="mixed precision on CUDA")
     args = parser.parse_args(argv)
@@ -61,7 +62,7 @@ def parse_args(argv=None):
     if args.tau is not None and not np.isfinite(args.tau):
         parser.error("--tau must be a finite number")
     if args.workers is None:
-        args.workers = max(1, (os.cpu_count() or 2) - 1)
+        args.workers = runtime.default_workers()
     return args
 
 

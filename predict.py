@@ -37,6 +37,7 @@ import deployment
 import explain
 import inference
 import plots
+import runtime
 from atomic_io import atomic_path, save_torch, write_csv, write_json
 from errors import UserError, cli_entry
 
@@ -71,11 +72,12 @@ def parse_args(argv=None):
     adjustment.add_argument("--tau-max", type=float, default=2.0)
     adjustment.add_argument("--tau-step", type=float, default=0.25)
 
-    runtime = parser.add_argument_group("runtime")
-    runtime.add_argument("--batch-size", type=int, default=64)
-    runtime.add_argument("--workers", type=int, default=None, help="image-loading processes (default: cores - 1)")
-    runtime.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    runtime.add_argument("--amp", choices=tuple(inference.AMP_DTYPES), default="off", help="mixed precision on CUDA")
+    runtime_options = parser.add_argument_group("runtime")
+    runtime_options.add_argument("--batch-size", type=int, default=64)
+    runtime_options.add_argument("--workers", type=int, default=None,
+                                 help="image-loading processes (default: available cores - 1)")
+    runtime_options.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    runtime_options.add_argument("--amp", choices=tuple(inference.AMP_DTYPES), default="off", help="mixed precision on CUDA")
     args = parser.parse_args(argv)
     if not args.paths and not args.calibrate_tau:
         parser.error("give image files or folders to predict (or --calibrate-tau)")
@@ -93,7 +95,7 @@ def parse_args(argv=None):
         output = Path(args.output)
         args.explain_dir = str(output.with_name(f"{output.stem}_gradcam"))
     if args.workers is None:
-        args.workers = max(1, (os.cpu_count() or 2) - 1)
+        args.workers = runtime.default_workers()
     return args
 
 

@@ -18,6 +18,7 @@ import math
 import platform
 import time
 from contextlib import nullcontext
+from functools import partial
 from pathlib import Path
 
 import albumentations
@@ -40,6 +41,7 @@ import metrics
 import models
 import plots
 import run_log
+import runtime
 from atomic_io import remove_stale_temporaries, save_torch, write_csv, write_text
 from errors import UserError, cli_entry
 
@@ -58,7 +60,7 @@ def parse_args(argv=None):
     data.add_argument("--min-samples", type=int, default=1,
                       help="leave out classes with fewer training images (the seed's 'remove classes 44, 45')")
     data.add_argument("--batch-size", type=int, default=32)
-    data.add_argument("--workers", type=int, default=None, help="data-loading processes per GPU/process")
+    data.add_argument("--workers", type=int, default=None, help="data-loading processes per GPU/process (default: available cores / processes - 1)")
 
     model = parser.add_argument_group("model")
     model.add_argument("--model", default=models.DEFAULT_MODEL, help="any timm model name")
@@ -109,14 +111,16 @@ def parse_args(argv=None):
     evaluation.add_argument("--resume", default=None, help="a last.pth, or 'auto' for OUTPUT/last.pth if present")
     evaluation.add_argument("--save-every-steps", type=int, default=0, help="also write last.pth every N steps")
 
-    runtime = parser.add_argument_group("runtime")
-    runtime.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    runtime.add_argument("--amp", choices=("auto", "bf16", "fp16", "off"), default="auto",
+    runtime_options = parser.add_argument_group("runtime")
+    runtime_options.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    runtime_options.add_argument("--amp", choices=("auto", "bf16", "fp16", "off"), default="auto",
                          help="mixed precision on CUDA (auto: bf16 where supported, else fp16)")
-    runtime.add_argument("--channels-last", choices=("auto", "on", "off"), default="auto")
-    runtime.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across GPUs (full stage)")
-    runtime.add_argument("--seed", type=int, default=0)
-    runtime.add_argument("--log", choices=run_log.LOGGERS, default="none",
+    runtime_options.add_argument("--channels-last", choices=("auto", "on", "off"), default="auto")
+    runtime_options.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across GPUs (full stage)")
+    runtime_options.add_argument("--compile", action="store_true",
+                         help="torch.compile the model (full stage): slower start, faster steps where it pays off")
+    runtime_options.add_argument("--seed", type=int, default=0)
+    runtime_options.add_argument("--log", choices=run_log.LOGGERS, default="none",
                          help="tensorboard: also write TensorBoard event files into OUTPUT/tensorboard/ (every "
                               "history column, the curves and the confusion matrix); train.log is always written")
     args = parser.parse_args(argv)
@@ -136,7 +140,9 @@ def parse_args(argv=None):
 # Setup
 # ----------------------------------------------------------------------------------------------------
 def setup_distributed(device_arg):
-    """(rank, world_size, device). torchrun sets WORLD_SIZE; without it this is a single process."""
+    """(rank, world_size, device). Under torchrun (which sets RANK and WORLD_SIZE) a process group is set up
+    even for one process, so `torchrun --nproc_per_node=1` runs the same code as a multi-GPU job."""
+    distributed = "RANK" in os.environ and "WORLD_SIZE" in os.environ
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -150,8 +156,9 @@ def setup_distributed(device_arg):
         if not torch.cuda.is_available():
             raise UserError(f"--device {device_arg}: CUDA is not available on this machine")
         torch.cuda.set_device(device)
-    if world_size > 1:
+    if distributed:
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        log(rank, f"distributed: {dist.get_backend()}, {world_size} process(es)")
     return rank, world_size, device
 
 
@@ -251,7 +258,8 @@ def train_one_epoch(state, loader, epoch, progress):
     device, autocast_dtype = state["device"], state["amp_dtype"]
     frozen = args.stage == "head"
     models.set_train_mode(model, backbone_frozen=frozen)
-    autocast = (torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype else nullcontext)
+    # A factory: each `with autocast():` needs a fresh context (calling a torch.autocast object decorates instead)
+    autocast = partial(torch.autocast, device.type, dtype=autocast_dtype) if autocast_dtype else nullcontext
     bar = tqdm(loader, desc=f"epoch {epoch}/{args.epochs}", disable=state["rank"] != 0, leave=False,
                dynamic_ncols=True, mininterval=1.0, initial=progress["steps"],
                total=progress["steps"] + len(loader))
@@ -462,7 +470,8 @@ def restore(state, checkpoint, resume_path):
     state["model"].load_state_dict(checkpoint["state_dict"])
     state["optimizer"].load_state_dict(checkpoint["optimizer"])
     state["scheduler"].load_state_dict(checkpoint["scheduler"])
-    state["scaler"].load_state_dict(checkpoint["scaler"])
+    if checkpoint["scaler"]:  # empty when written without fp16 (CPU, bf16): a fresh scaler calibrates itself
+        state["scaler"].load_state_dict(checkpoint["scaler"])
     if state["ema"] is not None and "ema_state_dict" in checkpoint:
         state["ema"].module.load_state_dict(checkpoint["ema_state_dict"])
     state["history"] = checkpoint["history"]
@@ -527,7 +536,7 @@ def _run(args):
     model = model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
     trainable = models.HeadOnly(model) if args.stage == "head" else model
-    if world_size > 1:
+    if dist.is_initialized():
         trainable = torch.nn.parallel.DistributedDataParallel(
             trainable, device_ids=[device.index] if device.type == "cuda" else None)
     optimizer = build_optimizer(model, args)
@@ -540,9 +549,8 @@ def _run(args):
     sampler = dataset.make_sampler(train_targets, len(class_ids), args.sampler, num_replicas=world_size,
                                    rank=rank, seed=args.seed)
     batch_size = max(1, min(args.batch_size, len(sampler)))
-    workers = args.workers if args.workers is not None else max(1, (os.cpu_count() or 2) // world_size - 1)
-    loader_options = dict(num_workers=workers, pin_memory=device.type == "cuda", worker_init_fn=dataset.worker_init,
-                          persistent_workers=workers > 0)
+    workers = args.workers if args.workers is not None else runtime.default_workers(world_size)
+    loader_options = dict(runtime.loader_options(workers, device.type), worker_init_fn=dataset.worker_init)
     train_loader = torch.utils.data.DataLoader(train_set, batch_size=batch_size, sampler=sampler, drop_last=True,
                                                **loader_options)
     val_loader = torch.utils.data.DataLoader(val_set, batch_size=batch_size * 2, shuffle=False, **loader_options)
@@ -552,6 +560,8 @@ def _run(args):
     autocast_dtype = amp_dtype(args, device)
     scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype == torch.float16)
     ema = ModelEmaV3(model, decay=args.ema_decay) if args.ema_decay > 0 else None
+    if args.compile and args.stage == "full":
+        model.compile()  # in place (after the EMA's copy): state_dict keys stay the model's own
     criterion = build_criterion(args, class_weights, train_counts).to(device)
 
     state = dict(args=args, rank=rank, device=device, model=model, trainable=trainable, optimizer=optimizer,
@@ -589,7 +599,7 @@ def _run(args):
     finally:
         if state["tensorboard"] is not None:
             state["tensorboard"].close()
-        if world_size > 1 and dist.is_initialized():
+        if dist.is_initialized():
             dist.destroy_process_group()
     best = state["best_metric"]
     log(rank, f"done: best {args.select_metric} {best:.4f} at epoch {state['best_epoch']}; outputs in {output}/")

@@ -37,6 +37,7 @@ from timm.data import resolve_data_config  # noqa: E402
 import cleaning  # noqa: E402
 import dataset  # noqa: E402
 import models  # noqa: E402
+import runtime  # noqa: E402
 from atomic_io import write_text  # noqa: E402
 from benchmarks.photos import render_photo  # noqa: E402
 from benchmarks.report import header_lines, markdown_table, start_snapshot  # noqa: E402
@@ -50,8 +51,8 @@ ROUNDS = 2
 
 
 def default_worker_counts():
-    """0, 1, 2, 4, ... up to nproc, and nproc itself."""
-    cores = os.cpu_count() or 1
+    """0, 1, 2, 4, ... up to the available cores, and that count itself."""
+    cores = runtime.available_cores()
     counts = {0, cores}
     count = 1
     while count < cores:
@@ -94,8 +95,7 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.steps < 1 or args.batch_size < 1 or args.photos < 1:
         parser.error("--steps, --batch-size and --photos must be positive")
-    cores = os.cpu_count() or 1
-    args.workers = max(1, cores - 1) if args.workers is None else args.workers
+    args.workers = runtime.default_workers() if args.workers is None else args.workers
     args.pipeline_workers = sorted(set(args.pipeline_workers or default_worker_counts()) | {args.workers})
     return args
 
@@ -266,8 +266,7 @@ def measure_training(args, metadata, img_size, amp, channels_last, device):
     steps_per_round = -(-args.steps // ROUNDS)
     train_rows = sample(metadata.train, steps_per_round * args.batch_size, seed=0)
     val_rows = sample(metadata.val, steps_per_round * args.batch_size, seed=1)
-    loader_options = dict(num_workers=args.workers, pin_memory=device.type == "cuda",
-                          worker_init_fn=dataset.worker_init, persistent_workers=args.workers > 0)
+    loader_options = dict(runtime.loader_options(args.workers, device.type), worker_init_fn=dataset.worker_init)
     in_memory, through_loader = "random tensors in memory", f"DataLoader, {args.workers} workers"
     rows, loaders = [], {}
     for stage in ("full", "head"):

@@ -147,3 +147,33 @@ def test_checkpoint_written_on_gpu_resumes_on_cpu_and_back(tiny_cleaned, tmp_pat
     model = timm.create_model("test_efficientnet", num_classes=4)
     model.load_state_dict(after_return["state_dict"])
     assert after_return["scaler"]["scale"] > 0  # fp16 on the GPU again: the GradScaler is back in use
+
+
+def test_checkpoint_without_fp16_resumes_into_an_fp16_run(tiny_cleaned, tmp_path, monkeypatch):
+    """A last.pth written on a CPU or in bf16 holds an empty GradScaler state; an fp16 run resuming from it (on
+    a GPU without bf16, or with --amp fp16) must start a fresh scaler rather than fail. Run on the CPU by letting
+    train.py pick fp16 there (CPU autocast and GradScaler accept it)."""
+    output = tmp_path / "to_fp16"
+    run_stage(tiny_cleaned, output, "--epochs", "1")
+    assert load(output / "last.pth")["scaler"] == {}
+    monkeypatch.setattr(train, "amp_dtype", lambda args, device: torch.float16)
+    run_stage(tiny_cleaned, output, "--epochs", "2", "--resume", "auto")
+    last = load(output / "last.pth")
+    assert [row["epoch"] for row in last["history"]] == [1, 2]
+    assert last["scaler"]["scale"] > 0
+
+
+def test_compile_option_compiles_in_place_and_keeps_checkpoint_keys(tiny_cleaned, tmp_path, monkeypatch):
+    compiled = []
+    original = torch.nn.Module.compile
+
+    def compile_without_codegen(module, *args, **kwargs):  # the real torch.compile, minus minutes of C++ builds
+        compiled.append(type(module).__name__)
+        return original(module, *args, **{**kwargs, "backend": "eager"})
+
+    monkeypatch.setattr(torch.nn.Module, "compile", compile_without_codegen)
+    output = run_stage(tiny_cleaned, tmp_path / "compiled", "--epochs", "1", "--compile")
+    assert compiled == ["EfficientNet"]
+    model = timm.create_model("test_efficientnet", num_classes=4)
+    model.load_state_dict(load(output / "last.pth")["state_dict"])  # no "_orig_mod." prefixes
+    assert pd.read_csv(output / "history.csv")["train_loss"].notna().all()
