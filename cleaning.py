@@ -50,6 +50,7 @@ from tqdm import tqdm
 
 import atomic_io
 import near_duplicates
+import runtime
 from dataset import compute_class_weights, shot_groups
 from errors import UserError
 from sources import REJECTED_COLUMNS, read_source
@@ -76,7 +77,7 @@ def clean_dataset(source, out_dir="data/cleaned", fmt=None, max_side=None, val_f
     """
     _check_settings(max_side, val_fraction, seed, workers, many_threshold, few_threshold, near_dup_threshold)
     out_dir = Path(out_dir)
-    workers = workers or os.cpu_count() or 1
+    workers = workers or runtime.available_cores()
     source_data = read_source(source, fmt, path_column, label_column, split_column, val_list)
     _refuse_source_inside_output(source_data, out_dir)
     settings = {"max_side": max_side, "val_fraction": val_fraction, "seed": seed,

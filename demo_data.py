@@ -24,6 +24,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from aichallenger_classes import AICHALLENGER_CLASS_NAMES as CLASS_NAMES, AICHALLENGER_CLASS_TABLE as _CLASS_TABLE
+import runtime
 from atomic_io import write_csv, write_json
 from errors import UserError
 
@@ -942,7 +943,7 @@ def generate_demo(out_root, scale=DEFAULT_SCALE, image_size=DEFAULT_IMAGE_SIZE, 
     except OSError as error:
         raise UserError(f"{partial}: cannot create the demo folder ({error.strerror})") from None
 
-    workers = min(workers or os.cpu_count() or 1, len(tasks))
+    workers = min(workers or runtime.available_cores(), len(tasks))
     if workers == 1:
         for task in tqdm(tasks, desc="generating demo images", unit="img"):
             _write_image(task)

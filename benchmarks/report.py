@@ -8,6 +8,8 @@ from pathlib import Path
 import cv2
 import torch
 
+import runtime
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -38,7 +40,7 @@ def machine_lines():
     gpu = (f"{torch.cuda.get_device_name(0)} (CUDA {torch.version.cuda}, {torch.cuda.device_count()} device(s))"
            if torch.cuda.is_available() else "none")
     return [
-        f"- CPU: {_cpu_model()}, `nproc` = {os.cpu_count()}; RAM {_ram_gib():.1f} GiB; load average at start {load}",
+        f"- CPU: {_cpu_model()}, `nproc` = {runtime.available_cores()}; RAM {_ram_gib():.1f} GiB; load average at start {load}",
         f"- GPU: {gpu}",
         f"- torch {torch.__version__} ({torch.get_num_threads()} intra-op threads, OMP_WAIT_POLICY="
         f"{os.environ.get('OMP_WAIT_POLICY', 'unset')}), OpenCV {cv2.__version__} "

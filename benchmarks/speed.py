@@ -356,7 +356,7 @@ def diagnosis_lines(training, args):
                 f"({args.workers} worker(s)); more workers, or smaller re-encoded images (cleaning's --max-side)."]
     return [f"- The full-stage loop waits for data only {loop['wait_share']:.0%} of its time, so the loader keeps up; "
             f"the gap is slower compute: the loader worker(s) ({args.workers}) and any other processes share the "
-            f"{os.cpu_count()} cores with torch's {torch.get_num_threads()} intra-op threads, and one preempted "
+            f"{runtime.available_cores()} cores with torch's {torch.get_num_threads()} intra-op threads, and one preempted "
             f"thread stalls them all at every synchronisation point (see the load average above). Compare with "
             f"`OMP_WAIT_POLICY=PASSIVE python benchmarks/speed.py ...` (waiting threads sleep instead of spinning) "
             f"and with `--workers 0`."]
