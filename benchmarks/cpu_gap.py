@@ -1,7 +1,14 @@
-"""Where the full stage loses speed against a plain fine-tune on a CPU: one setting changed at a time.
+"""Where the full stage loses speed against a plain fine-tune on a CPU: the cost of each component, then one
+setting changed at a time.
 
     python benchmarks/cpu_gap.py                     # demo data, 128 px, batch 32, 2 rounds -> benchmarks/cpu_gap.md
     python benchmarks/cpu_gap.py --rounds 3 --variants as-is no-clip plain-aug
+    python benchmarks/cpu_gap.py --rounds 0          # the components only (a few seconds of CPU)
+
+Components: the CPU time (process time, so other load on a shared machine does not inflate it) of one training
+step's parts in this process: forward + backward, gradient clipping, the AdamW update, the loss's `.item()`, and
+one batch of images through read + decode + augmentation + normalisation (strong against plain), which a loader
+worker spends on another core.
 
 Each variant runs `train.py --stage full` (the real command, in its own process, so environment settings such
 as OMP_WAIT_POLICY take effect before torch loads) for 2 epochs on the same sample of --data-dir, and reads the
@@ -9,19 +16,28 @@ second epoch's training images/s from history.csv (the first includes the loader
 run in alternating rounds (A, B, C, A, B, C, ...), so load from other processes on a shared machine hits them
 alike; the report gives each variant's median and spread, and its rate relative to `as-is` within each round.
 """
-import argparse
 import os
-import subprocess
-import sys
-import tempfile
-import time
-from pathlib import Path
+
+# As train.py, before torch loads: waiting OpenMP threads sleep, so the CPU times below count work, not spinning.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import pandas as pd  # noqa: E402
+import torch  # noqa: E402
 
+import dataset  # noqa: E402
+import models  # noqa: E402
 from atomic_io import write_text  # noqa: E402
+from benchmarks.feeding import cpu_ms  # noqa: E402
 from benchmarks.report import header_lines, markdown_table, start_snapshot  # noqa: E402
 from errors import UserError, cli_entry  # noqa: E402
 
@@ -79,6 +95,41 @@ def sampled_dataset(data_dir, folder, train_images, val_images):
     return target
 
 
+def component_costs(args, data_dir, repeats=5):
+    """Median CPU ms per training step of each component (see the module docstring)."""
+    metadata = dataset.load_metadata(data_dir)
+    paths = list(metadata.train["path"][: args.batch_size])
+    costs = {}
+    for kind in ("strong", "plain"):
+        transform = dataset.build_transform(kind, args.img_size)
+        transform.set_random_seed(0)
+        costs[f"one batch through {kind} augmentation (loader worker)"] = statistics.median(
+            cpu_ms(lambda: [transform(image=dataset.read_image_rgb(path)) for path in paths]) for _ in range(repeats))
+    torch.manual_seed(0)
+    model = models.create_model(args.model, len(metadata.classes), pretrained=False).train()
+    parameters = list(model.parameters())
+    optimizer = torch.optim.AdamW(parameters, lr=1e-4)
+    images = torch.randn(args.batch_size, 3, args.img_size, args.img_size)
+    targets = torch.randint(0, len(metadata.classes), (args.batch_size,))
+    loss = None
+
+    def forward_backward():
+        nonlocal loss
+        optimizer.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.cross_entropy(model(images), targets, label_smoothing=0.1)
+        loss.backward()
+
+    parts = {"forward + backward (training process)": forward_backward,
+             "gradient clipping at 1.0": lambda: torch.nn.utils.clip_grad_norm_(parameters, 1.0),
+             "AdamW update": optimizer.step, "loss.item()": lambda: loss.item()}
+    measured = {name: [] for name in parts}
+    for _ in range(repeats + 1):  # the first round warms up
+        for name, function in parts.items():
+            measured[name].append(cpu_ms(function))
+    costs.update({name: statistics.median(values[1:]) for name, values in measured.items()})
+    return costs, torch.get_num_threads()
+
+
 def run_variant(name, data_dir, output, args):
     extra, environment, _ = VARIANTS[name]
     command = [sys.executable, str(ROOT / "train.py"), "--data-dir", str(data_dir), "--output", str(output),
@@ -98,6 +149,9 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     started = start_snapshot()
     rows = []
+    costs, threads = component_costs(args, args.data_dir)
+    for name, value in costs.items():
+        print(f"{name}: {value:.1f} CPU ms per step", flush=True)
     with tempfile.TemporaryDirectory(prefix="cpu_gap_") as folder:
         data_dir = sampled_dataset(args.data_dir, folder, args.train_images, args.val_images)
         for round_index in range(args.rounds):
@@ -107,6 +161,19 @@ def main(argv=None):
                 rows.append({"round": round_index, "variant": name, "images_per_s": rate, "balanced_acc": balanced})
                 print(f"round {round_index + 1}/{args.rounds} {name}: {rate:.1f} img/s "
                       f"({time.perf_counter() - began:.0f} s)", flush=True)
+    step = costs["forward + backward (training process)"] + costs["gradient clipping at 1.0"] + costs["AdamW update"]
+    lines = header_lines("The CPU gap: the full stage against a plain fine-tune, one setting at a time", started,
+                         "benchmarks/cpu_gap.py", argv)
+    lines += ["## Components", "",
+              f"CPU time per training step (model `{args.model}`, random init, {args.img_size} px, batch "
+              f"{args.batch_size}, {threads} intra-op threads; median of 5, process CPU time):", "",
+              "| component | CPU ms per step | share of the training process's step |", "|---|---|---|"]
+    lines += [f"| {name} | {value:.1f} | {value / step:.1%} |" for name, value in costs.items()]
+    lines.append("")
+    if not rows:
+        write_text(Path(args.out) / "cpu_gap.md", "\n".join(lines) + "\n")
+        print((Path(args.out) / "cpu_gap.md").read_text())
+        return
     results = pd.DataFrame(rows)
     reference = results.loc[results["variant"] == "as-is"].set_index("round")["images_per_s"]
     results["relative"] = results["images_per_s"] / results["round"].map(reference)
@@ -117,9 +184,7 @@ def main(argv=None):
                         "images/s (median)": f"{chosen['images_per_s'].median():.1f}",
                         "per round": " / ".join(f"{value:.1f}" for value in chosen["images_per_s"]),
                         "vs as-is, same round (median)": f"{chosen['relative'].median():.3f}"})
-    lines = header_lines("The CPU gap: the full stage against a plain fine-tune, one setting at a time", started,
-                         "benchmarks/cpu_gap.py", argv)
-    lines += [f"`train.py --stage full`, model `{args.model}` (random init), {args.img_size} px, batch "
+    lines += ["## One setting at a time", "", f"`train.py --stage full`, model `{args.model}` (random init), {args.img_size} px, batch "
               f"{args.batch_size}, {args.train_images} training / {args.val_images} validation images sampled from "
               f"`{args.data_dir}`, 2 epochs; the second epoch's training images/s (history.csv). {args.rounds} "
               f"alternating rounds. Load average at the end: "

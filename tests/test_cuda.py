@@ -87,7 +87,8 @@ def test_ema_weights_are_kept_and_evaluated_on_the_gpu(tiny_cleaned, tmp_path):
     output = run_stage(tiny_cleaned, tmp_path / "ema", "--device", "cuda", "--amp", "bf16", "--epochs", "2",
                        "--ema-decay", "0.5")
     last, best = load(output / "last.pth"), load(output / "best.pth")
-    model, ema = floating(last["state_dict"]), floating(last["ema_state_dict"])
+    # checkpoint.py (issue 12) renames the key to timm's state_dict_ema; either is a saved EMA.
+    model, ema = floating(last["state_dict"]), floating(last.get("state_dict_ema", last.get("ema_state_dict")))
     assert ema.keys() == model.keys()
     assert all(torch.isfinite(value).all() for value in ema.values())
     assert any(not torch.equal(ema[key], model[key]) for key in ema), "EMA is a copy of the model"
