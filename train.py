@@ -150,8 +150,8 @@ def setup_distributed(device_arg):
         device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
     else:
         device = torch.device(device_arg)
-        if device.type == "cuda" and world_size > 1:
-            device = torch.device(f"cuda:{local_rank}")
+        if device.type == "cuda" and (world_size > 1 or device.index is None):
+            device = torch.device(f"cuda:{local_rank}")  # an explicit index, for DDP's device_ids
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise UserError(f"--device {device_arg}: CUDA is not available on this machine")

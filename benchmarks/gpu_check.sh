@@ -14,7 +14,7 @@
 #   demo-data    30   analyze_data.py --demo into the work folder (160 px leaves; CPU mode: 40 px, 0.4 %)
 #   cuda-tests   80   pytest tests/test_cuda.py: AMP bf16 and fp16 + GradScaler, channels_last, EMA,
 #                     evaluation under autocast, a checkpoint moved GPU -> CPU -> GPU (its CPU-only tests run
-#                     in CI, not here). Any skip on a GPU machine counts as a failure.
+#                     with the rest of the suite, not here). Any skip on a GPU machine counts as a failure.
 #   train-demo   75   bash train_fixed.sh on the demo at 320 px, 1 + 1 epochs, calibration included
 #                     (CPU mode: test_efficientnet at 32 px, no calibration)
 #   speed        65   python benchmarks/speed.py --gpu-only at 320 px: training img/s through the loader
@@ -91,12 +91,14 @@ if [[ $MODE == gpu ]]; then
   TRAIN_ENV=(IMG_SIZE=320 STAGE1_EPOCHS=1 STAGE2_EPOCHS=1)
   TINY=()
   DEVICE=cuda
+  TORCHRUN_DEVICE=auto  # cuda:LOCAL_RANK
 else
   DEMO_ARGS=(--demo-scale 0.004 --demo-image-size 40)
   TRAIN_ENV=(IMG_SIZE=32 STAGE1_EPOCHS=1 STAGE2_EPOCHS=1 MODEL=test_efficientnet PRETRAINED=0 BATCH_SIZE=16
              CALIBRATE=0)
   TINY=(--model test_efficientnet --batch-size 8)
   DEVICE=cpu
+  TORCHRUN_DEVICE=cpu
 fi
 
 part_environment() {
@@ -140,9 +142,9 @@ print("- demo dataset: {train} training / {val} validation images, {classes} cla
 
 part_cuda_tests() {
   local log="$WORK/logs/cuda-tests.pytest"
-  local select=()
-  [[ $MODE == gpu ]] && select=(-k "not cpu-bf16 and not without_fp16 and not compile_option")
-  "$PYTHON" -m pytest -q -rs -p no:cacheprovider tests/test_cuda.py "${select[@]}" 2>&1 | tee "$log"
+  # only the tests that need CUDA (its CPU-only tests run with the rest of the suite)
+  "$PYTHON" -m pytest -q -rs -p no:cacheprovider tests/test_cuda.py \
+    -k "not cpu-bf16 and not without_fp16 and not compile_option" 2>&1 | tee "$log"
   local status=${PIPESTATUS[0]}
   local summary
   summary=$(grep -E "^(=+ )?[0-9]+ (passed|failed|skipped|error)" "$log" | tail -1 | tr -d '=' | xargs)
@@ -180,7 +182,7 @@ part_speed() {
 part_torchrun() {
   local log="$WORK/logs/torchrun.out"
   local args=(--data-dir "$DATA_DIR" --output "$WORK/checkpoints/torchrun" --stage full --epochs 1 --no-pretrained
-              --device "$DEVICE")
+              --device "$TORCHRUN_DEVICE")
   if [[ $MODE == gpu ]]; then args+=(--img-size 320); else args+=("${TINY[@]}" --img-size 32); fi
   "$PYTHON" -m torch.distributed.run --standalone --nproc_per_node=1 train.py "${args[@]}" 2>&1 | tee "$log"
   local status=${PIPESTATUS[0]}
@@ -214,7 +216,7 @@ for part in $PARTS; do
   part_start=$(date +%s.%N)
   # Each part runs in its own bash under `timeout`, so a hung part is killed (with its children) at its limit.
   timeout --kill-after=10 "$limit" bash -c "set -o pipefail
-$(declare -p PYTHON WORK REPO MODE DATA_DIR DEVICE DEMO_ARGS TRAIN_ENV TINY FIGURES)
+$(declare -p PYTHON WORK REPO MODE DATA_DIR DEVICE TORCHRUN_DEVICE DEMO_ARGS TRAIN_ENV TINY FIGURES)
 $(declare -f "part_${part//-/_}")
 part_${part//-/_}" >"$log" 2>&1
   status=$?
