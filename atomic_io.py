@@ -23,10 +23,7 @@ def atomic_path(path):
         raise UserError(f"{path}: cannot write here ({error.strerror})") from None
     os.close(fd)
     tmp_path = Path(tmp_name)
-    # mkstemp creates 0600 files; give the result the permissions a plain open() would.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp_path, 0o666 & ~umask)
+    default_permissions(tmp_path)
     try:
         yield tmp_path
         os.replace(tmp_path, path)
@@ -34,6 +31,14 @@ def atomic_path(path):
         raise UserError(f"{path}: write failed ({error.strerror}); the previous file, if any, is intact") from None
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def default_permissions(path):
+    """Give `path` the permissions a plain open() would (mkstemp and some writers, safetensors' among them,
+    create 0600 files)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
 
 
 def remove_stale_temporaries(directory):

@@ -28,6 +28,7 @@ import numpy as np
 import dataset
 import deployment
 import inference
+from atomic_io import default_permissions
 from errors import UserError, cli_entry
 
 FORMATS = {"timm": ("timm",), "onnx": ("onnx",), "all": ("timm", "onnx")}
@@ -106,6 +107,7 @@ def main(argv=None):
             written.append(deployment.ONNX_FILE)
         # Only checked exports replace what was there.
         for name in written:
+            default_permissions(staging / name)
             os.replace(staging / name, output / name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

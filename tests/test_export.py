@@ -1,5 +1,6 @@
 """export.py: the timm/safetensors folder and ONNX file reproduce the checkpoint and feed predict.py."""
 import json
+import os
 
 import numpy as np
 import onnxruntime
@@ -55,8 +56,10 @@ def reference_logits(checkpoint, images):
 
 def test_timm_folder_loads_without_num_classes(exported, checkpoint, val_images):
     loaded = inference.load_checkpoint(checkpoint)
-    assert sorted(p.name for p in exported.iterdir() if not p.name.startswith(".")) == [
-        "config.json", "model.onnx", "model.safetensors"]
+    assert sorted(p.name for p in exported.iterdir()) == ["config.json", "model.onnx", "model.safetensors"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert {oct(p.stat().st_mode & 0o777) for p in exported.iterdir()} == {oct(0o666 & ~umask)}
     model = timm.create_model(f"local-dir:{exported}", pretrained=True).eval()
     assert model.num_classes == loaded["num_classes"] == 3
     cfg = model.pretrained_cfg
