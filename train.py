@@ -519,6 +519,9 @@ def _run(args):
     resume_checkpoint = load_checkpoint_file(resume_path) if resume_path else None
     if resume_checkpoint and resume_checkpoint["epoch"] >= args.epochs and not resume_checkpoint.get("epoch_in_progress"):
         log(rank, f"{resume_path}: all {args.epochs} epochs already done; nothing to train")
+        if rank == 0:
+            # A run killed while writing its last epoch's reports leaves their temporaries behind.
+            remove_stale_temporaries(output)
         return
 
     metadata, excluded, class_ids, train_targets, val_targets, train_counts = prepare_data(args, rank)
