@@ -23,6 +23,9 @@ AUGMENTATIONS = ("plain", "weak", "strong", "heavy")
 # The eval resize's interpolation, by timm's name (exported configs carry it) and as OpenCV's flag.
 EVAL_INTERPOLATION = "bilinear"
 _CV2_INTERPOLATION = {"bilinear": cv2.INTER_LINEAR}
+# Shot groups by training images (Liu et al., OLTR, CVPR 2019): many > 100, few < 20, medium in between.
+MANY_SHOT_THRESHOLD = 100
+FEW_SHOT_THRESHOLD = 20
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -81,11 +84,8 @@ def load_weights_csv(path, class_ids):
     return weights
 
 
-def shot_groups(class_counts, many_threshold=100, few_threshold=20):
-    """'many' (> many_threshold training images), 'few' (< few_threshold) or 'medium', per class.
-
-    The thresholds follow the long-tail literature (Liu et al., OLTR, CVPR 2019).
-    """
+def shot_groups(class_counts, many_threshold=MANY_SHOT_THRESHOLD, few_threshold=FEW_SHOT_THRESHOLD):
+    """'many' (> many_threshold training images), 'few' (< few_threshold) or 'medium', per class."""
     counts = np.asarray(class_counts)
     return np.where(counts > many_threshold, "many", np.where(counts < few_threshold, "few", "medium"))
 

@@ -16,6 +16,7 @@ import numpy as np
 import timm
 import torch
 
+import checkpoint as checkpoint_format
 import dataset
 import inference
 from atomic_io import atomic_path
@@ -36,7 +37,7 @@ def model_card(checkpoint, source):
     """What an exported model must carry to be used alone: the checkpoint's description without weights."""
     card = {key: checkpoint[key] for key in CARD_KEYS}
     card.update({key: checkpoint[key] for key in OPTIONAL_CARD_KEYS if checkpoint.get(key) is not None})
-    many, few = inference.shot_thresholds(checkpoint)
+    many, few = checkpoint_format.shot_thresholds(checkpoint)
     card["args"] = {"many_threshold": many, "few_threshold": few}
     card["exported_from"] = str(source)
     return card
@@ -111,7 +112,7 @@ def load_model(path):
     path = Path(path)
     kind = kind_of(path)
     if kind == "checkpoint":
-        checkpoint = inference.load_checkpoint(path)
+        checkpoint = checkpoint_format.load(path, need="weights")
         return checkpoint, inference.build_model(checkpoint, path)
     if kind == "timm":
         card = _read_card(path / "config.json", lambda: json.loads((path / "config.json").read_text()).get(CARD_KEY))

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+import checkpoint as checkpoint_format
 import deployment
 import evaluation
 import explain
@@ -95,7 +96,7 @@ def main(argv=None):
                                       labelled.targets[kept], labelled.absent)
     result, per_class, confusion = evaluation.score_metrics(scores, labelled.targets, checkpoint, tau)
     probabilities = torch.softmax(inference.adjust_scores(scores, checkpoint["train_counts"], tau), dim=1).numpy()
-    many, few = inference.shot_thresholds(checkpoint)
+    many, few = checkpoint_format.shot_thresholds(checkpoint)
     extra = {"checkpoint": str(args.checkpoint), "data": str(args.data), "images": len(labelled.targets),
              "unreadable": len(unreadable), "tau": tau, "tau_source": tau_source, "tta": bool(args.tta),
              "many_threshold": many, "few_threshold": few,

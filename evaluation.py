@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+import checkpoint as checkpoint_format
 import dataset
 import inference
 import metrics
@@ -89,7 +90,7 @@ def read_labelled_set(data, checkpoint, fmt=None):
 def score_metrics(scores, targets, checkpoint, tau=0.0):
     """(metrics dict, per-class table, confusion matrix) of scores (N, K) after logit adjustment by tau."""
     adjusted = inference.adjust_scores(scores, checkpoint["train_counts"], tau)
-    many, few = inference.shot_thresholds(checkpoint)
+    many, few = checkpoint_format.shot_thresholds(checkpoint)
     result, per_class, confusion = metrics.classification_metrics(
         adjusted.numpy(), targets, checkpoint["train_counts"], many, few)
     groups = dataset.shot_groups(checkpoint["train_counts"], many, few)
@@ -164,7 +165,7 @@ def summary_lines(result, per_class, labelled, checkpoint):
              f"balanced accuracy {result['balanced_acc']:.4f} | accuracy {result['acc']:.4f} | macro-F1 "
              f"{result['macro_f1']:.4f} | top-5 {result['top5']:.4f}",
              f"many/medium/few-shot {result['many_acc']:.3f}/{result['medium_acc']:.3f}/{result['few_acc']:.3f} "
-             f"(groups by training count, thresholds {inference.shot_thresholds(checkpoint)})"]
+             f"(groups by training count, thresholds {checkpoint_format.shot_thresholds(checkpoint)})"]
     if labelled.absent:
         lines.append(f"{len(labelled.absent)} checkpoint class(es) have no image here and are not averaged in: "
                      + ", ".join(checkpoint["class_names"][index] for index in labelled.absent))

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+import checkpoint as checkpoint_format
 import dataset
 import deployment
 import inference
@@ -83,7 +84,7 @@ def check(name, reference, exported, images, max_difference):
 @cli_entry
 def main(argv=None):
     args = parse_args(argv)
-    checkpoint = inference.load_checkpoint(args.checkpoint)
+    checkpoint = checkpoint_format.load(args.checkpoint, need="weights")
     model = inference.build_model(checkpoint, args.checkpoint)
     card = deployment.model_card(checkpoint, args.checkpoint)
     images = deployment.transformed_images(verification_paths(args), card)

@@ -13,16 +13,13 @@ import timm
 import torch
 from tqdm import tqdm
 
+import checkpoint as checkpoint_format
 import dataset
 import metrics
 from errors import UserError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
-REQUIRED_KEYS = ("state_dict", "model_name", "num_classes", "class_ids", "class_names", "train_counts",
-                 "img_size", "mean", "std", "crop_pct")
 AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-DEFAULT_MANY_THRESHOLD = 100
-DEFAULT_FEW_THRESHOLD = 20
 # The label of a photo whose top probability is below --min-confidence: the model does not know it.
 UNKNOWN_LABEL = "unknown"
 
@@ -30,27 +27,6 @@ UNKNOWN_LABEL = "unknown"
 # ----------------------------------------------------------------------------------------------------
 # Checkpoint and model
 # ----------------------------------------------------------------------------------------------------
-def load_checkpoint(path):
-    """A train.py checkpoint dict; a missing, truncated or foreign file is a one-line UserError naming it."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: checkpoint not found")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # pickle, zip and torch errors alike mean "not a readable checkpoint"
-        raise UserError(f"{path}: not a readable checkpoint ({type(error).__name__})") from None
-    if not isinstance(checkpoint, dict):
-        raise UserError(f"{path}: not a train.py checkpoint (holds a {type(checkpoint).__name__}, not a dict)")
-    missing = [key for key in REQUIRED_KEYS if key not in checkpoint]
-    if missing:
-        raise UserError(f"{path}: not a train.py checkpoint (missing {', '.join(missing)})")
-    sizes = {len(checkpoint["class_ids"]), len(checkpoint["class_names"]), len(checkpoint["train_counts"])}
-    if sizes != {checkpoint["num_classes"]}:
-        raise UserError(f"{path}: num_classes {checkpoint['num_classes']} disagrees with its class_ids, "
-                        f"class_names or train_counts")
-    return checkpoint
-
-
 def build_model(checkpoint, path):
     """The checkpoint's timm model in eval mode, from its own weights only (no pretrained download)."""
     try:
@@ -58,12 +34,7 @@ def build_model(checkpoint, path):
     except RuntimeError as error:
         raise UserError(f"{path}: model '{checkpoint['model_name']}' unknown to this timm "
                         f"{timm.__version__} ({str(error).splitlines()[0]})") from None
-    try:
-        model.load_state_dict(checkpoint["state_dict"])
-    except RuntimeError as error:
-        raise UserError(f"{path}: weights do not fit {checkpoint['model_name']} "
-                        f"({str(error).splitlines()[0]})") from None
-    return model.eval()
+    return checkpoint_format.load_weights(model, checkpoint["model_name"], checkpoint, path).eval()
 
 
 def eval_transform(checkpoint):
@@ -77,12 +48,6 @@ def eval_crop_transform(checkpoint):
     return dataset.build_transform("eval", checkpoint["img_size"], crop_pct=checkpoint["crop_pct"], normalize=False)
 
 
-def shot_thresholds(checkpoint):
-    """(many, few) thresholds the run was evaluated with, so shot-group numbers match its history."""
-    args = checkpoint.get("args") or {}
-    return (args.get("many_threshold", DEFAULT_MANY_THRESHOLD), args.get("few_threshold", DEFAULT_FEW_THRESHOLD))
-
-
 def resolve_device(device_arg):
     if device_arg == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -93,7 +58,6 @@ def resolve_device(device_arg):
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"--device {device_arg}: CUDA is not available on this machine")
     return device
-
 
 
 # ----------------------------------------------------------------------------------------------------

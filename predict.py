@@ -32,13 +32,14 @@ import numpy as np
 import pandas as pd
 import torch
 
+import checkpoint as checkpoint_format
 import dataset
 import deployment
 import explain
 import inference
 import plots
 import runtime
-from atomic_io import atomic_path, save_torch, write_csv, write_json
+from atomic_io import atomic_path, write_csv, write_json
 from errors import UserError, cli_entry
 
 DEFAULT_OUTPUT = {"csv": "predictions.csv", "aichallenger": "predictions.json"}
@@ -140,7 +141,7 @@ def calibrate_tau(args, checkpoint, score_images):
     if not len(indices):
         raise UserError(f"{Path(args.data_dir) / 'metadata' / 'val.csv'}: none of its images could be read")
     targets = val["label"].iloc[indices.numpy()].map(index_of).to_numpy()
-    many, few = inference.shot_thresholds(checkpoint)
+    many, few = checkpoint_format.shot_thresholds(checkpoint)
     grid = inference.tau_grid(args.tau_min, args.tau_max, args.tau_step)
     search = inference.search_tau(scores, targets, checkpoint["train_counts"], grid, many, few)
     before, after = search.row(0.0), search.row(search.tau)
@@ -166,7 +167,7 @@ def calibrate_tau(args, checkpoint, score_images):
         "val_counts": val_counts.tolist(), "tta": bool(args.tta), "many_threshold": many, "few_threshold": few,
         "left_out_class_ids": left_out, "unreadable": [{"path": path, "reason": reason} for path, reason in unreadable],
     }
-    save_torch(checkpoint, args.checkpoint)
+    checkpoint_format.save(args.checkpoint, checkpoint)
     print(f"stored logit_adjust_tau = {search.tau:g} in {args.checkpoint}; tau curve: {curve_path}")
     return search.tau
 

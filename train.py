@@ -35,6 +35,7 @@ from timm.scheduler import CosineLRScheduler
 from timm.utils import ModelEmaV3
 from tqdm import tqdm
 
+import checkpoint
 import dataset
 import losses
 import metrics
@@ -42,7 +43,7 @@ import models
 import plots
 import run_log
 import runtime
-from atomic_io import remove_stale_temporaries, save_torch, write_csv, write_text
+from atomic_io import remove_stale_temporaries, write_csv, write_text
 from errors import UserError, cli_entry
 
 SELECT_METRICS = metrics.METRIC_NAMES + ("loss",)
@@ -233,16 +234,6 @@ def amp_dtype(args, device):
     return torch.bfloat16
 
 
-def load_checkpoint_file(path):
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: checkpoint not found")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # a truncated or foreign file: say which, not a traceback
-        raise UserError(f"{path}: not a readable checkpoint ({type(error).__name__})") from None
-
-
 def library_versions():
     return {"python": platform.python_version(), "torch": str(torch.__version__), "timm": str(timm.__version__),
             "albumentations": str(albumentations.__version__), "numpy": str(np.__version__)}
@@ -351,37 +342,22 @@ def validation_metrics(logits, targets, state):
 # ----------------------------------------------------------------------------------------------------
 # Checkpoints and reports
 # ----------------------------------------------------------------------------------------------------
-def describe(state):
-    """What a checkpoint needs to describe itself: enough for predict.py and visualize_training.py alone."""
+def checkpoint_header(state):
+    """The run's self-description that every checkpoint it writes carries (checkpoint.header)."""
     args = state["args"]
-    return {
-        "model_name": args.model,
-        "num_classes": len(state["class_ids"]),
-        "class_ids": state["class_ids"],
-        "class_names": state["class_names"],
-        "train_counts": [int(count) for count in state["train_counts"]],
-        "class_weights": [float(weight) for weight in state["class_weights"]],
-        "img_size": args.img_size,
-        "mean": [float(value) for value in state["data_config"]["mean"]],
-        "std": [float(value) for value in state["data_config"]["std"]],
-        "crop_pct": float(state["data_config"]["crop_pct"]),
-        "stage": args.stage,
-        "args": {key: (str(value) if isinstance(value, Path) else value) for key, value in vars(args).items()},
-        "history": state["history"],
-        "best_metric": state["best_metric"],
-        "best_epoch": state["best_epoch"],
-        "select_metric": args.select_metric,
-        "dataset_fingerprint": state["fingerprint"],
-        "parent": state["parent"],
-        "versions": library_versions(),
-    }
+    return checkpoint.header(
+        model_name=args.model, class_ids=state["class_ids"], class_names=state["class_names"],
+        train_counts=state["train_counts"], class_weights=state["class_weights"], img_size=args.img_size,
+        data_config=state["data_config"], stage=args.stage, args=vars(args), history=state["history"],
+        best_metric=state["best_metric"], best_epoch=state["best_epoch"], select_metric=args.select_metric,
+        dataset_fingerprint=state["fingerprint"], parent=state["parent"], versions=library_versions())
 
 
 def save_last(state, epoch_in_progress=None, progress=None):
     """last.pth: everything --resume needs. Mid-epoch saves record how far the epoch got."""
     if state["rank"] != 0:
         return
-    payload = describe(state)
+    payload = checkpoint_header(state)
     payload.update({
         "state_dict": state["model"].state_dict(),
         "epoch": len(state["history"]),
@@ -393,11 +369,11 @@ def save_last(state, epoch_in_progress=None, progress=None):
         "epoch_progress": dict(progress) if progress else None,
     })
     if state["ema"] is not None:
-        payload["ema_state_dict"] = state["ema"].module.state_dict()
+        payload["state_dict_ema"] = state["ema"].module.state_dict()
     # A kill between writing last.pth and best.pth must not leave them disagreeing: resume rebuilds
     # best.pth from this copy.
     payload["best"] = state["best"]
-    save_torch(payload, state["output"] / "last.pth")
+    checkpoint.save(state["output"] / "last.pth", payload)
 
 
 def remember_best(state, evaluated_model, per_class, confusion):
@@ -420,9 +396,9 @@ def remember_best(state, evaluated_model, per_class, confusion):
 def save_best(state):
     """best.pth: the best epoch's weights with the run's whole history so far, rewritten every epoch so
     comparing checkpoints shows complete curves."""
-    payload = describe(state)
+    payload = checkpoint_header(state)
     payload.update(state["best"])
-    save_torch(payload, state["output"] / "best.pth")
+    checkpoint.save(state["output"] / "best.pth", payload)
 
 
 def is_better(value, best, metric_name):
@@ -459,44 +435,38 @@ def prepare_data(args, rank):
     return metadata, excluded, class_ids, train_targets, val_targets, train_counts
 
 
-def restore(state, checkpoint, resume_path):
-    """Continue a run from its last.pth; refuses one made from other data or another class list."""
-    if checkpoint.get("dataset_fingerprint") != state["fingerprint"] or checkpoint.get("class_ids") != state["class_ids"]:
-        raise UserError(f"{resume_path}: was trained on a different dataset or class list than {state['args'].data_dir}; "
-                        f"use another --output or delete it to start over")
-    if checkpoint.get("model_name") != state["args"].model or checkpoint.get("stage") != state["args"].stage:
-        raise UserError(f"{resume_path}: is a {checkpoint.get('model_name')} '{checkpoint.get('stage')}' run, "
-                        f"not {state['args'].model} '{state['args'].stage}'")
-    state["model"].load_state_dict(checkpoint["state_dict"])
-    state["optimizer"].load_state_dict(checkpoint["optimizer"])
-    state["scheduler"].load_state_dict(checkpoint["scheduler"])
-    if checkpoint["scaler"]:  # empty when written without fp16 (CPU, bf16): a fresh scaler calibrates itself
-        state["scaler"].load_state_dict(checkpoint["scaler"])
-    if state["ema"] is not None and "ema_state_dict" in checkpoint:
-        state["ema"].module.load_state_dict(checkpoint["ema_state_dict"])
-    state["history"] = checkpoint["history"]
-    state["best_metric"] = checkpoint["best_metric"]
-    state["best_epoch"] = checkpoint["best_epoch"]
-    state["global_step"] = checkpoint["global_step"]
-    state["parent"] = checkpoint.get("parent")
+def restore(state, saved, resume_path):
+    """Continue a run from its last.pth; refuses one made from other data, another class list, model or stage."""
+    args = state["args"]
+    checkpoint.check_compatible(saved, resume_path, class_ids=state["class_ids"], dataset_fingerprint=state["fingerprint"],
+                                model_name=args.model, stage=args.stage,
+                                hint="use another --output or delete it to start over")
+    checkpoint.load_weights(state["model"], args.model, saved, resume_path)
+    state["optimizer"].load_state_dict(saved["optimizer"])
+    state["scheduler"].load_state_dict(saved["scheduler"])
+    if saved["scaler"]:  # empty when written without fp16 (CPU, bf16): a fresh scaler calibrates itself
+        state["scaler"].load_state_dict(saved["scaler"])
+    if state["ema"] is not None and "state_dict_ema" in saved:
+        state["ema"].module.load_state_dict(saved["state_dict_ema"])
+    state["history"] = saved["history"]
+    state["best_metric"] = saved["best_metric"]
+    state["best_epoch"] = saved["best_epoch"]
+    state["global_step"] = saved["global_step"]
+    state["parent"] = saved.get("parent")
     state["scheduler"].step_update(num_updates=state["global_step"])
-    state["best"] = checkpoint.get("best")
+    state["best"] = saved.get("best")
     if state["best"] is not None and state["rank"] == 0:
         save_best(state)
-    return checkpoint.get("epoch_progress") if checkpoint.get("epoch_in_progress") else None
+    return saved.get("epoch_progress") if saved.get("epoch_in_progress") else None
 
 
-def init_from(model, path, class_ids):
-    checkpoint = load_checkpoint_file(path)
-    if checkpoint.get("class_ids") != class_ids:
-        raise UserError(f"{path}: trained on {len(checkpoint.get('class_ids') or [])} classes, this run has "
-                        f"{len(class_ids)}; use the same --data-dir and --min-samples")
-    try:
-        model.load_state_dict(checkpoint["state_dict"])
-    except (RuntimeError, KeyError) as error:
-        raise UserError(f"{path}: weights do not fit this model ({str(error).splitlines()[0]})") from None
-    return {"path": str(path), "stage": checkpoint.get("stage"), "history": checkpoint.get("history", []),
-            "parent": checkpoint.get("parent")}
+def init_from(model, path, class_ids, model_name=None):
+    """Load another run's weights (stage 2 from stage 1); returns its record for this run's checkpoints."""
+    saved = checkpoint.load(path, need="init")
+    checkpoint.check_compatible(saved, path, class_ids=class_ids, hint="use the same --data-dir and --min-samples")
+    checkpoint.load_weights(model, model_name or type(model).__name__, saved, path)
+    return {"path": str(path), "stage": saved.get("stage"), "history": saved.get("history", []),
+            "parent": saved.get("parent")}
 
 
 def run(args):
@@ -516,7 +486,7 @@ def _run(args):
         resume_path = output / "last.pth" if (output / "last.pth").exists() else None
     elif args.resume:
         resume_path = Path(args.resume)
-    resume_checkpoint = load_checkpoint_file(resume_path) if resume_path else None
+    resume_checkpoint = checkpoint.load(resume_path, need="resume") if resume_path else None
     if resume_checkpoint and resume_checkpoint["epoch"] >= args.epochs and not resume_checkpoint.get("epoch_in_progress"):
         log(rank, f"{resume_path}: all {args.epochs} epochs already done; nothing to train")
         if rank == 0:
@@ -529,7 +499,7 @@ def _run(args):
     class_weights = resolve_class_weights(args, class_ids, train_counts)
     model = models.create_model(args.model, len(class_ids), pretrained=not args.no_pretrained,
                                 pretrained_file=args.pretrained_file, drop_rate=args.drop_rate)
-    parent = init_from(model, args.init_from, class_ids) if args.init_from else None
+    parent = init_from(model, args.init_from, class_ids, args.model) if args.init_from else None
     data_config = resolve_data_config(model=model)
     if args.stage == "head":
         models.freeze_backbone(model)

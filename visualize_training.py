@@ -31,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
+import checkpoint as checkpoint_format
 import metrics
 import plots
 from atomic_io import write_csv, write_text
@@ -40,7 +40,6 @@ from dataset import shot_groups
 from errors import UserError, cli_entry
 
 CHECKPOINT_NAMES = ("best.pth", "last.pth")
-REQUIRED_KEYS = ("history", "class_ids", "class_names", "train_counts")
 HISTORY_COLUMNS = ("epoch", "train_loss", "val_loss", "val_acc", "val_balanced_acc", "val_macro_f1", "lr")
 TABLE_METRICS = ("val_balanced_acc", "val_acc", "val_macro_f1", "val_top5", "val_many_acc", "val_medium_acc",
                  "val_few_acc", "val_zero_recall_classes", "val_loss", "train_loss")
@@ -93,8 +92,7 @@ class Run:
 
     @property
     def group_labels(self):
-        args = self.checkpoint.get("args") or {}
-        many, few = args.get("many_threshold", 100), args.get("few_threshold", 20)
+        many, few = checkpoint_format.shot_thresholds(self.checkpoint)
         return {"many": f"many-shot (>{many} training images)", "medium": f"medium-shot ({few}-{many} training images)",
                 "few": f"few-shot (<{few} training images)"}
 
@@ -112,13 +110,7 @@ def resolve_checkpoint(text):
 
 
 def load_run(path, label):
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # truncated, foreign or pickled-object files: name the file, no traceback
-        raise UserError(f"{path}: not a readable checkpoint ({type(error).__name__})") from None
-    if not isinstance(checkpoint, dict) or any(key not in checkpoint for key in REQUIRED_KEYS):
-        missing = [key for key in REQUIRED_KEYS if not isinstance(checkpoint, dict) or key not in checkpoint]
-        raise UserError(f"{path}: not a train.py checkpoint (no {', '.join(missing)})")
+    checkpoint = checkpoint_format.load(path, need="history")
     history = pd.DataFrame(checkpoint["history"])
     if history.empty:
         raise UserError(f"{path}: no finished epoch recorded yet")
@@ -138,13 +130,9 @@ def class_table(path, checkpoint):
     """One row per class: training images and shot group, and from best.pth the best epoch's recall, how many
     validation images it got right, and the class it is most often mistaken for."""
     ids, names, counts = checkpoint["class_ids"], checkpoint["class_names"], checkpoint["train_counts"]
-    if not len(ids) == len(names) == len(counts):
-        raise UserError(f"{path}: {len(ids)} class ids, {len(names)} class names and {len(counts)} training counts")
-    args = checkpoint.get("args") or {}
     classes = pd.DataFrame({"id": [int(i) for i in ids], "name": [str(n) for n in names],
                             "train_count": [int(c) for c in counts]})
-    classes["group"] = shot_groups(classes["train_count"], args.get("many_threshold", 100),
-                                   args.get("few_threshold", 20))
+    classes["group"] = shot_groups(classes["train_count"], *checkpoint_format.shot_thresholds(checkpoint))
     per_class, confusion = checkpoint.get("per_class"), checkpoint.get("confusion_matrix")
     if per_class is None or confusion is None:
         return classes

@@ -30,6 +30,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
+import checkpoint as checkpoint_format  # noqa: E402
 import dataset  # noqa: E402
 import models  # noqa: E402
 import train  # noqa: E402
@@ -148,7 +149,7 @@ def read_result(stage_dirs, records):
               "diverged": next((record["diverged"] for record in records if record["diverged"]), None)}
     if not final.exists():
         return result
-    checkpoint = torch.load(final, map_location="cpu", weights_only=True)
+    checkpoint = checkpoint_format.load(final, need="result")
     best = checkpoint["history"][checkpoint["best_epoch"] - 1]
     earlier_epochs = len(checkpoint["parent"]["history"]) if checkpoint.get("parent") else 0
     result.update({name: best[f"val_{name}"] for name in METRICS})

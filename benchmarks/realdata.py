@@ -31,6 +31,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
+import checkpoint as checkpoint_format  # noqa: E402
 import cleaning  # noqa: E402
 import evaluation  # noqa: E402
 import inference  # noqa: E402
@@ -183,7 +184,7 @@ def score_run(args, checkpoint_path):
     cache = checkpoint_path.with_name("scores.pt")
     if cache.exists() and cache.stat().st_mtime >= checkpoint_path.stat().st_mtime:
         return torch.load(cache, weights_only=True)
-    checkpoint = inference.load_checkpoint(checkpoint_path)
+    checkpoint = checkpoint_format.load(checkpoint_path, need="weights")
     model = inference.build_model(checkpoint, checkpoint_path)
     transform = inference.eval_transform(checkpoint)
     scored = {}
@@ -205,11 +206,11 @@ def run_result(args, row, seed, record):
     result = {"row": row, "seed": seed, **record}
     if record["diverged"] or not checkpoint_path.exists():
         return result
-    checkpoint = inference.load_checkpoint(checkpoint_path)
+    checkpoint = checkpoint_format.load(checkpoint_path, need="weights")
     scored = score_run(args, checkpoint_path)
     tau = 0.0
     if ROWS[row].posthoc_tau:
-        many, few = inference.shot_thresholds(checkpoint)
+        many, few = checkpoint_format.shot_thresholds(checkpoint)
         tau = inference.search_tau(scored["val"]["scores"], scored["val"]["targets"].numpy(),
                                    checkpoint["train_counts"], TAU_GRID, many, few).tau
     result["tau"] = tau

@@ -9,8 +9,8 @@ import math
 import time
 
 import numpy as np
-import torch
 
+import checkpoint as checkpoint_format
 import train
 from atomic_io import write_json
 from errors import UserError
@@ -71,7 +71,7 @@ def is_complete(stage_dir, argv):
     last = stage_dir / "last.pth"
     if not last.exists():
         return False
-    checkpoint = torch.load(last, map_location="cpu", weights_only=True)
+    checkpoint = checkpoint_format.load(last, need="progress")
     return checkpoint["epoch"] >= train.parse_args(argv).epochs and not checkpoint.get("epoch_in_progress")
 
 

@@ -9,6 +9,7 @@ import pytest
 import timm
 import torch
 
+import checkpoint as checkpoint_format
 import dataset
 import deployment
 import export
@@ -43,19 +44,19 @@ def exported(checkpoint, data_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def val_images(checkpoint, data_dir):
-    card = inference.load_checkpoint(checkpoint)
+    card = checkpoint_format.load(checkpoint)
     paths = dataset.load_metadata(data_dir).val["path"].tolist()
     return paths, deployment.transformed_images(paths, card)
 
 
 def reference_logits(checkpoint, images):
-    loaded = inference.load_checkpoint(checkpoint)
+    loaded = checkpoint_format.load(checkpoint)
     with torch.no_grad():
         return inference.build_model(loaded, checkpoint)(images)
 
 
 def test_timm_folder_loads_without_num_classes(exported, checkpoint, val_images):
-    loaded = inference.load_checkpoint(checkpoint)
+    loaded = checkpoint_format.load(checkpoint)
     assert sorted(p.name for p in exported.iterdir()) == ["config.json", "model.onnx", "model.safetensors"]
     umask = os.umask(0)
     os.umask(umask)

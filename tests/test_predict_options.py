@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
+import checkpoint as checkpoint_format
 import dataset
 import explain
 import export
@@ -79,7 +80,7 @@ def test_explain_writes_one_overlay_per_photo(checkpoint, val_paths, data_dir, t
         image = cv2.imread(path)
         assert image.shape == (32, 64, 3)
         assert not np.array_equal(image[:, :32], image[:, 32:])  # the heat map is blended onto the right half
-    crop = inference.eval_crop_transform(inference.load_checkpoint(checkpoint))
+    crop = inference.eval_crop_transform(checkpoint_format.load(checkpoint))
     expected_left = crop(image=dataset.read_image_rgb(paths[0]))["image"]
     got_left = cv2.cvtColor(cv2.imread(written[0]), cv2.COLOR_BGR2RGB)[:, :32]
     assert np.abs(got_left.astype(int) - expected_left.astype(int)).max() <= 2  # PNG is lossless; resize rounding

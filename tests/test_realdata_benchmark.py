@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
+import checkpoint as checkpoint_format
 import evaluation
 import inference
 from benchmarks import realdata
@@ -55,7 +56,7 @@ def test_rows_are_trained_scored_and_resumed(tmp_path, tiny_profile, capsys):
 
     # fixed_tau evaluates fixed's runs: tau picked on val scores alone, then applied to test.
     fixed_tau = json.loads((run_folder / "fixed_seed0" / "fixed_tau_result.json").read_text())
-    checkpoint = inference.load_checkpoint(run_folder / "fixed_seed0" / "full" / "best.pth")
+    checkpoint = checkpoint_format.load(run_folder / "fixed_seed0" / "full" / "best.pth")
     scored = torch.load(run_folder / "fixed_seed0" / "full" / "scores.pt", weights_only=True)
     search = inference.search_tau(scored["val"]["scores"], scored["val"]["targets"].numpy(), checkpoint["train_counts"],
                                   realdata.TAU_GRID, 100, 20)
