@@ -26,8 +26,9 @@ import atomic_io  # noqa: E402
 import demo_data  # noqa: E402
 import near_duplicates  # noqa: E402
 from cleaning import WEIGHT_SCHEMES_WRITTEN, clean_dataset  # noqa: E402
-from dataset import build_transform, load_metadata, read_image_rgb, shot_groups  # noqa: E402
+from dataset import build_transform, load_metadata, read_image_rgb  # noqa: E402
 from errors import UserError, cli_entry  # noqa: E402
+from longtail import FEW_SHOT_THRESHOLD, MANY_SHOT_THRESHOLD, shot_group_captions, shot_groups  # noqa: E402
 from plots import SHOT_GROUP_COLORS, abbreviate  # noqa: E402
 from sources import FORMATS  # noqa: E402
 
@@ -71,8 +72,8 @@ def parse_args(argv=None):
     report = parser.add_argument_group("report")
     report.add_argument("--visualize", action="store_true", help="write the three figures into --plots-dir")
     report.add_argument("--plots-dir", default="demo_plots")
-    report.add_argument("--many-threshold", type=int, default=100, help="many-shot: more training images than this")
-    report.add_argument("--few-threshold", type=int, default=20, help="few-shot: fewer training images than this")
+    report.add_argument("--many-threshold", type=int, default=MANY_SHOT_THRESHOLD, help="many-shot: more training images than this")
+    report.add_argument("--few-threshold", type=int, default=FEW_SHOT_THRESHOLD, help="few-shot: fewer training images than this")
     args = parser.parse_args(argv)
     if args.demo and args.source:
         parser.error("--demo and --source exclude each other")
@@ -167,9 +168,9 @@ def print_report(classes, weights, rejected, args):
         print(f"\nSmallest {TOP_N} classes:")
         print(table.tail(TOP_N).to_string(index=False))
     print(f"\nImbalance ratio (largest / smallest training class): {counts.max() / counts.min():.1f} : 1")
-    print(f"Shot groups: many-shot (> {args.many_threshold} images) {int((groups == 'many').sum())} classes, "
-          f"medium {int((groups == 'medium').sum())}, few-shot (< {args.few_threshold}) "
-          f"{int((groups == 'few').sum())}")
+    captions = shot_group_captions(args.many_threshold, args.few_threshold)
+    print("Shot groups: " + ", ".join(f"{captions[group]} {int((groups == group).sum())} classes"
+                                      for group in captions))
     print("\nClass weights from the training split (metadata/class_weights_<scheme>.csv):")
     table = pd.DataFrame([{"scheme": scheme, "min": w.min(), "max": w.max(), "max/min": w.max() / w.min()}
                           for scheme, w in weights.items()])
@@ -237,9 +238,7 @@ def plot_class_distribution(classes, groups, many_threshold, few_threshold, path
     axis.set_ylim(0.5, counts.max() * 4)
     axis.axhline(many_threshold, color="tab:blue", linestyle="--", linewidth=0.8)
     axis.axhline(few_threshold, color="tab:red", linestyle="--", linewidth=0.8)
-    group_text = {"many": f"many-shot (> {many_threshold} images)",
-                  "medium": f"medium ({few_threshold} to {many_threshold} images)",
-                  "few": f"few-shot (< {few_threshold} images)"}
+    group_text = shot_group_captions(many_threshold, few_threshold)
     handles = [Patch(color=SHOT_GROUP_COLORS[group], label=f"{group_text[group]}: {int((groups == group).sum())} classes")
                for group in SHOT_GROUP_COLORS]
     axis.legend(handles=handles, loc="upper right", fontsize=9)

@@ -27,8 +27,8 @@ from pathlib import Path
 import torch
 
 from atomic_io import save_torch
-from dataset import FEW_SHOT_THRESHOLD, MANY_SHOT_THRESHOLD
 from errors import UserError
+from longtail import FEW_SHOT_THRESHOLD, MANY_SHOT_THRESHOLD
 
 FORMAT_VERSION = 1
 

@@ -51,8 +51,9 @@ from tqdm import tqdm
 import atomic_io
 import near_duplicates
 import runtime
-from dataset import compute_class_weights, shot_groups
 from errors import UserError
+from longtail import (FEW_SHOT_THRESHOLD, MANY_SHOT_THRESHOLD, SHOT_GROUPS, check_thresholds,
+                      compute_class_weights, shot_groups)
 from sources import REJECTED_COLUMNS, read_source
 
 # Bump when a rule above changes, so an unchanged source is cleaned again under the new rules.
@@ -69,11 +70,12 @@ HASH_MIN_SIDE = 64
 
 def clean_dataset(source, out_dir="data/cleaned", fmt=None, max_side=None, val_fraction=0.15, seed=0,
                   workers=None, path_column=None, label_column=None, split_column=None, val_list=None,
-                  many_threshold=100, few_threshold=20, near_dup_threshold=near_duplicates.DEFAULT_THRESHOLD,
+                  many_threshold=MANY_SHOT_THRESHOLD, few_threshold=FEW_SHOT_THRESHOLD, near_dup_threshold=near_duplicates.DEFAULT_THRESHOLD,
                   progress=True):
     """Clean the dataset at `source` into `out_dir` and return the summary (as written to summary.json).
 
-    The returned dict also has "reused": True when an up-to-date previous output was kept as is.
+    The returned dict also has "reused": True when an up-to-date previous output was kept as is. The shot-group
+    thresholds only label classes in summary.json: changing them rewrites that file, never re-checks an image.
     """
     _check_settings(max_side, val_fraction, seed, workers, many_threshold, few_threshold, near_dup_threshold)
     out_dir = Path(out_dir)
@@ -81,12 +83,11 @@ def clean_dataset(source, out_dir="data/cleaned", fmt=None, max_side=None, val_f
     source_data = read_source(source, fmt, path_column, label_column, split_column, val_list)
     _refuse_source_inside_output(source_data, out_dir)
     settings = {"max_side": max_side, "val_fraction": val_fraction, "seed": seed,
-                "many_threshold": many_threshold, "few_threshold": few_threshold,
                 "near_dup_threshold": near_dup_threshold}
     fingerprint = _fingerprint(source_data, settings)
     previous = _previous_summary(out_dir)
     if previous is not None and previous.get("fingerprint") == fingerprint:
-        return {**previous, "reused": True}
+        return {**_relabel_shot_groups(out_dir, previous, many_threshold, few_threshold), "reused": True}
 
     started = time.monotonic()
     listing = pd.concat([source_data.images, source_data.rejected[["path", "label", "split"]]], ignore_index=True)
@@ -113,10 +114,13 @@ def clean_dataset(source, out_dir="data/cleaned", fmt=None, max_side=None, val_f
         raise UserError(f"{out_dir}: cannot create the output folder ({error.strerror})") from None
     try:
         kept = kept.assign(path=_reencode(kept, staging, max_side, workers, progress))
+        weights = {scheme: compute_class_weights(classes["train_count"].to_numpy(), scheme)
+                   for scheme in WEIGHT_SCHEMES_WRITTEN}
         summary = _summary(source, source_data, settings, split_from_source, kept, rejected, classes, listing,
-                           fingerprint, many_threshold, few_threshold, started)
+                           weights, fingerprint, started)
+        summary.update(_shot_summary(classes, many_threshold, few_threshold))
         summary["near_duplicates"] = near_summary
-        _write_metadata(staging / "metadata", kept, rejected, classes, summary)
+        _write_metadata(staging / "metadata", kept, rejected, classes, weights, summary)
         atomic_io.write_csv(staging / "metadata" / "near_duplicates.csv", near_pairs)
         _swap_in(staging, out_dir)
     finally:
@@ -331,12 +335,9 @@ def _reencode(kept, staging, max_side, workers, progress):
 # ----------------------------------------------------------------------------------------------------
 # Output
 # ----------------------------------------------------------------------------------------------------
-def _summary(source, source_data, settings, split_from_source, kept, rejected, classes, listing, fingerprint,
-             many_threshold, few_threshold, started):
-    train_counts = classes["train_count"].to_numpy()
-    groups = shot_groups(train_counts, many_threshold, few_threshold)
+def _summary(source, source_data, settings, split_from_source, kept, rejected, classes, listing, weights,
+             fingerprint, started):
     largest, smallest = classes.loc[classes["train_count"].idxmax()], classes.loc[classes["train_count"].idxmin()]
-    weights = {scheme: compute_class_weights(train_counts, scheme) for scheme in WEIGHT_SCHEMES_WRITTEN}
     imageless = sorted(set(source_data.class_names) - set(classes["id"]))
     return {
         "source": os.path.abspath(source),
@@ -355,8 +356,6 @@ def _summary(source, source_data, settings, split_from_source, kept, rejected, c
         "imbalance_ratio": float(largest["train_count"] / smallest["train_count"]),
         "largest_class": _class_record(largest),
         "smallest_class": _class_record(smallest),
-        "shot_thresholds": {"many": f"> {many_threshold} training images", "few": f"< {few_threshold} training images"},
-        "shot_groups": {group: [int(i) for i in classes["id"][groups == group]] for group in ("many", "medium", "few")},
         "rejected_by_reason": {reason: int(count) for reason, count in rejected["reason"].value_counts().items()},
         "color_kinds": {kind: int(count) for kind, count in kept["color"].value_counts().items()},
         "reencoded_by_reason": {reason: int(count) for reason, count
@@ -369,20 +368,38 @@ def _summary(source, source_data, settings, split_from_source, kept, rejected, c
     }
 
 
+def _shot_summary(classes, many_threshold, few_threshold):
+    groups = shot_groups(classes["train_count"].to_numpy(), many_threshold, few_threshold)
+    return {"shot_thresholds": {"many": f"> {many_threshold} training images",
+                                "few": f"< {few_threshold} training images"},
+            "shot_groups": {group: [int(i) for i in classes["id"][groups == group]] for group in SHOT_GROUPS}}
+
+
+def _relabel_shot_groups(out_dir, summary, many_threshold, few_threshold):
+    """A reused output's summary with the shot groups of these thresholds, rewritten only if they changed."""
+    classes = pd.read_csv(out_dir / "metadata" / "classes.csv", keep_default_na=False)
+    shot = _shot_summary(classes, many_threshold, few_threshold)
+    if all(summary.get(key) == value for key, value in shot.items()):
+        return summary
+    summary = {**summary, **shot}
+    atomic_io.write_json(out_dir / "metadata" / "summary.json", summary)
+    return summary
+
+
 def _class_record(row):
     return {"id": int(row["id"]), "name": row["name"], "train_count": int(row["train_count"])}
 
 
-def _write_metadata(metadata_dir, kept, rejected, classes, summary):
+def _write_metadata(metadata_dir, kept, rejected, classes, weights, summary):
     name_by_id = dict(zip(classes["id"], classes["name"]))
     for split in ("train", "val"):
         rows = kept.loc[kept["split"] == split].sort_values(["label", "path"])
         atomic_io.write_csv(metadata_dir / f"{split}.csv", pd.DataFrame({
             "path": rows["path"], "label": rows["label"], "class_name": rows["label"].map(name_by_id)}))
     atomic_io.write_csv(metadata_dir / "classes.csv", classes)
-    for scheme in WEIGHT_SCHEMES_WRITTEN:
-        atomic_io.write_csv(metadata_dir / f"class_weights_{scheme}.csv", classes[["id", "name", "train_count"]].assign(
-            weight=compute_class_weights(classes["train_count"].to_numpy(), scheme)))
+    for scheme, scheme_weights in weights.items():
+        atomic_io.write_csv(metadata_dir / f"class_weights_{scheme}.csv",
+                            classes[["id", "name", "train_count"]].assign(weight=scheme_weights))
     atomic_io.write_csv(metadata_dir / "rejected.csv", rejected.sort_values(["reason", "path"]))
     atomic_io.write_json(metadata_dir / "summary.json", summary)
 
@@ -452,5 +469,4 @@ def _check_settings(max_side, val_fraction, seed, workers, many_threshold, few_t
     if not 0 <= near_dup_threshold <= near_duplicates.HASH_BITS:
         raise UserError(f"--near-dup-threshold {near_dup_threshold}: must be a Hamming distance from 0 (off) to "
                         f"{near_duplicates.HASH_BITS}")
-    if few_threshold > many_threshold:
-        raise UserError(f"--few-threshold {few_threshold} is above --many-threshold {many_threshold}")
+    check_thresholds(many_threshold, few_threshold)

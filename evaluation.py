@@ -15,6 +15,7 @@ import pandas as pd
 import checkpoint as checkpoint_format
 import dataset
 import inference
+import longtail
 import metrics
 import plots
 import sources
@@ -93,7 +94,7 @@ def score_metrics(scores, targets, checkpoint, tau=0.0):
     many, few = checkpoint_format.shot_thresholds(checkpoint)
     result, per_class, confusion = metrics.classification_metrics(
         adjusted.numpy(), targets, checkpoint["train_counts"], many, few)
-    groups = dataset.shot_groups(checkpoint["train_counts"], many, few)
+    groups = longtail.shot_groups(checkpoint["train_counts"], many, few)
     off_diagonal = np.asarray(confusion, dtype=np.float64) - np.diag(np.diag(confusion))
     confused_with = [checkpoint["class_names"][row.argmax()] if row.any() else "" for row in off_diagonal]
     table = pd.DataFrame({"id": checkpoint["class_ids"], "name": checkpoint["class_names"],

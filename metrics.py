@@ -1,7 +1,7 @@
 """Classification metrics that expose long-tail failure: balanced accuracy, macro-F1, shot-group accuracy."""
 import numpy as np
 
-from dataset import shot_groups
+from longtail import FEW_SHOT_THRESHOLD, MANY_SHOT_THRESHOLD, SHOT_GROUPS, shot_groups
 
 METRIC_NAMES = ("acc", "balanced_acc", "macro_f1", "top5", "many_acc", "medium_acc", "few_acc")
 # The --min-confidence values evaluate.py reports coverage and accuracy at, so a user can pick one for predict.py.
@@ -28,7 +28,8 @@ def per_class_metrics(confusion):
     return {"precision": precision, "recall": recall, "f1": f1, "support": support.astype(np.int64)}
 
 
-def classification_metrics(logits, targets, train_counts, many_threshold=100, few_threshold=20):
+def classification_metrics(logits, targets, train_counts, many_threshold=MANY_SHOT_THRESHOLD,
+                           few_threshold=FEW_SHOT_THRESHOLD):
     """Every validation metric from logits (N, K) and targets (N,).
 
     Averages over classes count only classes present in the validation set. Shot-group accuracy is the mean
@@ -51,7 +52,7 @@ def classification_metrics(logits, targets, train_counts, many_threshold=100, fe
         "macro_f1": float(per_class["f1"][present].mean()) if present.any() else float("nan"),
         "top5": float((top_k_predictions == targets[:, None]).any(axis=1).mean()) if len(targets) else float("nan"),
     }
-    for group in ("many", "medium", "few"):
+    for group in SHOT_GROUPS:
         in_group = present & (groups == group)
         result[f"{group}_acc"] = float(per_class["recall"][in_group].mean()) if in_group.any() else float("nan")
     result["zero_recall_classes"] = int((present & (per_class["recall"] == 0)).sum())

@@ -37,6 +37,7 @@ from tqdm import tqdm
 
 import checkpoint
 import dataset
+import longtail
 import losses
 import metrics
 import models
@@ -94,7 +95,7 @@ def parse_args(argv=None):
     imbalance.add_argument("--focal-gamma", type=float, default=2.0)
     imbalance.add_argument("--la-tau", type=float, default=1.0, help="logit-adjusted loss temperature")
     imbalance.add_argument("--label-smoothing", type=float, default=0.1)
-    imbalance.add_argument("--sampler", choices=dataset.WEIGHT_SCHEMES[:2] + ("none",), default="none",
+    imbalance.add_argument("--sampler", choices=longtail.WEIGHT_SCHEMES[:2] + ("none",), default="none",
                            help="class-aware sampling: sqrt or inverse oversample tail classes")
 
     augmentation = parser.add_argument_group("augmentation")
@@ -106,8 +107,8 @@ def parse_args(argv=None):
     evaluation = parser.add_argument_group("evaluation and checkpoints")
     evaluation.add_argument("--select-metric", choices=SELECT_METRICS, default="balanced_acc",
                             help="chooses best.pth; plain accuracy is what hid the seed's collapse")
-    evaluation.add_argument("--many-threshold", type=int, default=100)
-    evaluation.add_argument("--few-threshold", type=int, default=20)
+    evaluation.add_argument("--many-threshold", type=int, default=longtail.MANY_SHOT_THRESHOLD)
+    evaluation.add_argument("--few-threshold", type=int, default=longtail.FEW_SHOT_THRESHOLD)
     evaluation.add_argument("--output", default="checkpoints/run")
     evaluation.add_argument("--resume", default=None, help="a last.pth, or 'auto' for OUTPUT/last.pth if present")
     evaluation.add_argument("--save-every-steps", type=int, default=0, help="also write last.pth every N steps")
@@ -177,12 +178,12 @@ def dataset_fingerprint(metadata):
 
 
 def resolve_class_weights(args, class_ids, train_counts):
-    if args.class_weights in dataset.WEIGHT_SCHEMES:
-        return dataset.compute_class_weights(train_counts, args.class_weights, beta=args.effective_beta)
+    if args.class_weights in longtail.WEIGHT_SCHEMES:
+        return longtail.compute_class_weights(train_counts, args.class_weights, beta=args.effective_beta)
     if Path(args.class_weights).is_file():
-        return dataset.load_weights_csv(args.class_weights, class_ids)
+        return longtail.load_weights_csv(args.class_weights, class_ids)
     raise UserError(f"--class-weights {args.class_weights}: neither a scheme "
-                    f"({', '.join(dataset.WEIGHT_SCHEMES)}) nor an existing CSV file")
+                    f"({', '.join(longtail.WEIGHT_SCHEMES)}) nor an existing CSV file")
 
 
 def build_transforms(args, data_config, train_counts):
@@ -384,7 +385,7 @@ def remember_best(state, evaluated_model, per_class, confusion):
         "per_class": {key: [float(value) for value in values] for key, values in per_class.items()},
         "confusion_matrix": confusion.tolist(),
     }
-    groups = dataset.shot_groups(state["train_counts"], state["args"].many_threshold, state["args"].few_threshold)
+    groups = longtail.shot_groups(state["train_counts"], state["args"].many_threshold, state["args"].few_threshold)
     table = pd.DataFrame({"id": state["class_ids"], "name": state["class_names"],
                           "train_count": state["train_counts"], "group": groups, **per_class})
     write_csv(state["output"] / "per_class_metrics.csv", table)

@@ -36,14 +36,13 @@ import checkpoint as checkpoint_format
 import metrics
 import plots
 from atomic_io import write_csv, write_text
-from dataset import shot_groups
 from errors import UserError, cli_entry
+from longtail import SHOT_GROUPS, shot_group_captions, shot_groups
 
 CHECKPOINT_NAMES = ("best.pth", "last.pth")
 HISTORY_COLUMNS = ("epoch", "train_loss", "val_loss", "val_acc", "val_balanced_acc", "val_macro_f1", "lr")
 TABLE_METRICS = ("val_balanced_acc", "val_acc", "val_macro_f1", "val_top5", "val_many_acc", "val_medium_acc",
                  "val_few_acc", "val_zero_recall_classes", "val_loss", "train_loss")
-GROUPS = ("many", "medium", "few")
 TOP_CHANGES = 5
 
 
@@ -92,9 +91,7 @@ class Run:
 
     @property
     def group_labels(self):
-        many, few = checkpoint_format.shot_thresholds(self.checkpoint)
-        return {"many": f"many-shot (>{many} training images)", "medium": f"medium-shot ({few}-{many} training images)",
-                "few": f"few-shot (<{few} training images)"}
+        return shot_group_captions(*checkpoint_format.shot_thresholds(self.checkpoint))
 
 
 def resolve_checkpoint(text):
@@ -379,9 +376,9 @@ def compare_runs(runs, out_dir):
     print("best-epoch validation metrics:")
     print(table.set_index("run").T.to_string(float_format=lambda value: f"{value:.4f}"))
 
-    group_sizes = ["/".join(str(int((run.classes["group"] == group).sum())) for group in GROUPS) for run in runs]
-    group_values = pd.DataFrame([[run.best_row.get(f"val_{group}_acc", np.nan) for group in GROUPS] for run in runs],
-                                columns=list(GROUPS),
+    group_sizes = ["/".join(str(int((run.classes["group"] == group).sum())) for group in SHOT_GROUPS) for run in runs]
+    group_values = pd.DataFrame([[run.best_row.get(f"val_{group}_acc", np.nan) for group in SHOT_GROUPS] for run in runs],
+                                columns=list(SHOT_GROUPS),
                                 index=[f"{run.label} ({sizes} classes)" for run, sizes in zip(runs, group_sizes)])
     written.append(out_dir / "shot_group_accuracy.png")
     plots.plot_group_accuracy(group_values, colors, runs[0].group_labels, written[-1],

@@ -32,6 +32,7 @@ import torch  # noqa: E402
 
 import checkpoint as checkpoint_format  # noqa: E402
 import dataset  # noqa: E402
+import longtail  # noqa: E402
 import models  # noqa: E402
 import train  # noqa: E402
 from atomic_io import save_figure, write_csv, write_text  # noqa: E402
@@ -215,14 +216,14 @@ def summary_table(runs, args):
 
 def dataset_lines(metadata, data_dir):
     counts = metadata.classes["train_count"].to_numpy()
-    groups = dataset.shot_groups(counts)
+    groups = longtail.shot_groups(counts)
+    captions = longtail.shot_group_captions()
     summary_path = Path(data_dir) / "metadata" / "summary.json"
     source = (f" (cleaned from `{json.loads(summary_path.read_text()).get('source')}`)" if summary_path.exists()
               else "")
     return [f"- Dataset: `{Path(data_dir).resolve()}`{source}: {len(metadata.train)} training / "
             f"{len(metadata.val)} validation images, {len(counts)} classes, imbalance {counts.max()}:{counts.min()}; "
-            f"{(groups == 'many').sum()} many-shot (> 100 training images), {(groups == 'medium').sum()} medium, "
-            f"{(groups == 'few').sum()} few-shot (< 20) classes"]
+            + ", ".join(f"{(groups == group).sum()} {caption}" for group, caption in captions.items()) + " classes"]
 
 
 def write_markdown(path, runs, args, metadata, started, argv):
@@ -238,8 +239,8 @@ def write_markdown(path, runs, args, metadata, started, argv):
               "", "## Results", ""]
     lines += markdown_table(summary_table(runs, args))
     lines += ["", "Scores are percentages on the validation split at the final stage's best epoch, chosen by balanced "
-              "accuracy (mean per-class recall); many/medium/few-shot = mean recall of the classes with > 100, "
-              "20-100, < 20 training images. Best epoch counts both stages of two-stage rows."
+              "accuracy (mean per-class recall); many/medium/few-shot = mean recall of the classes of each group ("
+              + ", ".join(longtail.shot_group_captions().values()) + "). Best epoch counts both stages of two-stage rows."
               + (" ± is the sample standard deviation over seeds." if len(args.seeds) > 1 else
                  " One seed: differences of a few points may be noise; use --seeds 0 1 2."), "", "## Rows", ""]
     for row in args.rows:

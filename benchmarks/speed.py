@@ -36,6 +36,7 @@ from timm.data import resolve_data_config  # noqa: E402
 
 import cleaning  # noqa: E402
 import dataset  # noqa: E402
+import longtail  # noqa: E402
 import models  # noqa: E402
 import runtime  # noqa: E402
 from atomic_io import write_text  # noqa: E402
@@ -189,7 +190,7 @@ def training_state(args, stage, img_size, amp, channels_last, num_classes, train
     optimizer = train.build_optimizer(model, run_args)
     scheduler = train.build_scheduler(optimizer, run_args, steps_per_epoch=10 ** 6)
     autocast_dtype = train.amp_dtype(run_args, device)
-    criterion = train.build_criterion(run_args, dataset.compute_class_weights(train_counts, "sqrt"),
+    criterion = train.build_criterion(run_args, longtail.compute_class_weights(train_counts, "sqrt"),
                                       train_counts).to(device)
     state = dict(args=run_args, rank=0, device=device, model=model,
                  trainable=models.HeadOnly(model) if stage == "head" else model, optimizer=optimizer,

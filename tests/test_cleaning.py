@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from cleaning import clean_dataset
-from dataset import compute_class_weights, load_metadata, read_image_rgb
+from dataset import load_metadata, read_image_rgb
+from longtail import compute_class_weights
 from errors import UserError
 from sources import AICHALLENGER_SPLITS
 

@@ -3,7 +3,7 @@ import pytest
 import timm
 import torch
 
-import dataset
+import longtail
 import losses
 import train
 
@@ -147,7 +147,7 @@ def test_min_samples_leaves_out_rare_classes_and_records_them(tiny_cleaned, tmp_
 
 def test_class_weights_used_are_recorded(tiny_cleaned, stage1):
     used = pd.read_csv(stage1 / "class_weights_used.csv")
-    expected = dataset.compute_class_weights([24, 12, 4, 1], "sqrt")
+    expected = longtail.compute_class_weights([24, 12, 4, 1], "sqrt")
     assert used["weight"].tolist() == pytest.approx(expected.tolist())
 
 
