@@ -15,11 +15,7 @@ heat map for the predicted class unless --no-explain or an ONNX model), coverage
 (coverage and accuracy at each metrics.CONFIDENCE_THRESHOLDS value of predict.py --min-confidence) and
 unreadable.csv. --checkpoint also takes an export.py folder or model.onnx.
 """
-import os
-
-# Must precede `import torch`: OpenMP threads that spin while waiting lose their core to the data-loading
-# workers on small machines and slow training several-fold (benchmarks/speed.md); sleeping threads don't.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import runtime  # noqa: I001  (first: it sets OMP_WAIT_POLICY before anything loads torch)
 
 import argparse
 from pathlib import Path
@@ -33,7 +29,6 @@ import deployment
 import evaluation
 import explain
 import inference
-import runtime
 import sources
 from atomic_io import write_csv
 from errors import UserError, cli_entry
@@ -54,7 +49,7 @@ def parse_args(argv=None):
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=None, help="image-loading processes (default: available cores - 1)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    parser.add_argument("--amp", choices=tuple(inference.AMP_DTYPES), default="off", help="mixed precision on CUDA")
+    parser.add_argument("--amp", choices=runtime.AMP_CHOICES, default="off", help="mixed precision on CUDA")
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         parser.error("--batch-size must be at least 1")
@@ -80,8 +75,8 @@ def main(argv=None):
     else:
         tau = float(checkpoint.get("logit_adjust_tau", 0.0))
         tau_source = "stored by calibration" if "logit_adjust_tau" in checkpoint else "default, no adjustment"
-    device = inference.resolve_device(args.device)
-    amp_dtype = inference.AMP_DTYPES[args.amp] if device.type == "cuda" else None
+    device = runtime.resolve_device(args.device)
+    amp_dtype = runtime.amp_dtype(args.amp, device)
     scores, indices, unreadable = inference.predict_scores(
         model, labelled.paths, inference.eval_transform(checkpoint), checkpoint["img_size"], device,
         batch_size=args.batch_size, workers=args.workers, tta=args.tta, amp_dtype=amp_dtype, desc="evaluate")

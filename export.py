@@ -14,11 +14,10 @@ reloaded through timm and the ONNX model run with ONNX Runtime, on real images t
 (--verify-images, default: validation images from --data-dir), against the PyTorch model; the largest logit
 difference is printed, and a difference above --max-logit-diff or any disagreeing predicted class is an error.
 """
-import os
-
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import runtime  # noqa: F401, I001  (first: it sets OMP_WAIT_POLICY before anything loads torch)
 
 import argparse
+import os
 import shutil
 import tempfile
 from pathlib import Path

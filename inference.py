@@ -16,10 +16,10 @@ from tqdm import tqdm
 import checkpoint as checkpoint_format
 import dataset
 import metrics
+import runtime
 from errors import UserError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
-AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 # The label of a photo whose top probability is below --min-confidence: the model does not know it.
 UNKNOWN_LABEL = "unknown"
 
@@ -46,18 +46,6 @@ def eval_transform(checkpoint):
 def eval_crop_transform(checkpoint):
     """eval_transform's resize and centre crop alone (HxWx3 uint8): the pixels the model sees, for display."""
     return dataset.build_transform("eval", checkpoint["img_size"], crop_pct=checkpoint["crop_pct"], normalize=False)
-
-
-def resolve_device(device_arg):
-    if device_arg == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(device_arg)
-    except RuntimeError:
-        raise UserError(f"--device {device_arg}: not a device (use auto, cpu, cuda or cuda:N)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {device_arg}: CUDA is not available on this machine")
-    return device
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -121,8 +109,8 @@ def predict_scores(model, paths, transform, img_size, device, batch_size=64, wor
     Scores are the logits, or with `tta` the log of the mean softmax over the image and its horizontal flip:
     either way softmax(scores) are the probabilities and argmax the prediction.
     """
-    channels_last = device.type == "cuda"
-    model = model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format).eval()
+    channels_last = runtime.use_channels_last("auto", device)
+    model = model.to(device, memory_format=runtime.memory_format(channels_last)).eval()
     loader = torch.utils.data.DataLoader(
         ImageFiles(paths, transform, img_size), batch_size=batch_size, shuffle=False, num_workers=workers,
         pin_memory=device.type == "cuda", worker_init_fn=dataset.worker_init)
@@ -134,11 +122,9 @@ def predict_scores(model, paths, transform, img_size, device, batch_size=64, wor
             bar.update(len(indices))
             if not ok.any():
                 continue
-            images = images[ok].to(device, non_blocking=True)
-            if channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
+            images = runtime.to_device(images[ok], device, channels_last)
             views = [images, torch.flip(images, dims=[3])] if tta else [images]
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            with runtime.autocast(device, amp_dtype):
                 view_logits = [model(view).float() for view in views]
             all_scores.append(combine_views(view_logits).cpu())
             all_indices.append(indices[ok])

@@ -18,11 +18,7 @@ model.onnx (ONNX: no --explain, no --calibrate-tau).
 Unreadable images go to <output stem>.rejected.csv (path,reason; always written, header-only when none);
 the rest are still predicted, and the exit code is 0 as long as one image was.
 """
-import os
-
-# Must precede `import torch`: OpenMP threads that spin while waiting lose their core to the data-loading
-# workers on small machines and slow training several-fold (benchmarks/speed.md); sleeping threads don't.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import runtime  # noqa: I001  (first: it sets OMP_WAIT_POLICY before anything loads torch)
 
 import argparse
 from pathlib import Path
@@ -38,7 +34,6 @@ import deployment
 import explain
 import inference
 import plots
-import runtime
 from atomic_io import atomic_path, write_csv, write_json
 from errors import UserError, cli_entry
 
@@ -78,7 +73,7 @@ def parse_args(argv=None):
     runtime_options.add_argument("--workers", type=int, default=None,
                                  help="image-loading processes (default: available cores - 1)")
     runtime_options.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    runtime_options.add_argument("--amp", choices=tuple(inference.AMP_DTYPES), default="off", help="mixed precision on CUDA")
+    runtime_options.add_argument("--amp", choices=runtime.AMP_CHOICES, default="off", help="mixed precision on CUDA")
     args = parser.parse_args(argv)
     if not args.paths and not args.calibrate_tau:
         parser.error("give image files or folders to predict (or --calibrate-tau)")
@@ -235,8 +230,8 @@ def main(argv=None):
         raise UserError(f"--explain {args.checkpoint}: Grad-CAM needs the PyTorch weights (the .pth or the exported "
                         f"folder), not the ONNX file")
     images = inference.find_images(args.paths) if args.paths else []
-    device = inference.resolve_device(args.device)
-    amp_dtype = inference.AMP_DTYPES[args.amp] if device.type == "cuda" else None
+    device = runtime.resolve_device(args.device)
+    amp_dtype = runtime.amp_dtype(args.amp, device)
     transform = inference.eval_transform(checkpoint)
 
     def score_images(paths, desc):

@@ -6,19 +6,13 @@
 
 Runs the same under `torchrun --nproc_per_node=N train.py ...`. train_fixed.sh chains the two stages.
 """
-import os
-
-# Must precede `import torch`: OpenMP threads that spin while waiting lose their core to the data-loading
-# workers on small machines and slow training several-fold (benchmarks/speed.md); sleeping threads don't.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import runtime  # noqa: I001  (first: it sets OMP_WAIT_POLICY before anything loads torch)
 
 import argparse
 import hashlib
 import math
 import platform
 import time
-from contextlib import nullcontext
-from functools import partial
 from pathlib import Path
 
 import albumentations
@@ -43,7 +37,6 @@ import metrics
 import models
 import plots
 import run_log
-import runtime
 from atomic_io import remove_stale_temporaries, write_csv, write_text
 from errors import UserError, cli_entry
 
@@ -115,9 +108,10 @@ def parse_args(argv=None):
 
     runtime_options = parser.add_argument_group("runtime")
     runtime_options.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    runtime_options.add_argument("--amp", choices=("auto", "bf16", "fp16", "off"), default="auto",
+    runtime_options.add_argument("--amp", choices=runtime.AMP_CHOICES, default="auto",
                          help="mixed precision on CUDA (auto: bf16 where supported, else fp16)")
-    runtime_options.add_argument("--channels-last", choices=("auto", "on", "off"), default="auto")
+    runtime_options.add_argument("--channels-last", choices=runtime.CHANNELS_LAST_CHOICES, default="auto",
+                                 help="auto: on CUDA only")
     runtime_options.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across GPUs (full stage)")
     runtime_options.add_argument("--compile", action="store_true",
                          help="torch.compile the model (full stage): slower start, faster steps where it pays off")
@@ -141,29 +135,6 @@ def parse_args(argv=None):
 # ----------------------------------------------------------------------------------------------------
 # Setup
 # ----------------------------------------------------------------------------------------------------
-def setup_distributed(device_arg):
-    """(rank, world_size, device). Under torchrun (which sets RANK and WORLD_SIZE) a process group is set up
-    even for one process, so `torchrun --nproc_per_node=1` runs the same code as a multi-GPU job."""
-    distributed = "RANK" in os.environ and "WORLD_SIZE" in os.environ
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if device_arg == "auto":
-        device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-    else:
-        device = torch.device(device_arg)
-        if device.type == "cuda" and (world_size > 1 or device.index is None):
-            device = torch.device(f"cuda:{local_rank}")  # an explicit index, for DDP's device_ids
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise UserError(f"--device {device_arg}: CUDA is not available on this machine")
-        torch.cuda.set_device(device)
-    if distributed:
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-        log(rank, f"distributed: {dist.get_backend()}, {world_size} process(es)")
-    return rank, world_size, device
-
-
 def log(rank, message):
     if rank == 0:
         print(message, flush=True)
@@ -227,14 +198,6 @@ def build_criterion(args, class_weights, train_counts):
                              focal_gamma=args.focal_gamma, tau=args.la_tau)
 
 
-def amp_dtype(args, device):
-    if device.type != "cuda" or args.amp == "off":
-        return None
-    if args.amp == "fp16" or (args.amp == "auto" and not torch.cuda.is_bf16_supported()):
-        return torch.float16
-    return torch.bfloat16
-
-
 def library_versions():
     return {"python": platform.python_version(), "torch": str(torch.__version__), "timm": str(timm.__version__),
             "albumentations": str(albumentations.__version__), "numpy": str(np.__version__)}
@@ -250,25 +213,21 @@ def train_one_epoch(state, loader, epoch, progress):
     device, autocast_dtype = state["device"], state["amp_dtype"]
     frozen = args.stage == "head"
     models.set_train_mode(model, backbone_frozen=frozen)
-    # A factory: each `with autocast():` needs a fresh context (calling a torch.autocast object decorates instead)
-    autocast = partial(torch.autocast, device.type, dtype=autocast_dtype) if autocast_dtype else nullcontext
     bar = tqdm(loader, desc=f"epoch {epoch}/{args.epochs}", disable=state["rank"] != 0, leave=False,
                dynamic_ncols=True, mininterval=1.0, initial=progress["steps"],
                total=progress["steps"] + len(loader))
     start = time.perf_counter()
     images_this_session = 0
     for images, targets in bar:
-        images = images.to(device, non_blocking=True)
+        images = runtime.to_device(images, device, state["channels_last"])
         targets = targets.to(device, non_blocking=True)
-        if state["channels_last"]:
-            images = images.contiguous(memory_format=torch.channels_last)
         if frozen:
-            with torch.no_grad(), autocast():
+            with torch.no_grad(), runtime.autocast(device, autocast_dtype):
                 features = model.forward_features(images)
-            with autocast():
+            with runtime.autocast(device, autocast_dtype):
                 logits = trainable(features)
         else:
-            with autocast():
+            with runtime.autocast(device, autocast_dtype):
                 logits = trainable(images)
         loss = state["criterion"](logits.float(), targets)
         if not torch.isfinite(loss):
@@ -315,10 +274,8 @@ def evaluate(model, loader, device, autocast_dtype, channels_last, world_size):
     model.eval()
     all_logits, all_targets = [], []
     for images, targets in loader:
-        images = images.to(device, non_blocking=True)
-        if channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype else nullcontext():
+        images = runtime.to_device(images, device, channels_last)
+        with runtime.autocast(device, autocast_dtype):
             logits = model(images)
         all_logits.append(logits.float().cpu())
         all_targets.append(targets)
@@ -472,12 +429,15 @@ def init_from(model, path, class_ids, model_name=None):
 
 def run(args):
     """Train one stage; rank 0 copies its console into OUTPUT/train.log."""
-    with run_log.console_copy(Path(args.output) / run_log.LOG_FILE, enabled=int(os.environ.get("RANK", "0")) == 0):
+    with run_log.console_copy(Path(args.output) / run_log.LOG_FILE, enabled=runtime.launched_rank() == 0):
         _run(args)
 
 
 def _run(args):
-    rank, world_size, device = setup_distributed(args.device)
+    process = runtime.setup_process(args.device)
+    rank, world_size, device = process.rank, process.world_size, process.device
+    if process.distributed:
+        log(rank, f"distributed: {dist.get_backend()}, {world_size} process(es)")
     torch.manual_seed(args.seed + rank)
     np.random.seed(args.seed + rank)
     output = Path(args.output)
@@ -506,8 +466,8 @@ def _run(args):
         models.freeze_backbone(model)
     elif args.sync_bn and world_size > 1:
         model = timm.layers.convert_sync_batchnorm(model)
-    channels_last = args.channels_last == "on" or (args.channels_last == "auto" and device.type == "cuda")
-    model = model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    channels_last = runtime.use_channels_last(args.channels_last, device)
+    model = model.to(device, memory_format=runtime.memory_format(channels_last))
 
     trainable = models.HeadOnly(model) if args.stage == "head" else model
     if dist.is_initialized():
@@ -531,7 +491,7 @@ def _run(args):
 
     steps_per_epoch = len(sampler) // batch_size
     scheduler = build_scheduler(optimizer, args, steps_per_epoch)
-    autocast_dtype = amp_dtype(args, device)
+    autocast_dtype = runtime.amp_dtype(args.amp, device)
     scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype == torch.float16)
     ema = ModelEmaV3(model, decay=args.ema_decay) if args.ema_decay > 0 else None
     if args.compile and args.stage == "full":
@@ -573,8 +533,7 @@ def _run(args):
     finally:
         if state["tensorboard"] is not None:
             state["tensorboard"].close()
-        if dist.is_initialized():
-            dist.destroy_process_group()
+        runtime.teardown_process(process)
     best = state["best_metric"]
     log(rank, f"done: best {args.select_metric} {best:.4f} at epoch {state['best_epoch']}; outputs in {output}/")
 

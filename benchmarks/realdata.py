@@ -23,6 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+# runtime first: it sets OMP_WAIT_POLICY before torch loads, as the training runs it starts expect.
+import runtime  # noqa: E402, F401, I001
+
 import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")

@@ -25,8 +25,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-# train first: it sets OMP_WAIT_POLICY before torch loads, so this measures the loop as a real run executes it.
-import train  # noqa: E402, I001
+# runtime first: it sets OMP_WAIT_POLICY before torch loads, so this measures the loop as a real run executes it.
+import runtime  # noqa: E402, I001
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
@@ -38,7 +38,7 @@ import cleaning  # noqa: E402
 import dataset  # noqa: E402
 import longtail  # noqa: E402
 import models  # noqa: E402
-import runtime  # noqa: E402
+import train  # noqa: E402
 from atomic_io import write_text  # noqa: E402
 from benchmarks.photos import render_photo  # noqa: E402
 from benchmarks.report import header_lines, markdown_table, start_snapshot  # noqa: E402
@@ -184,12 +184,12 @@ def training_state(args, stage, img_size, amp, channels_last, num_classes, train
     data_config = resolve_data_config(model=model)
     if stage == "head":
         models.freeze_backbone(model)
-    use_channels_last = channels_last == "on" or (channels_last == "auto" and device.type == "cuda")
-    model = model.to(device, memory_format=torch.channels_last if use_channels_last else torch.contiguous_format)
+    use_channels_last = runtime.use_channels_last(channels_last, device)
+    model = model.to(device, memory_format=runtime.memory_format(use_channels_last))
     parameters = [parameter for parameter in model.parameters() if parameter.requires_grad]
     optimizer = train.build_optimizer(model, run_args)
     scheduler = train.build_scheduler(optimizer, run_args, steps_per_epoch=10 ** 6)
-    autocast_dtype = train.amp_dtype(run_args, device)
+    autocast_dtype = runtime.amp_dtype(run_args.amp, device)
     criterion = train.build_criterion(run_args, longtail.compute_class_weights(train_counts, "sqrt"),
                                       train_counts).to(device)
     state = dict(args=run_args, rank=0, device=device, model=model,

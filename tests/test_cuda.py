@@ -12,6 +12,7 @@ import torch
 import yaml
 
 import dataset
+import runtime
 import train
 
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (see benchmarks/gpu_check.sh)")
@@ -157,7 +158,7 @@ def test_checkpoint_without_fp16_resumes_into_an_fp16_run(tiny_cleaned, tmp_path
     output = tmp_path / "to_fp16"
     run_stage(tiny_cleaned, output, "--epochs", "1")
     assert load(output / "last.pth")["scaler"] == {}
-    monkeypatch.setattr(train, "amp_dtype", lambda args, device: torch.float16)
+    monkeypatch.setattr(runtime, "amp_dtype", lambda amp_arg, device: torch.float16)
     run_stage(tiny_cleaned, output, "--epochs", "2", "--resume", "auto")
     last = load(output / "last.pth")
     assert [row["epoch"] for row in last["history"]] == [1, 2]
