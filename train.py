@@ -1,8 +1,11 @@
 """Train one stage of a long-tailed leaf-disease classifier on a cleaned dataset.
 
-  python train.py --stage head --epochs 10 --lr 1e-3 --output checkpoints/task1_stage1
-  python train.py --stage full --epochs 40 --lr 3e-4 --warmup-epochs 5 \
-      --init-from checkpoints/task1_stage1/best.pth --output checkpoints/task1_stage2
+  python train.py --config recipes/fixed_stage1.yaml --output checkpoints/task1_stage1
+  python train.py --config recipes/fixed_stage2.yaml --init-from checkpoints/task1_stage1/best.pth \
+      --output checkpoints/task1_stage2
+  python train.py --config checkpoints/task1_stage2/config.yaml --output checkpoints/again   # re-run a run
+
+A recipe (recipes/*.yaml) sets defaults; flags given on the command line override it.
 
 Runs the same under `torchrun --nproc_per_node=N train.py ...`. train_fixed.sh chains the two stages.
 """
@@ -36,12 +39,14 @@ import losses
 import metrics
 import models
 import plots
+import recipe
 import run_log
 from atomic_io import remove_stale_temporaries, write_csv, write_text
 from errors import UserError, cli_entry
 
 SELECT_METRICS = metrics.METRIC_NAMES + ("loss",)
-STAGE_DEFAULTS = {"head": {"lr": 1e-3, "warmup_epochs": 0}, "full": {"lr": 3e-4, "warmup_epochs": 5}}
+# Without --config (or a value in it), a stage's LR and warmup are those of the seed's recipe for that stage.
+STAGE_RECIPES = {"head": "fixed_stage1", "full": "fixed_stage2"}
 
 
 class TrainingDiverged(UserError):
@@ -49,7 +54,31 @@ class TrainingDiverged(UserError):
 
 
 def parse_args(argv=None):
+    parser = build_parser()
+    chosen, _ = parser.parse_known_args(argv)
+    if chosen.profile and not chosen.config:
+        parser.error("--profile goes with --config")
+    if chosen.config:
+        recipe.apply_to_parser(parser, chosen.config, chosen.profile)
+    args = parser.parse_args(argv)
+    stage_recipe = recipe.settings(recipe.path_of(STAGE_RECIPES[args.stage]))
+    for key in ("lr", "warmup_epochs"):
+        if getattr(args, key) is None:
+            setattr(args, key, stage_recipe[key])
+    if args.warmup_epochs >= args.epochs:
+        args.warmup_epochs = max(0.0, args.epochs - 1.0)
+    if args.log == "tensorboard":
+        run_log.require_tensorboard()
+    if args.class_weights == "auto":
+        args.class_weights = "none" if args.loss == "logit-adjusted" else "sqrt"
+    return args
+
+
+def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default=None,
+                        help="a recipe (recipes/*.yaml) or a finished run's config.yaml; flags here override it")
+    parser.add_argument("--profile", default=None, help="a profile applied on top of --config (recipes/demo.yaml)")
     data = parser.add_argument_group("data")
     data.add_argument("--data-dir", default="data/cleaned", help="cleaned dataset written by analyze_data.py")
     data.add_argument("--min-samples", type=int, default=1,
@@ -69,11 +98,11 @@ def parse_args(argv=None):
     stage.add_argument("--stage", choices=("head", "full"), default="full",
                        help="head: frozen backbone, only the classifier trains; full: everything trains")
     stage.add_argument("--epochs", type=int, default=40)
-    stage.add_argument("--lr", type=float, default=None, help="peak learning rate (default: head 1e-3, full 3e-4)")
+    stage.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the stage's recipe, recipes/fixed_stage*.yaml)")
     stage.add_argument("--backbone-lr-scale", type=float, default=1.0,
                        help="full stage: backbone LR = lr x this (fastai-style discriminative LR, e.g. 0.1)")
     stage.add_argument("--weight-decay", type=float, default=0.01)
-    stage.add_argument("--warmup-epochs", type=float, default=None, help="linear warmup (default: head 0, full 5)")
+    stage.add_argument("--warmup-epochs", type=float, default=None, help="linear warmup (default: the stage's recipe)")
     stage.add_argument("--warmup-lr", type=float, default=1e-6)
     stage.add_argument("--min-lr", type=float, default=1e-6)
     stage.add_argument("--clip-grad", type=float, default=1.0, help="max gradient norm (0 disables)")
@@ -119,17 +148,7 @@ def parse_args(argv=None):
     runtime_options.add_argument("--log", choices=run_log.LOGGERS, default="none",
                          help="tensorboard: also write TensorBoard event files into OUTPUT/tensorboard/ (every "
                               "history column, the curves and the confusion matrix); train.log is always written")
-    args = parser.parse_args(argv)
-    for key, value in STAGE_DEFAULTS[args.stage].items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
-    if args.warmup_epochs >= args.epochs:
-        args.warmup_epochs = max(0.0, args.epochs - 1.0)
-    if args.log == "tensorboard":
-        run_log.require_tensorboard()
-    if args.class_weights == "auto":
-        args.class_weights = "none" if args.loss == "logit-adjusted" else "sqrt"
-    return args
+    return parser
 
 
 # ----------------------------------------------------------------------------------------------------

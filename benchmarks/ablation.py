@@ -6,9 +6,9 @@
         --warmup-epochs 5                               # the seed's own profile on a real dataset
 
 Every row gets the same epoch budget. Single-stage rows train the whole model for --epochs at the seed's
-baseline LR (1e-4, no warmup); two-stage rows split the same budget into a frozen-backbone head stage
-(--head-fraction of it, LR 1e-3) and a full stage (the rest, LR 3e-4 with --warmup-epochs), as train_fixed.sh
-does. Each run goes to OUT/runs/<row>_seed<k>/ and is resumable: re-running skips finished runs and continues
+baseline LR (recipes/baseline.yaml); two-stage rows split the same budget into a frozen-backbone head stage
+(--head-fraction of it, recipes/fixed_stage1.yaml's LR) and a full stage (the rest, recipes/fixed_stage2.yaml's LR
+with --warmup-epochs), as train_fixed.sh does. The defaults are the demo profile (recipes/demo.yaml). Each run goes to OUT/runs/<row>_seed<k>/ and is resumable: re-running skips finished runs and continues
 interrupted ones. The reported numbers are the final stage's best epoch by validation balanced accuracy.
 Writes OUT/ablation.md, OUT/ablation.png and OUT/ablation.csv (one line per run).
 """
@@ -37,6 +37,7 @@ import checkpoint as checkpoint_format  # noqa: E402
 import dataset  # noqa: E402
 import longtail  # noqa: E402
 import models  # noqa: E402
+import recipe  # noqa: E402
 import train  # noqa: E402
 from atomic_io import save_figure, write_csv, write_text  # noqa: E402
 from benchmarks.report import header_lines, markdown_table, start_snapshot  # noqa: E402
@@ -44,9 +45,10 @@ from benchmarks.runner import (format_minutes, format_percent, is_complete, load
                                run_stage, settings_key)
 from errors import UserError, cli_entry  # noqa: E402
 
-BASELINE_LR = 1e-4
-HEAD_LR = 1e-3
-FULL_LR = 3e-4
+BASELINE, HEAD, FULL = (recipe.settings(recipe.path_of(name)) for name in ("baseline", "fixed_stage1", "fixed_stage2"))
+DEMO = {name: recipe.settings(recipe.path_of(name), recipe.path_of("demo"))
+        for name in ("baseline", "fixed_stage1", "fixed_stage2")}
+BASELINE_LR, HEAD_LR, FULL_LR = BASELINE["lr"], HEAD["lr"], FULL["lr"]
 METRICS = {"acc": "accuracy", "balanced_acc": "balanced acc.", "macro_f1": "macro-F1",
            "many_acc": "many-shot", "medium_acc": "medium-shot", "few_acc": "few-shot"}
 SHOT_COLORS = {"many_acc": "tab:blue", "medium_acc": "tab:orange", "few_acc": "tab:red"}
@@ -55,20 +57,21 @@ SHOT_COLORS = {"many_acc": "tab:blue", "medium_acc": "tab:orange", "few_acc": "t
 @dataclass(frozen=True)
 class Recipe:
     title: str
-    class_weights: str = "inverse"
-    augment: str = "weak"
+    class_weights: str = BASELINE["class_weights"]
+    augment: str = BASELINE["augment"]
     high_resolution: bool = False
     two_stage: bool = False
     extra: tuple = ()
 
 
-FIXED = dict(class_weights="sqrt", augment="strong", high_resolution=True, two_stage=True)
+FIXED = dict(class_weights=FULL["class_weights"], augment=FULL["augment"], high_resolution=True, two_stage=True)
 RECIPES = {
-    "baseline": Recipe("seed baseline: inverse weights, weak aug., low res., one stage, LR 1e-4"),
+    "baseline": Recipe(f"seed baseline: inverse weights, weak aug., low res., one stage, LR {BASELINE_LR:g}"),
     "sqrt_weights": Recipe("baseline + sqrt class weights", class_weights="sqrt"),
     "strong_aug": Recipe("baseline + strong augmentation", augment="strong"),
     "resolution": Recipe("baseline + higher resolution", high_resolution=True),
-    "two_stage": Recipe("baseline + two stages (head LR 1e-3, then full LR 3e-4 + warmup)", two_stage=True),
+    "two_stage": Recipe(f"baseline + two stages (head LR {HEAD_LR:g}, then full LR {FULL_LR:g} + warmup)",
+                        two_stage=True),
     "fixed": Recipe("all four fixes (train_fixed.sh)", **FIXED),
     "logit_adjusted": Recipe("fixed + logit-adjusted loss, no class weights",
                              **dict(FIXED, class_weights="none"), extra=("--loss", "logit-adjusted")),
@@ -84,13 +87,16 @@ def parse_args(argv=None):
     parser.add_argument("--rows", nargs="+", choices=list(RECIPES), default=list(RECIPES), metavar="ROW",
                         help=f"rows to run, in this order (default: all: {' '.join(RECIPES)})")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0], help="one run per seed; >1 reports mean ± std")
-    parser.add_argument("--epochs", type=int, default=8, help="epoch budget of every row (demo profile: 8)")
+    parser.add_argument("--epochs", type=int, default=DEMO["fixed_stage1"]["epochs"] + DEMO["fixed_stage2"]["epochs"],
+                        help="epoch budget of every row (default: the demo profile's two stages together)")
     parser.add_argument("--head-fraction", type=float, default=0.5,
                         help="share of the budget for the head stage of two-stage rows (0.5: 4 + 4 of 8)")
-    parser.add_argument("--warmup-epochs", type=float, default=1,
-                        help="warmup of the full stage of two-stage rows (demo 1, the seed's profile 5)")
-    parser.add_argument("--img-size", type=int, default=128, help="resolution with the resolution fix (demo 128)")
-    parser.add_argument("--baseline-img-size", type=int, default=96, help="resolution without it (demo 96)")
+    parser.add_argument("--warmup-epochs", type=float, default=DEMO["fixed_stage2"]["warmup_epochs"],
+                        help="warmup of the full stage of two-stage rows (default: the demo profile's)")
+    parser.add_argument("--img-size", type=int, default=DEMO["fixed_stage2"]["img_size"],
+                        help="resolution with the resolution fix (default: the demo profile's)")
+    parser.add_argument("--baseline-img-size", type=int, default=DEMO["baseline"]["img_size"],
+                        help="resolution without it (default: the demo profile's)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--model", default=models.DEFAULT_MODEL)
     parser.add_argument("--no-pretrained", action="store_true", help="random initialisation")

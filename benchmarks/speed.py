@@ -38,12 +38,14 @@ import cleaning  # noqa: E402
 import dataset  # noqa: E402
 import longtail  # noqa: E402
 import models  # noqa: E402
+import recipe  # noqa: E402
 import train  # noqa: E402
 from atomic_io import write_text  # noqa: E402
 from benchmarks.photos import render_photo  # noqa: E402
 from benchmarks.report import header_lines, markdown_table, start_snapshot  # noqa: E402
 from errors import UserError, cli_entry  # noqa: E402
 
+DEMO_STAGE2 = recipe.settings(recipe.path_of("fixed_stage2"), recipe.path_of("demo"))
 TARGET_LOOP_RATIO = 0.90
 TARGET_HEAD_SPEEDUP = 3.0
 TARGET_CLEANED_SPEEDUP = 5.0
@@ -74,7 +76,8 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default="data/cleaned", help="cleaned dataset for the training measurements")
     parser.add_argument("--model", default=models.DEFAULT_MODEL)
-    parser.add_argument("--img-size", type=int, default=128, help="training resolution (demo profile: 128)")
+    parser.add_argument("--img-size", type=int, default=DEMO_STAGE2["img_size"],
+                        help="training resolution (default: the demo profile's)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--steps", type=int, default=20,
                         help=f"timed steps per training measurement, in {ROUNDS} alternating rounds")
@@ -89,7 +92,8 @@ def parse_args(argv=None):
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch intra-op threads of the main process (default: torch's own, = nproc)")
-    parser.add_argument("--gpu-img-size", type=int, default=320, help="resolution of the CUDA measurements")
+    parser.add_argument("--gpu-img-size", type=int, default=recipe.settings(recipe.path_of("fixed_stage2"))["img_size"],
+                        help="resolution of the CUDA measurements (default: recipes/fixed_stage2.yaml's)")
     parser.add_argument("--gpu-only", action="store_true",
                         help="only the GPU part (at --gpu-img-size, bf16, channels_last), on --device")
     parser.add_argument("--out", default="benchmarks")

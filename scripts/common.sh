@@ -38,6 +38,11 @@ prepare_data() {
   if cleaned_is_demo; then PROFILE=demo; else PROFILE=real; fi
 }
 
+# --profile recipes/demo.yaml on the demo data (prepare_data sets PROFILE), else nothing: the recipes as they are.
+profile_args() {
+  if [[ "$PROFILE" == demo ]]; then echo "--profile recipes/demo.yaml"; fi
+}
+
 # Pretrained-weights flags from PRETRAINED (1 = ImageNet weights, 0 = from scratch) and PRETRAINED_FILE.
 pretrained_args() {
   if [[ -n "${PRETRAINED_FILE:-}" ]]; then
