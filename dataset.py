@@ -139,7 +139,6 @@ class Metadata:
     train: pd.DataFrame
     val: pd.DataFrame
     classes: pd.DataFrame
-    root: Path
 
 
 def _read_table(path, columns):
@@ -174,7 +173,7 @@ def load_metadata(cleaned_dir="data/cleaned"):
         splits[split] = table
     if splits["train"].empty:
         raise UserError(f"{metadata_dir / 'train.csv'}: no training images")
-    return Metadata(train=splits["train"], val=splits["val"], classes=classes, root=root)
+    return Metadata(train=splits["train"], val=splits["val"], classes=classes)
 
 
 def select_classes(metadata, min_samples):
@@ -193,7 +192,6 @@ def select_classes(metadata, min_samples):
         train=metadata.train.loc[metadata.train["label"].isin(kept_ids)].reset_index(drop=True),
         val=metadata.val.loc[metadata.val["label"].isin(kept_ids)].reset_index(drop=True),
         classes=kept_classes,
-        root=metadata.root,
     )
     return subset, excluded
 
