@@ -353,14 +353,18 @@ def save_last(state, epoch_in_progress=None, progress=None):
     checkpoint.save(state["output"] / "last.pth", payload)
 
 
-def remember_best(state, evaluated_model, per_class, confusion):
-    """Keep the best epoch's weights and per-class results, and write its per-class table and confusion plot."""
+def keep_best_epoch(state, evaluated_model, per_class, confusion):
+    """Hold the best epoch's weights and per-class results in memory, for best.pth and last.pth."""
     state["best"] = {
         "state_dict": {key: value.detach().cpu().clone() for key, value in evaluated_model.state_dict().items()},
         "epoch": len(state["history"]),
         "per_class": {key: [float(value) for value in values] for key, values in per_class.items()},
         "confusion_matrix": confusion.tolist(),
     }
+
+
+def write_best_epoch_reports(state, per_class, confusion):
+    """per_class_metrics.csv and confusion_matrix.png of the best epoch."""
     groups = longtail.shot_groups(state["train_counts"], state["args"].many_threshold, state["args"].few_threshold)
     table = pd.DataFrame({"id": state["class_ids"], "name": state["class_names"],
                           "train_count": state["train_counts"], "group": groups, **per_class})
@@ -386,7 +390,7 @@ def is_better(value, best, metric_name):
     return value < best if metric_name == "loss" else value > best
 
 
-def write_reports(state):
+def write_history_and_curves(state):
     history = pd.DataFrame(state["history"])
     write_csv(state["output"] / "history.csv", history)
     plots.plot_training_curves(history, state["output"] / "training_curves.png",
@@ -412,8 +416,9 @@ def prepare_data(args, rank):
     return metadata, excluded, class_ids, train_targets, val_targets, train_counts
 
 
-def restore(state, saved, resume_path):
-    """Continue a run from its last.pth; refuses one made from other data, another class list, model or stage."""
+def resume_and_rewrite_best(state, saved, resume_path):
+    """Continue a run from its last.pth (refusing one made from other data, another class list, model or stage),
+    and rewrite best.pth from the copy last.pth holds, so a kill between their two writes leaves no disagreement."""
     args = state["args"]
     checkpoint.check_compatible(saved, resume_path, class_ids=state["class_ids"], dataset_fingerprint=state["fingerprint"],
                                 model_name=args.model, stage=args.stage,
@@ -524,14 +529,14 @@ def _run(args):
                  fingerprint=dataset_fingerprint(metadata), history=[], best_metric=None, best_epoch=None,
                  global_step=0, parent=parent, best=None, tensorboard=None,
                  trainable_parameters=[p for p in model.parameters() if p.requires_grad])
-    partial_progress = restore(state, resume_checkpoint, resume_path) if resume_checkpoint else None
+    partial_progress = resume_and_rewrite_best(state, resume_checkpoint, resume_path) if resume_checkpoint else None
     start_epoch = len(state["history"]) + 1
 
     if rank == 0:
         output.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(output)
-        report_setup(state, excluded, metadata, train_transform, targeted, workers, batch_size, world_size,
-                     resume_path, start_epoch)
+        print_and_write_setup(state, excluded, metadata, train_transform, targeted, workers, batch_size, world_size,
+                              resume_path, start_epoch)
         if args.log == "tensorboard":
             state["tensorboard"] = run_log.TensorBoardLog(output, first_epoch=start_epoch)
     try:
@@ -590,10 +595,11 @@ def end_epoch(state, epoch, progress, val_loader, world_size):
         log(rank, f"WARNING: {warning}")
     if rank == 0:
         if improved:
-            remember_best(state, evaluated_model, per_class, confusion)
+            keep_best_epoch(state, evaluated_model, per_class, confusion)
+            write_best_epoch_reports(state, per_class, confusion)
         save_last(state)
         save_best(state)
-        write_reports(state)
+        write_history_and_curves(state)
         if state["tensorboard"] is not None:
             state["tensorboard"].epoch(row)
             state["tensorboard"].figure("curves", state["output"] / "training_curves.png", epoch)
@@ -602,8 +608,8 @@ def end_epoch(state, epoch, progress, val_loader, world_size):
             state["tensorboard"].flush()
 
 
-def report_setup(state, excluded, metadata, train_transform, targeted, workers, batch_size, world_size,
-                 resume_path, start_epoch):
+def print_and_write_setup(state, excluded, metadata, train_transform, targeted, workers, batch_size, world_size,
+                          resume_path, start_epoch):
     """Print and record what this run really uses: the seed's 'check the class weights are used'."""
     args, output, weights = state["args"], state["output"], state["class_weights"]
     weight_line = (f"class weights: {args.class_weights} over {len(weights)} classes, min {weights.min():.3f}, "
