@@ -39,6 +39,7 @@ import cleaning  # noqa: E402
 import evaluation  # noqa: E402
 import inference  # noqa: E402
 import models  # noqa: E402
+import recipe  # noqa: E402
 from atomic_io import save_figure, save_torch, write_csv, write_json, write_text  # noqa: E402
 from benchmarks.report import header_lines, markdown_table, start_snapshot  # noqa: E402
 from benchmarks.runner import (format_minutes, format_percent, is_complete, load_record, mean_and_spread,  # noqa: E402
@@ -47,7 +48,8 @@ from errors import UserError, cli_entry  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SOURCE = ROOT.parent / "shared" / "realdata" / "field13"
-HEAD_LR, FULL_LR, BASELINE_LR = 1e-3, 3e-4, 1e-4
+HEAD_LR, FULL_LR, BASELINE_LR = (recipe.settings(recipe.path_of(name))["lr"]
+                                for name in ("fixed_stage1", "fixed_stage2", "baseline"))
 TAU_GRID = inference.tau_grid(-2.0, 2.0, 0.25)
 RESULT_FILE = "result.json"
 
