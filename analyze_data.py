@@ -72,8 +72,10 @@ def parse_args(argv=None):
     report = parser.add_argument_group("report")
     report.add_argument("--visualize", action="store_true", help="write the three figures into --plots-dir")
     report.add_argument("--plots-dir", default="demo_plots")
-    report.add_argument("--many-threshold", type=int, default=MANY_SHOT_THRESHOLD, help="many-shot: more training images than this")
-    report.add_argument("--few-threshold", type=int, default=FEW_SHOT_THRESHOLD, help="few-shot: fewer training images than this")
+    report.add_argument("--many-threshold", type=int, default=MANY_SHOT_THRESHOLD,
+                        help="many-shot: more training images than this")
+    report.add_argument("--few-threshold", type=int, default=FEW_SHOT_THRESHOLD,
+                        help="few-shot: fewer training images than this")
     args = parser.parse_args(argv)
     if args.demo and args.source:
         parser.error("--demo and --source exclude each other")

@@ -70,7 +70,8 @@ HASH_MIN_SIDE = 64
 
 def clean_dataset(source, out_dir="data/cleaned", fmt=None, max_side=None, val_fraction=0.15, seed=0,
                   workers=None, path_column=None, label_column=None, split_column=None, val_list=None,
-                  many_threshold=MANY_SHOT_THRESHOLD, few_threshold=FEW_SHOT_THRESHOLD, near_dup_threshold=near_duplicates.DEFAULT_THRESHOLD,
+                  many_threshold=MANY_SHOT_THRESHOLD, few_threshold=FEW_SHOT_THRESHOLD,
+                  near_dup_threshold=near_duplicates.DEFAULT_THRESHOLD,
                   progress=True):
     """Clean the dataset at `source` into `out_dir` and return the summary (as written to summary.json).
 

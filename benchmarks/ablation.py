@@ -8,7 +8,8 @@
 Every row gets the same epoch budget. Single-stage rows train the whole model for --epochs at the seed's
 baseline LR (recipes/baseline.yaml); two-stage rows split the same budget into a frozen-backbone head stage
 (--head-fraction of it, recipes/fixed_stage1.yaml's LR) and a full stage (the rest, recipes/fixed_stage2.yaml's LR
-with --warmup-epochs), as train_fixed.sh does. The defaults are the demo profile (recipes/demo.yaml). Each run goes to OUT/runs/<row>_seed<k>/ and is resumable: re-running skips finished runs and continues
+with --warmup-epochs), as train_fixed.sh does. The defaults are the demo profile (recipes/demo.yaml).
+Each run goes to OUT/runs/<row>_seed<k>/ and is resumable: re-running skips finished runs and continues
 interrupted ones. The reported numbers are the final stage's best epoch by validation balanced accuracy.
 Writes OUT/ablation.md, OUT/ablation.png and OUT/ablation.csv (one line per run).
 """
@@ -249,7 +250,8 @@ def write_markdown(path, runs, args, metadata, started, argv):
     lines += markdown_table(summary_table(runs, args))
     lines += ["", "Scores are percentages on the validation split at the final stage's best epoch, chosen by balanced "
               "accuracy (mean per-class recall); many/medium/few-shot = mean recall of the classes of each group ("
-              + ", ".join(longtail.shot_group_captions().values()) + "). Best epoch counts both stages of two-stage rows."
+              + ", ".join(longtail.shot_group_captions().values())
+              + "). Best epoch counts both stages of two-stage rows."
               + (" ± is the sample standard deviation over seeds." if len(args.seeds) > 1 else
                  " One seed: differences of a few points may be noise; use --seeds 0 1 2."), "", "## Rows", ""]
     for row in args.rows:

@@ -1,4 +1,5 @@
-"""Issue 12: long-tail logic without torch; cleaning and metrics stay light; thresholds are not in the cleaning cache."""
+"""Issue 12: long-tail logic without torch; cleaning and metrics stay light; report thresholds are not part of the
+cleaning cache."""
 import json
 import subprocess
 import sys

@@ -21,7 +21,8 @@ def test_a_recipe_sets_defaults_and_flags_override_it():
 
 
 def test_the_demo_profile_changes_each_recipe_its_own_way():
-    stage2 = train.parse_args(["--config", str(recipe.path_of("fixed_stage2")), "--profile", str(recipe.path_of("demo"))])
+    stage2 = train.parse_args(["--config", str(recipe.path_of("fixed_stage2")),
+                               "--profile", str(recipe.path_of("demo"))])
     baseline = train.parse_args(["--config", str(recipe.path_of("baseline")), "--profile", str(recipe.path_of("demo"))])
     demo = yaml.safe_load(open(recipe.path_of("demo")))
     assert (stage2.epochs, stage2.img_size, stage2.warmup_epochs) == \
