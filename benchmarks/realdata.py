@@ -38,6 +38,7 @@ import checkpoint as checkpoint_format  # noqa: E402
 import cleaning  # noqa: E402
 import evaluation  # noqa: E402
 import inference  # noqa: E402
+import longtail  # noqa: E402
 import models  # noqa: E402
 import recipe  # noqa: E402
 from atomic_io import save_figure, save_torch, write_csv, write_json, write_text  # noqa: E402
@@ -263,8 +264,8 @@ def write_markdown(path, runs, args, started, argv):
               f"shared with other jobs while it ran: compare it between rows of the same table only.",
               "", "## Results", ""]
     lines += markdown_table(summary_table(runs, args))
-    lines += ["", "Percentages: balanced accuracy = mean per-class recall; many/medium/few = mean recall of classes "
-              "with > 100, 20-100, < 20 training images. Each run's checkpoint is its final stage's best epoch by "
+    lines += ["", "Percentages: balanced accuracy = mean per-class recall; many/medium/few = mean recall of the "
+              "classes of each group (" + ", ".join(longtail.shot_group_captions().values()) + "). Each run's checkpoint is its final stage's best epoch by "
               "validation balanced accuracy; post-hoc rows pick tau on validation (grid -2..2, kept at 0 unless it "
               "gains more than one validation image)" + (", ± is the standard deviation over seeds." if len(args.seeds) > 1
                                                           else "; one seed: a few points may be noise."),

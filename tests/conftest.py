@@ -37,6 +37,18 @@ def tiny_cleaned(tmp_path_factory):
     return write_cleaned_dataset(tmp_path_factory.mktemp("cleaned"), [24, 12, 4, 1])
 
 
+@pytest.fixture(scope="session")
+def trained_checkpoint(tiny_cleaned, tmp_path_factory):
+    """best.pth of a 3-epoch full-stage run of timm's tiny test model on tiny_cleaned (read it, don't change it)."""
+    import train
+
+    output = tmp_path_factory.mktemp("tiny_run") / "full"
+    train.run(train.parse_args(["--data-dir", str(tiny_cleaned), "--output", str(output), "--model", "test_efficientnet",
+                                "--no-pretrained", "--img-size", "32", "--batch-size", "8", "--workers", "0",
+                                "--epochs", "3", "--lr", "1e-2", "--warmup-epochs", "0"]))
+    return output / "best.pth"
+
+
 @pytest.fixture(autouse=True, scope="session")
 def one_torch_thread():
     """Tiny test models gain nothing from threads, and on a shared 2-core machine spinning OpenMP threads

@@ -6,17 +6,6 @@ import pytest
 import torch
 
 import evaluate
-import train
-
-TINY = ["--model", "test_efficientnet", "--no-pretrained", "--img-size", "32", "--batch-size", "8", "--workers", "0"]
-
-
-@pytest.fixture(scope="module")
-def trained(tiny_cleaned, tmp_path_factory):
-    output = tmp_path_factory.mktemp("evaluate_runs") / "full"
-    train.run(train.parse_args(["--data-dir", str(tiny_cleaned), "--output", str(output), *TINY,
-                                "--epochs", "3", "--lr", "1e-2", "--warmup-epochs", "0"]))
-    return output / "best.pth"
 
 
 def run_evaluate(checkpoint, data, *argv):
@@ -32,9 +21,9 @@ def image_folder(tiny_cleaned, root, classes):
     return root
 
 
-def test_cleaned_val_split_reproduces_training_validation_metrics(trained, tiny_cleaned, tmp_path, capsys):
-    run_evaluate(trained, tiny_cleaned, "--output", tmp_path / "report")
-    checkpoint = torch.load(trained, map_location="cpu", weights_only=True)
+def test_cleaned_val_split_reproduces_training_validation_metrics(trained_checkpoint, tiny_cleaned, tmp_path, capsys):
+    run_evaluate(trained_checkpoint, tiny_cleaned, "--output", tmp_path / "report")
+    checkpoint = torch.load(trained_checkpoint, map_location="cpu", weights_only=True)
     best = checkpoint["history"][checkpoint["best_epoch"] - 1]
     result = json.loads((tmp_path / "report" / "metrics.json").read_text())
     for name in ("acc", "balanced_acc", "macro_f1", "top5", "many_acc", "medium_acc", "few_acc"):
@@ -47,11 +36,11 @@ def test_cleaned_val_split_reproduces_training_validation_metrics(trained, tiny_
     assert f"balanced accuracy {result['balanced_acc']:.4f}" in capsys.readouterr().out
 
 
-def test_image_folder_matched_by_name_with_absent_classes_reported(trained, tiny_cleaned, tmp_path, capsys):
+def test_image_folder_matched_by_name_with_absent_classes_reported(trained_checkpoint, tiny_cleaned, tmp_path, capsys):
     data = image_folder(tiny_cleaned, tmp_path / "field" / "test", classes=[0, 2, 3])
     (data / "class_0" / "broken.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
-    run_evaluate(trained, data)
-    report = trained.parent / "eval_field_test"
+    run_evaluate(trained_checkpoint, data)
+    report = trained_checkpoint.parent / "eval_field_test"
     result = json.loads((report / "metrics.json").read_text())
     assert result["images"] == 9 and result["unreadable"] == 1 and result["absent_classes"] == ["class_1"]
     per_class = pd.read_csv(report / "per_class.csv")
@@ -62,19 +51,19 @@ def test_image_folder_matched_by_name_with_absent_classes_reported(trained, tiny
     assert "not averaged in: class_1" in capsys.readouterr().out
 
 
-def test_stored_tau_is_the_default_and_tau_changes_the_scores(trained, tiny_cleaned, tmp_path):
+def test_stored_tau_is_the_default_and_tau_changes_the_scores(trained_checkpoint, tiny_cleaned, tmp_path):
     calibrated = tmp_path / "best.pth"
-    checkpoint = torch.load(trained, map_location="cpu", weights_only=True)
+    checkpoint = torch.load(trained_checkpoint, map_location="cpu", weights_only=True)
     torch.save({**checkpoint, "logit_adjust_tau": 1.5}, calibrated)
     run_evaluate(calibrated, tiny_cleaned, "--output", tmp_path / "stored")
-    run_evaluate(trained, tiny_cleaned, "--tau", 1.5, "--output", tmp_path / "explicit")
+    run_evaluate(trained_checkpoint, tiny_cleaned, "--tau", 1.5, "--output", tmp_path / "explicit")
     stored, explicit = (json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("stored", "explicit"))
     assert stored["tau"] == explicit["tau"] == 1.5 and stored["tau_source"] == "stored by calibration"
     assert {key: stored[key] for key in ("acc", "balanced_acc")} == {key: explicit[key] for key in ("acc", "balanced_acc")}
 
 
 @pytest.mark.parametrize("case", ["unknown_class", "no_images", "output_is_a_file"])
-def test_bad_input_is_a_one_line_error(trained, tiny_cleaned, tmp_path, capsys, case):
+def test_bad_input_is_a_one_line_error(trained_checkpoint, tiny_cleaned, tmp_path, capsys, case):
     data = image_folder(tiny_cleaned, tmp_path / "test", classes=[0, 1])
     argv = []
     if case == "unknown_class":
@@ -90,7 +79,7 @@ def test_bad_input_is_a_one_line_error(trained, tiny_cleaned, tmp_path, capsys, 
         argv = ["--output", tmp_path / "report"]
         expected = "exists and is not a folder"
     with pytest.raises(SystemExit) as exit_info:
-        run_evaluate(trained, data, *argv)
+        run_evaluate(trained_checkpoint, data, *argv)
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and expected in err and "\n" not in err
