@@ -23,9 +23,10 @@ import pandas as pd  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
 import atomic_io  # noqa: E402
+import cli  # noqa: E402
 import demo_data  # noqa: E402
 import near_duplicates  # noqa: E402
-from cleaning import WEIGHT_SCHEMES_WRITTEN, clean_dataset  # noqa: E402
+from cleaning import MIN_MAX_SIDE, WEIGHT_SCHEMES_WRITTEN, clean_dataset  # noqa: E402
 from dataset import build_transform, load_metadata, read_image_rgb  # noqa: E402
 from errors import UserError, cli_entry  # noqa: E402
 from longtail import FEW_SHOT_THRESHOLD, MANY_SHOT_THRESHOLD, shot_group_captions, shot_groups  # noqa: E402
@@ -37,10 +38,14 @@ NEAR_DUPLICATES_SHOWN = 10
 AUGMENTATION_DRAWS = 5
 AUGMENTATION_IMG_SIZE = 320  # the seed's training resolution
 SCHEME_STYLES = {"inverse": ("tab:red", "o"), "sqrt": ("tab:green", "s"), "effective": ("tab:purple", "^")}
+OPTION_RULES = {"demo_scale": cli.POSITIVE, "demo_image_size": cli.at_least(demo_data.MIN_IMAGE_SIZE),
+                "max_side": cli.at_least(MIN_MAX_SIDE), "val_fraction": cli.Range(0, 1, low_open=True, high_open=True),
+                "seed": cli.SEED, "workers": cli.POSITIVE_INT, "many_threshold": cli.POSITIVE_INT,
+                "few_threshold": cli.NON_NEGATIVE_INT}
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_argument_group("what to analyse")
     source.add_argument("--source", help="dataset to clean first: AI Challenger root, ImageFolder root, CSV file or "
                                          "text list of '<image path> <label>' lines")
@@ -81,6 +86,18 @@ def parse_args(argv=None):
         parser.error("--demo and --source exclude each other")
     if args.val_list and not args.source:
         parser.error("--val-list goes with --source (the training list)")
+    cli.check_options(parser, args, OPTION_RULES)
+    if args.few_threshold > args.many_threshold:
+        raise UserError(f"--few-threshold {args.few_threshold} is above --many-threshold {args.many_threshold}")
+    for option, path in (("--source", args.source), ("--val-list", args.val_list)):
+        if path is not None and not Path(path).exists():
+            raise UserError(f"{option} {path}: no such file or folder")
+    cli.check_output_dir("--out", args.out)
+    cli.check_not_inside("--out", args.out, "--source", args.source if args.source and Path(args.source).is_dir() else None)
+    if args.visualize:
+        cli.check_output_dir("--plots-dir", args.plots_dir)
+    if args.demo or not args.source:
+        cli.check_output_dir("--demo-dir", args.demo_dir)
     return args
 
 
@@ -131,6 +148,10 @@ def prepare_cleaned_dataset(args):
                             label_column=args.label_column, split_column=args.split_column, val_list=args.val_list,
                             many_threshold=args.many_threshold, few_threshold=args.few_threshold,
                             near_dup_threshold=args.near_dup_threshold)
+    imageless = summary.get("classes_without_images") or []
+    if imageless:
+        print(f"{len(imageless)} class(es) of the source have no image and are left out: "
+              + ", ".join(f"{entry['id']} '{entry['name']}'" for entry in imageless))
     if summary["reused"]:
         print(f"{out} is up to date with {summary['source']} (nothing changed since it was cleaned).")
     else:

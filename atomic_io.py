@@ -1,4 +1,9 @@
-"""Write every output file under a temporary name and rename it, so a crash never leaves half a file."""
+"""Write every output file under a temporary name and rename it, so a crash never leaves half a file.
+
+The temporary file is flushed to disk (fsync) before the rename and the folder after it: without that, a power
+loss shortly after the rename can leave the new name pointing at an empty or partial file on common filesystems
+(ext4 delayed allocation, XFS).
+"""
 import json
 import os
 import tempfile
@@ -26,7 +31,9 @@ def atomic_path(path):
     default_permissions(tmp_path)
     try:
         yield tmp_path
+        _fsync(tmp_path)
         os.replace(tmp_path, path)
+        _fsync(path.parent)
     except OSError as error:
         raise UserError(f"{path}: write failed ({error.strerror}); the previous file, if any, is intact") from None
     finally:
@@ -39,6 +46,15 @@ def default_permissions(path):
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(path, 0o666 & ~umask)
+
+
+def _fsync(path):
+    """Flush a file's (or a folder's entries') data to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def remove_stale_temporaries(directory):

@@ -46,14 +46,15 @@ import cv2
 import numpy as np
 import pandas as pd
 from PIL import Image, ImageOps, UnidentifiedImageError
-from tqdm import tqdm
 
 import atomic_io
 import near_duplicates
 import runtime
+from cli import is_inside
 from errors import UserError
 from longtail import (FEW_SHOT_THRESHOLD, MANY_SHOT_THRESHOLD, SHOT_GROUPS, check_thresholds,
                       compute_class_weights, shot_groups)
+from progress import bar as progress_bar
 from sources import REJECTED_COLUMNS, read_source
 
 # Bump when a rule above changes, so an unchanged source is cleaned again under the new rules.
@@ -81,6 +82,7 @@ def clean_dataset(source, out_dir="data/cleaned", fmt=None, max_side=None, val_f
     _check_settings(max_side, val_fraction, seed, workers, many_threshold, few_threshold, near_dup_threshold)
     out_dir = Path(out_dir)
     workers = workers or runtime.available_cores()
+    _refuse_output_inside_source(source, out_dir)
     source_data = read_source(source, fmt, path_column, label_column, split_column, val_list)
     _refuse_source_inside_output(source_data, out_dir)
     settings = {"max_side": max_side, "val_fraction": val_fraction, "seed": seed,
@@ -109,7 +111,8 @@ def clean_dataset(source, out_dir="data/cleaned", fmt=None, max_side=None, val_f
 
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.staging-"))
+        _remove_abandoned_staging(out_dir)
+        staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.staging-{os.getpid()}-"))
         staging.chmod(0o755)  # mkdtemp makes it private; the swapped-in dataset should not be
     except OSError as error:
         raise UserError(f"{out_dir}: cannot create the output folder ({error.strerror})") from None
@@ -194,20 +197,45 @@ def _has_transparency(image):
     return image.convert("RGBA").getchannel("A").getextrema()[0] < 255
 
 
-def reencode_image(task):
-    """Write the image as the trainer should see it (RGB, alpha flattened on black, <= max_side) as JPEG."""
-    source_path, target_path, flatten_alpha, via_pillow, max_side = task
+def decode_for_training(source_path, flatten_alpha, via_pillow):
+    """The image as a BGR uint8 array, converted the way the trainer should see it: alpha flattened on black,
+    unusual modes and formats OpenCV cannot read converted by Pillow, anything else read by OpenCV itself."""
     if flatten_alpha or via_pillow:
         image = ImageOps.exif_transpose(Image.open(source_path))
         if flatten_alpha:
             background = Image.new("RGBA", image.size, (0, 0, 0, 255))
             image = Image.alpha_composite(background, image.convert("RGBA"))
-        bgr = cv2.cvtColor(np.asarray(image.convert("RGB")), cv2.COLOR_RGB2BGR)
-    else:
-        # Same decoder and flags as training, so 16-bit scaling and EXIF orientation match exactly.
-        bgr = cv2.imread(source_path, cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise OSError(f"{source_path}: OpenCV cannot read it any more (changed during cleaning?)")
+        return cv2.cvtColor(np.asarray(image.convert("RGB")), cv2.COLOR_RGB2BGR)
+    # Same decoder and flags as training, so 16-bit scaling and EXIF orientation match exactly.
+    bgr = cv2.imread(str(source_path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise OSError(f"{source_path}: OpenCV cannot read it any more (changed during cleaning?)")
+    return bgr
+
+
+def needs_pillow(inspected):
+    """Whether an inspect_image result must be converted by Pillow rather than read by OpenCV."""
+    return not inspected["opencv_readable"] or inspected["color"].startswith("other:")
+
+
+def read_checked_rgb(path):
+    """RGB uint8 array of a raw photo with cleaning's checks and conversions (for predict.py and evaluate.py,
+    which read photos cleaning never saw): a file cleaning would reject (empty, truncated, corrupt, not an image)
+    is a UserError '<reason>: <detail>'; transparency is flattened and colour modes converted as cleaning does."""
+    inspected = inspect_image(str(path))
+    if inspected["reason"]:
+        raise UserError(f"{inspected['reason']}: {inspected['detail']}")
+    try:
+        bgr = decode_for_training(path, inspected["has_transparency"], needs_pillow(inspected))
+    except OSError as error:
+        raise UserError(f"unreadable_file: {_one_line(error)}") from None
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def reencode_image(task):
+    """Write the image as the trainer should see it (decode_for_training, <= max_side) as JPEG."""
+    source_path, target_path, flatten_alpha, via_pillow, max_side = task
+    bgr = decode_for_training(source_path, flatten_alpha, via_pillow)
     longer_side = max(bgr.shape[:2])
     if max_side and longer_side > max_side:
         scale = max_side / longer_side
@@ -224,15 +252,14 @@ def _init_worker():
 
 
 def _map_parallel(function, items, workers, description, progress):
-    # disable=None lets tqdm stay quiet when stderr is not a terminal (logs, tests).
     bar = {"total": len(items), "desc": description, "unit": "img", "disable": None if progress else True}
     if workers == 1 or len(items) < 2:
-        return [function(item) for item in tqdm(items, **bar)]
+        return [function(item) for item in progress_bar(items, **bar)]
     chunksize = max(1, min(64, len(items) // (workers * 8)))
     # spawn, not fork: a forked child inherits OpenCV's and OpenMP's thread pools in a broken state and can hang
     # (seen under pytest once other tests had used them).
     with multiprocessing.get_context("spawn").Pool(min(workers, len(items)), initializer=_init_worker) as pool:
-        return list(tqdm(pool.imap(function, items, chunksize=chunksize), **bar))
+        return list(progress_bar(pool.imap(function, items, chunksize=chunksize), **bar))
 
 
 def _one_line(error):
@@ -304,6 +331,10 @@ def _class_table(listing, kept, rejected, class_names):
             f"class {class_id} '{name}': no training image after cleaning (source lists {listed_text}; "
             f"rejected: {lost_text}){more}; every class needs a training image: add one or remove the class"
         )
+    if len(classes) < 2:
+        only = f"only class {classes['id'].iloc[0]} '{classes['name'].iloc[0]}' has" if len(classes) else "no class has"
+        raise UserError(f"{only} images after cleaning; a classifier needs at least 2 classes, there is nothing "
+                        f"to classify")
     return classes
 
 
@@ -444,6 +475,35 @@ def _refuse_source_inside_output(source_data, out_dir):
     if inside or os.path.abspath(source_data.root).startswith(out_prefix):
         raise UserError(f"{out_dir}: the source ({inside[0] if inside else source_data.root}) lies inside the "
                         f"output folder, which is replaced by cleaning; choose another --out")
+
+
+def _refuse_output_inside_source(source, out_dir):
+    """A cleaned copy inside a source folder becomes part of that source for every later run (a class folder,
+    or thousands of duplicates)."""
+    if Path(source).is_dir() and is_inside(out_dir, source):
+        raise UserError(f"--out {out_dir}: lies inside the source folder {source}; choose a folder outside it")
+
+
+def _remove_abandoned_staging(out_dir):
+    """Staging and swap folders a killed cleaning left beside out_dir (named with their process id); those of a
+    cleaning still running are left alone."""
+    for leftover in out_dir.parent.glob(f".{out_dir.name}.*-*"):
+        kind, _, rest = leftover.name[len(out_dir.name) + 2:].partition("-")
+        pid = rest.split("-")[0]
+        if kind not in ("staging", "previous") or not pid.isdigit() or _process_alive(int(pid)):
+            continue
+        shutil.rmtree(leftover, ignore_errors=True)
+        print(f"removed {leftover}, left by an interrupted cleaning (process {pid})")
+
+
+def _process_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return pid != 0
 
 
 def _fingerprint(source_data, settings):

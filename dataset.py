@@ -185,8 +185,12 @@ def select_classes(metadata, min_samples):
     keep = metadata.classes["train_count"] >= min_samples
     kept_classes = metadata.classes.loc[keep].reset_index(drop=True)
     excluded = metadata.classes.loc[~keep].reset_index(drop=True)
-    if kept_classes.empty:
-        raise UserError(f"--min-samples {min_samples}: no class has that many training images")
+    if len(kept_classes) < 2:
+        kept = f"only class {kept_classes['id'].iloc[0]} has" if len(kept_classes) else "no class has"
+        raise UserError(f"--min-samples {min_samples}: {kept} that many training images; a classifier needs at "
+                        f"least 2 classes" if min_samples > 1 else
+                        f"{metadata.root / 'metadata' / 'classes.csv'}: {len(kept_classes)} class(es); a classifier "
+                        f"needs at least 2 classes, there is nothing to classify")
     kept_ids = set(kept_classes["id"])
     subset = Metadata(
         train=metadata.train.loc[metadata.train["label"].isin(kept_ids)].reset_index(drop=True),

@@ -25,6 +25,7 @@ import pandas as pd
 import torch
 
 import checkpoint as checkpoint_format
+import cli
 import deployment
 import evaluation
 import explain
@@ -34,8 +35,11 @@ from atomic_io import write_csv
 from errors import UserError, cli_entry
 
 
+OPTION_RULES = {"tau": cli.FINITE, "batch_size": cli.POSITIVE_INT, "workers": cli.NON_NEGATIVE_INT}
+
+
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("data", help="labelled images: a dataset layout, an ImageFolder folder or a cleaned dataset")
     parser.add_argument("--checkpoint", required=True,
                         help="a train.py best.pth (or last.pth), or an export.py folder or its model.onnx")
@@ -51,12 +55,15 @@ def parse_args(argv=None):
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--amp", choices=runtime.AMP_CHOICES, default="off", help="mixed precision on CUDA")
     args = parser.parse_args(argv)
-    if args.batch_size < 1:
-        parser.error("--batch-size must be at least 1")
-    if args.workers is not None and args.workers < 0:
-        parser.error("--workers must be 0 or more")
-    if args.tau is not None and not np.isfinite(args.tau):
-        parser.error("--tau must be a finite number")
+    cli.check_options(parser, args, OPTION_RULES)
+    cli.check_device("--device", args.device)
+    if not Path(args.checkpoint).exists():
+        raise UserError(f"--checkpoint {args.checkpoint}: no such file or folder")
+    if not Path(args.data).exists():
+        raise UserError(f"{args.data}: no such file or folder")
+    if args.output is not None:
+        cli.check_output_dir("--output", args.output)
+        cli.check_not_inside("--output", args.output, "DATA", args.data if Path(args.data).is_dir() else None)
     if args.workers is None:
         args.workers = runtime.default_workers()
     return args
@@ -68,8 +75,7 @@ def main(argv=None):
     checkpoint, model = deployment.load_model(args.checkpoint)
     labelled = evaluation.read_labelled_set(args.data, checkpoint, args.format)
     output = Path(args.output) if args.output else Path(args.checkpoint).parent / f"eval_{labelled.name}"
-    if output.exists() and not output.is_dir():
-        raise UserError(f"--output {output}: exists and is not a folder")
+    cli.check_output_dir("--output", output)
     if args.tau is not None:
         tau, tau_source = args.tau, "--tau"
     else:

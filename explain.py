@@ -10,7 +10,7 @@ import math
 import numpy as np
 import torch
 
-import dataset
+import cleaning
 import inference
 from errors import UserError
 
@@ -84,7 +84,7 @@ def explained_images(model, checkpoint, paths, class_indices, device, batch_size
     try:
         for start in range(0, len(paths), batch_size):
             batch_paths = paths[start:start + batch_size]
-            images = [dataset.read_image_rgb(path) for path in batch_paths]
+            images = [cleaning.read_checked_rgb(path) for path in batch_paths]
             tensors = torch.stack([normalized(image=image)["image"] for image in images]).to(device)
             heat_maps = cam.maps(tensors, class_indices[start:start + batch_size])
             for path, image, heat_map in zip(batch_paths, images, heat_maps):

@@ -11,12 +11,13 @@ from pathlib import Path
 import numpy as np
 import timm
 import torch
-from tqdm import tqdm
 
 import checkpoint as checkpoint_format
+import cleaning
 import dataset
 import metrics
 import runtime
+import progress
 from errors import UserError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -52,12 +53,16 @@ def eval_crop_transform(checkpoint):
 # Images
 # ----------------------------------------------------------------------------------------------------
 def find_images(inputs):
-    """Files as given, plus image files (by extension) anywhere under given folders; each path once."""
-    found, seen = [], set()
+    """(images, skipped): files as given, plus image files (by extension) anywhere under given folders, each path
+    once; and [(path, reason)] for the other files found in those folders, so none is skipped unsaid."""
+    found, seen, skipped = [], set(), []
     for raw in inputs:
         path = Path(raw)
         if path.is_dir():
-            candidates = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+            files = sorted(p for p in path.rglob("*") if p.is_file())
+            candidates = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS]
+            skipped += [(str(p), f"not_image: extension '{p.suffix or '(none)'}' is not one of "
+                                 f"{' '.join(IMAGE_EXTENSIONS)}") for p in files if p.suffix.lower() not in IMAGE_EXTENSIONS]
         elif path.is_file():
             candidates = [path]
         else:
@@ -69,21 +74,14 @@ def find_images(inputs):
                 found.append(candidate)
     if not found:
         raise UserError(f"no images ({' '.join(IMAGE_EXTENSIONS)}) found in {', '.join(map(str, inputs))}")
-    return found
-
-
-def unreadable_reason(path):
-    path = Path(path)
-    if not path.is_file():
-        return "file not found"
-    if path.stat().st_size == 0:
-        return "empty file"
-    return "cannot decode (truncated, corrupt or not an image)"
+    return found, skipped
 
 
 class ImageFiles(torch.utils.data.Dataset):
     """(image tensor, index, reason): an unreadable file yields a blank image and the reason, so one bad file
-    neither stops a batch nor goes unreported."""
+    neither stops a batch nor goes unreported. Photos are decoded with cleaning's checks and conversions
+    (cleaning.read_checked_rgb), so a truncated file is reported, not padded, and transparency is flattened
+    as in the training copies."""
 
     def __init__(self, paths, transform, img_size):
         self.paths = list(paths)
@@ -95,9 +93,9 @@ class ImageFiles(torch.utils.data.Dataset):
 
     def __getitem__(self, index):
         try:
-            image = dataset.read_image_rgb(self.paths[index])
-        except UserError:
-            return self.blank, index, unreadable_reason(self.paths[index])
+            image = cleaning.read_checked_rgb(self.paths[index])
+        except UserError as error:
+            return self.blank, index, str(error)
         return self.transform(image=image)["image"], index, ""
 
 
@@ -115,7 +113,7 @@ def predict_scores(model, paths, transform, img_size, device, batch_size=64, wor
         ImageFiles(paths, transform, img_size), batch_size=batch_size, shuffle=False, num_workers=workers,
         pin_memory=device.type == "cuda", worker_init_fn=dataset.worker_init)
     all_scores, all_indices, rejected = [], [], []
-    with tqdm(total=len(paths), desc=desc, unit="img", disable=None, dynamic_ncols=True, mininterval=1.0) as bar:
+    with progress.bar(total=len(paths), desc=desc, unit="img", dynamic_ncols=True, mininterval=1.0) as bar:
         for images, indices, reasons in loader:
             ok = torch.tensor([not reason for reason in reasons], dtype=torch.bool)
             rejected += [(str(paths[i]), reason) for i, reason in zip(indices.tolist(), reasons) if reason]

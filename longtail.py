@@ -50,24 +50,39 @@ def compute_class_weights(class_counts, scheme, beta=0.999):
     return weights / weights.mean()
 
 
-def load_weights_csv(path, class_ids):
-    """Per-class weights from a CSV with columns id,weight, in the order of `class_ids`."""
+def load_weights_csv(path, class_ids, ignored_ids=()):
+    """Per-class weights from a CSV with columns id,weight, in the order of `class_ids`. Every class needs one
+    row; an id that is not a class of the run (other than `ignored_ids`, classes left out on purpose) is an
+    error, since it means the file was made for another dataset."""
     path = Path(path)
     try:
         table = pd.read_csv(path)
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
-        raise UserError(f"{path}: cannot read class weights ({error})") from None
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise UserError(f"{path}: cannot read class weights ({' '.join(str(error).split())})") from None
     missing_columns = {"id", "weight"} - set(table.columns)
     if missing_columns:
         raise UserError(f"{path}: missing column(s) {', '.join(sorted(missing_columns))}")
-    weight_by_id = dict(zip(table["id"].astype(int), table["weight"].astype(float)))
+    ids = pd.to_numeric(table["id"], errors="coerce")
+    weights = pd.to_numeric(table["weight"], errors="coerce")
+    for row in range(len(table)):
+        if pd.isna(ids[row]) or ids[row] != int(ids[row]):
+            raise UserError(f"{path}: row {row + 2}: id {table['id'][row]!r} is not an integer class id")
+        if pd.isna(weights[row]) or not np.isfinite(weights[row]) or weights[row] <= 0:
+            raise UserError(f"{path}: row {row + 2}: weight {table['weight'][row]!r} is not a positive finite number")
+    ids = ids.astype(int)
+    duplicated = ids[ids.duplicated()]
+    if len(duplicated):
+        raise UserError(f"{path}: row {duplicated.index[0] + 2}: class id {duplicated.iloc[0]} listed twice")
+    known = set(int(class_id) for class_id in class_ids) | set(int(class_id) for class_id in ignored_ids)
+    extra = ids[~ids.isin(known)]
+    if len(extra):
+        raise UserError(f"{path}: row {extra.index[0] + 2}: class id {extra.iloc[0]} is not a class of this dataset; "
+                        f"was the file made for another dataset?")
+    weight_by_id = dict(zip(ids, weights.astype(float)))
     missing_ids = [class_id for class_id in class_ids if class_id not in weight_by_id]
     if missing_ids:
         raise UserError(f"{path}: no weight for class id {missing_ids[0]}")
-    weights = np.array([weight_by_id[class_id] for class_id in class_ids], dtype=np.float64)
-    if not np.all(np.isfinite(weights)) or np.any(weights <= 0):
-        raise UserError(f"{path}: weights must be positive finite numbers")
-    return weights
+    return np.array([weight_by_id[class_id] for class_id in class_ids], dtype=np.float64)
 
 
 def shot_groups(class_counts, many_threshold=MANY_SHOT_THRESHOLD, few_threshold=FEW_SHOT_THRESHOLD):

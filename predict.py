@@ -15,8 +15,10 @@ AI Challenger 2018 submission, a JSON list of {"image_id": <file name>, "disease
 below P. --explain writes <explain-dir>/<photo stem>.png (the model's input crop beside the Grad-CAM heat map of
 the predicted class) and adds a 'gradcam' column naming it. --checkpoint also takes an export.py folder or
 model.onnx (ONNX: no --explain, no --calibrate-tau).
-Unreadable images go to <output stem>.rejected.csv (path,reason; always written, header-only when none);
-the rest are still predicted, and the exit code is 0 as long as one image was.
+Unreadable images, and other files found in the given folders, go to <output stem>.rejected.csv (path,reason,
+with cleaning's reasons: truncated, corrupt, not_image, empty_file...; always written, header-only when none).
+Photos are decoded with cleaning's checks and conversions (transparency flattened the same way); the rest are
+still predicted, and the exit code is 0 as long as one image was.
 """
 import runtime  # noqa: I001  (first: it sets OMP_WAIT_POLICY before anything loads torch)
 
@@ -29,6 +31,7 @@ import pandas as pd
 import torch
 
 import checkpoint as checkpoint_format
+import cli
 import dataset
 import deployment
 import explain
@@ -38,10 +41,13 @@ from atomic_io import atomic_path, write_csv, write_json
 from errors import UserError, cli_entry
 
 DEFAULT_OUTPUT = {"csv": "predictions.csv", "aichallenger": "predictions.json"}
+OPTION_RULES = {"min_confidence": cli.Range(0, 1), "top_k": cli.POSITIVE_INT, "tau": cli.FINITE,
+                "tau_min": cli.Range(high=0), "tau_max": cli.NON_NEGATIVE,
+                "tau_step": cli.POSITIVE, "batch_size": cli.POSITIVE_INT, "workers": cli.NON_NEGATIVE_INT}
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("paths", nargs="*", help="image files and/or folders (searched recursively)")
     parser.add_argument("--checkpoint", required=True,
                         help="a train.py best.pth (or last.pth), or an export.py folder or its model.onnx")
@@ -77,16 +83,19 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if not args.paths and not args.calibrate_tau:
         parser.error("give image files or folders to predict (or --calibrate-tau)")
-    if args.top_k < 1 or args.batch_size < 1:
-        parser.error("--top-k and --batch-size must be at least 1")
-    if args.tau is not None and not np.isfinite(args.tau):
-        parser.error("--tau must be a finite number")
-    if not 0.0 <= args.min_confidence <= 1.0:
-        parser.error("--min-confidence must be a probability between 0 and 1")
+    cli.check_options(parser, args, OPTION_RULES)
+    cli.check_device("--device", args.device)
+    if not Path(args.checkpoint).exists():
+        raise UserError(f"--checkpoint {args.checkpoint}: no such file or folder")
     if args.min_confidence > 0 and args.format == "aichallenger":
         parser.error("--min-confidence: an AI Challenger submission needs a class for every image; use --format csv")
     if args.output is None:
         args.output = DEFAULT_OUTPUT[args.format]
+    if args.paths:
+        cli.check_output_file("--output", args.output)
+        missing = [path for path in args.paths if not Path(path).exists()]
+        if missing:
+            raise UserError(f"{missing[0]}: no such file or folder")
     if args.explain_dir is None:
         output = Path(args.output)
         args.explain_dir = str(output.with_name(f"{output.stem}_gradcam"))
@@ -107,7 +116,7 @@ def report_rejected(rejected, output):
     if rejected:
         shown = "; ".join(f"{image}: {reason}" for image, reason in rejected[:5])
         more = f" (and {len(rejected) - 5} more)" if len(rejected) > 5 else ""
-        print(f"{len(rejected)} unreadable image(s) skipped, listed in {path}: {shown}{more}")
+        print(f"{len(rejected)} file(s) skipped (unreadable or not images), listed in {path}: {shown}{more}")
     return path
 
 
@@ -229,7 +238,7 @@ def main(argv=None):
     if args.explain and deployment.kind_of(args.checkpoint) == "onnx":
         raise UserError(f"--explain {args.checkpoint}: Grad-CAM needs the PyTorch weights (the .pth or the exported "
                         f"folder), not the ONNX file")
-    images = inference.find_images(args.paths) if args.paths else []
+    images, skipped = inference.find_images(args.paths) if args.paths else ([], [])
     device = runtime.resolve_device(args.device)
     amp_dtype = runtime.amp_dtype(args.amp, device)
     transform = inference.eval_transform(checkpoint)
@@ -252,7 +261,7 @@ def main(argv=None):
 
     scores, indices, rejected = score_images(images, desc="predict")
     output = Path(args.output)
-    report_rejected(rejected, output)
+    report_rejected(skipped + rejected, output)
     if not len(indices):
         raise UserError(f"none of the {len(images)} images could be read; see {rejected_path(output)}")
     probabilities = torch.softmax(inference.adjust_scores(scores, checkpoint["train_counts"], tau), dim=1)

@@ -36,23 +36,56 @@ class _Tee:
         return getattr(self._stream, name)
 
 
+class _LogFile:
+    """Appends to `path` once opened; until then it keeps what was written, so a run refused before any work
+    (bad options, paths or data) leaves no log behind."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self._pending = []
+        self._file = None
+
+    def open(self):
+        if self._file is not None:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(self.path, "a", buffering=1)
+        except OSError as error:
+            raise UserError(f"{self.path}: cannot write the run log ({error.strerror})") from None
+        self._file.write("".join(self._pending))
+        self._pending = []
+
+    def write(self, text):
+        if self._file is None:
+            self._pending.append(text)
+        else:
+            self._file.write(text)
+
+    def flush(self):
+        if self._file is not None:
+            self._file.flush()
+
+    def close(self):
+        if self._file is not None:
+            self._file.close()
+
+
 @contextmanager
-def console_copy(path, enabled=True):
+def console_copy(path, enabled=True, deferred=False):
     """Inside, stdout and stderr are also appended to `path` (a resumed run continues its log), including the
-    one-line error a UserError ends the run with."""
+    one-line error a UserError ends the run with. deferred: the file is only created when the yielded log's
+    open() is called (train.py calls it once the run has passed its checks); what came before is copied then."""
     if not enabled:
-        yield
+        yield None
         return
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        log_file = open(path, "a", buffering=1)
-    except OSError as error:
-        raise UserError(f"{path}: cannot write the run log ({error.strerror})") from None
+    log_file = _LogFile(path)
+    if not deferred:
+        log_file.open()
     stdout, stderr = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = _Tee(stdout, log_file), _Tee(stderr, log_file)
     try:
-        yield
+        yield log_file
     except UserError as error:
         log_file.write(f"error: {error}\n")
         raise

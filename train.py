@@ -30,9 +30,10 @@ from timm.data import resolve_data_config
 from timm.optim import create_optimizer_v2
 from timm.scheduler import CosineLRScheduler
 from timm.utils import ModelEmaV3
-from tqdm import tqdm
 
 import checkpoint
+import cli
+import cluster
 import dataset
 import longtail
 import losses
@@ -43,10 +44,24 @@ import recipe
 import run_log
 from atomic_io import remove_stale_temporaries, write_csv, write_text
 from errors import UserError, cli_entry
+from progress import bar as progress_bar
 
 SELECT_METRICS = metrics.METRIC_NAMES + ("loss",)
 # Without --config (or a value in it), a stage's LR and warmup are those of the seed's recipe for that stage.
 STAGE_RECIPES = {"head": "fixed_stage1", "full": "fixed_stage2"}
+RUN_FILES = ("last.pth", "best.pth", "history.csv")  # a folder holding one of these holds a run
+MIN_IMG_SIZE, MAX_IMG_SIZE = 32, 4096  # below 32 px the models' 32x downsampling leaves nothing to pool
+OPTION_RULES = {
+    "min_samples": cli.POSITIVE_INT, "batch_size": cli.POSITIVE_INT, "workers": cli.NON_NEGATIVE_INT,
+    "img_size": cli.Range(MIN_IMG_SIZE, MAX_IMG_SIZE, integer=True), "drop_rate": cli.FRACTION,
+    "epochs": cli.POSITIVE_INT, "lr": cli.POSITIVE, "backbone_lr_scale": cli.NON_NEGATIVE,
+    "weight_decay": cli.NON_NEGATIVE, "warmup_epochs": cli.NON_NEGATIVE, "warmup_lr": cli.NON_NEGATIVE,
+    "min_lr": cli.NON_NEGATIVE, "clip_grad": cli.NON_NEGATIVE, "ema_decay": cli.FRACTION,
+    "effective_beta": cli.FRACTION, "focal_gamma": cli.NON_NEGATIVE, "la_tau": cli.NON_NEGATIVE,
+    "label_smoothing": cli.FRACTION, "rotate_limit": cli.Range(0, 180, integer=True),
+    "targeted_aug_below": cli.NON_NEGATIVE_INT, "many_threshold": cli.POSITIVE_INT,
+    "few_threshold": cli.NON_NEGATIVE_INT, "save_every_steps": cli.NON_NEGATIVE_INT, "seed": cli.SEED,
+}
 
 
 class TrainingDiverged(UserError):
@@ -65,6 +80,7 @@ def parse_args(argv=None):
     for key in ("lr", "warmup_epochs"):
         if getattr(args, key) is None:
             setattr(args, key, stage_recipe[key])
+    check_option_combinations(parser, args)
     if args.warmup_epochs >= args.epochs:
         args.warmup_epochs = max(0.0, args.epochs - 1.0)
     if args.log == "tensorboard":
@@ -75,7 +91,7 @@ def parse_args(argv=None):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=None,
                         help="a recipe (recipes/*.yaml) or a finished run's config.yaml; flags here override it")
     parser.add_argument("--profile", default=None, help="a profile applied on top of --config (recipes/demo.yaml)")
@@ -151,6 +167,23 @@ def build_parser():
     return parser
 
 
+def check_option_combinations(parser, args):
+    """Ranges (OPTION_RULES) and what options mean together; files that must exist. Nothing is written yet."""
+    cli.check_options(parser, args, OPTION_RULES)
+    if args.min_lr > args.lr:
+        raise UserError(f"--min-lr {args.min_lr:g} is above --lr {args.lr:g}; the schedule would rise")
+    if args.few_threshold > args.many_threshold:
+        raise UserError(f"--few-threshold {args.few_threshold} is above --many-threshold {args.many_threshold}")
+    if args.pretrained_file and args.no_pretrained:
+        raise UserError("--pretrained-file and --no-pretrained exclude each other")
+    cli.check_input_file("--pretrained-file", args.pretrained_file)
+    if args.class_weights not in ("auto", *dataset.WEIGHT_SCHEMES):
+        if not Path(args.class_weights).is_file():
+            raise UserError(f"--class-weights {args.class_weights}: neither a scheme "
+                            f"(auto, {', '.join(dataset.WEIGHT_SCHEMES)}) nor an existing CSV file")
+    cli.check_device("--device", args.device)
+
+
 # ----------------------------------------------------------------------------------------------------
 # Setup
 # ----------------------------------------------------------------------------------------------------
@@ -167,13 +200,12 @@ def dataset_fingerprint(metadata):
     return digest.hexdigest()
 
 
-def resolve_class_weights(args, class_ids, train_counts):
+def resolve_class_weights(args, class_ids, train_counts, excluded):
+    """A scheme's weights, or a CSV's (parse_args checked it is one or the other); a CSV may still list the
+    classes --min-samples left out."""
     if args.class_weights in longtail.WEIGHT_SCHEMES:
         return longtail.compute_class_weights(train_counts, args.class_weights, beta=args.effective_beta)
-    if Path(args.class_weights).is_file():
-        return longtail.load_weights_csv(args.class_weights, class_ids)
-    raise UserError(f"--class-weights {args.class_weights}: neither a scheme "
-                    f"({', '.join(longtail.WEIGHT_SCHEMES)}) nor an existing CSV file")
+    return longtail.load_weights_csv(args.class_weights, class_ids, ignored_ids=[int(i) for i in excluded["id"]])
 
 
 def build_transforms(args, data_config, train_counts):
@@ -232,10 +264,13 @@ def train_one_epoch(state, loader, epoch, progress):
     device, autocast_dtype = state["device"], state["amp_dtype"]
     frozen = args.stage == "head"
     models.set_train_mode(model, backbone_frozen=frozen)
-    bar = tqdm(loader, desc=f"epoch {epoch}/{args.epochs}", disable=state["rank"] != 0, leave=False,
-               dynamic_ncols=True, mininterval=1.0, initial=progress["steps"],
-               total=progress["steps"] + len(loader))
+    bar = progress_bar(loader, desc=f"epoch {epoch}/{args.epochs}", disable=state["rank"] != 0, leave=False,
+                       dynamic_ncols=True, mininterval=1.0, initial=progress["steps"],
+                       total=progress["steps"] + len(loader))
     start = time.perf_counter()
+    # Seconds (like images) accumulate over the sessions of a resumed epoch and are saved with them, so the
+    # epoch's images/s counts only steps whose time is counted too.
+    seconds_before = progress["seconds"]
     images_this_session = 0
     for images, targets in bar:
         images = runtime.to_device(images, device, state["channels_last"])
@@ -273,11 +308,13 @@ def train_one_epoch(state, loader, epoch, progress):
         progress["images"] += batch_size
         images_this_session += batch_size
         elapsed = time.perf_counter() - start
+        progress["seconds"] = seconds_before + elapsed
         bar.set_postfix(loss=f"{progress['loss_sum'] / progress['images']:.3f}",
-                        lr=f"{current_lr(optimizer):.2e}", img_s=f"{images_this_session / elapsed:.1f}")
+                        lr=f"{current_lr(optimizer):.2e}", img_s=f"{images_this_session / elapsed:.1f}",
+                        refresh=False)
         if args.save_every_steps and progress["steps"] % args.save_every_steps == 0:
             save_last(state, epoch_in_progress=epoch, progress=progress)
-    progress["seconds"] += time.perf_counter() - start
+    progress["seconds"] = seconds_before + time.perf_counter() - start
     bar.close()
     return progress
 
@@ -288,11 +325,13 @@ def current_lr(optimizer):
 
 
 @torch.no_grad()
-def evaluate(model, loader, device, autocast_dtype, channels_last, world_size):
-    """Logits and targets for the whole validation set, gathered from every rank."""
+def evaluate(model, loader, device, autocast_dtype, channels_last, world_size, desc=None):
+    """Logits and targets for the whole validation set, gathered from every rank; a progress bar named `desc`
+    when given."""
     model.eval()
     all_logits, all_targets = [], []
-    for images, targets in loader:
+    for images, targets in progress_bar(loader, desc=desc, disable=desc is None, leave=False, dynamic_ncols=True,
+                                        mininterval=1.0):
         images = runtime.to_device(images, device, channels_last)
         with runtime.autocast(device, autocast_dtype):
             logits = model(images)
@@ -451,27 +490,60 @@ def init_from(model, path, class_ids, model_name=None):
             "parent": saved.get("parent")}
 
 
-def run(args):
-    """Train one stage; rank 0 copies its console into OUTPUT/train.log."""
-    with run_log.console_copy(Path(args.output) / run_log.LOG_FILE, enabled=runtime.launched_rank() == 0):
-        _run(args)
+def plan_run(args):
+    """Rank 0's decision before any work: the output folder is usable, and which last.pth (if any) to resume.
 
-
-def _run(args):
-    process = runtime.setup_process(args.device)
-    rank, world_size, device = process.rank, process.world_size, process.device
-    if process.distributed:
-        log(rank, f"distributed: {dist.get_backend()}, {world_size} process(es)")
-    torch.manual_seed(args.seed + rank)
-    np.random.seed(args.seed + rank)
+    A run in --output is continued only when asked (--resume), and only with the number of epochs it was
+    planned for: its learning-rate schedule (warmup, cosine to --min-lr) is fixed by that number, so a longer
+    run is a new run started from this one's weights (--init-from).
+    """
     output = Path(args.output)
-
-    resume_path = None
+    cli.check_output_dir("--output", output)
+    cli.check_not_inside("--output", output, "--data-dir", args.data_dir)
+    cli.check_input_file("--init-from", args.init_from)
     if args.resume == "auto":
         resume_path = output / "last.pth" if (output / "last.pth").exists() else None
     elif args.resume:
         resume_path = Path(args.resume)
-    resume_checkpoint = checkpoint.load(resume_path, need="resume") if resume_path else None
+        cli.check_input_file("--resume", resume_path)
+    else:
+        resume_path = None
+        found = [name for name in RUN_FILES if (output / name).exists()]
+        if found:
+            raise UserError(f"--output {output}: already holds a run ({', '.join(found)}); continue it with "
+                            f"--resume auto, or choose a fresh --output")
+    if resume_path is None:
+        return None
+    saved = checkpoint.load(resume_path, need="resume")
+    planned, done = (saved.get("args") or {}).get("epochs"), saved.get("epoch")
+    if planned is not None and planned != args.epochs:
+        raise UserError(f"--epochs {args.epochs}: {resume_path} is a {planned}-epoch run ({done} done) and its "
+                        f"learning-rate schedule is fixed by that; resume it with --epochs {planned}, or train "
+                        f"longer as a new run: --init-from {output / 'best.pth'} --output NEW_FOLDER")
+    return str(resume_path)
+
+
+def run(args):
+    """Train one stage. Rank 0 decides (plan_run) before any work; its console is copied into OUTPUT/train.log
+    from the moment the run has passed its checks and starts writing (nothing is written for refused input)."""
+    cluster.refuse_srun_without_torchrun()
+    process = runtime.setup_process(args.device)
+    rank, world_size = process.rank, process.world_size
+    if process.distributed:
+        log(rank, f"distributed: {dist.get_backend()}, {world_size} process(es)")
+    resume_path = cluster.decide(rank, world_size, lambda: plan_run(args))
+    with run_log.console_copy(Path(args.output) / run_log.LOG_FILE, enabled=rank == 0, deferred=True) as console_log:
+        _run(args, process, resume_path, console_log)
+
+
+def _run(args, process, resume_path, console_log):
+    rank, world_size, device = process.rank, process.world_size, process.device
+    torch.manual_seed(args.seed + rank)
+    np.random.seed(args.seed + rank)
+    output = Path(args.output)
+
+    resume_checkpoint = cluster.on_every_rank(world_size, "read the checkpoint rank 0 resumes from",
+                                              lambda: checkpoint.load(resume_path, need="resume") if resume_path else None)
     if resume_checkpoint and resume_checkpoint["epoch"] >= args.epochs and not resume_checkpoint.get("epoch_in_progress"):
         log(rank, f"{resume_path}: all {args.epochs} epochs already done; nothing to train")
         if rank == 0:
@@ -479,12 +551,16 @@ def _run(args):
             remove_stale_temporaries(output)
         return
 
-    metadata, excluded, class_ids, train_targets, val_targets, train_counts = prepare_data(args, rank)
+    metadata, excluded, class_ids, train_targets, val_targets, train_counts = cluster.on_every_rank(
+        world_size, f"read --data-dir {args.data_dir}", lambda: prepare_data(args, rank))
+    fingerprint = dataset_fingerprint(metadata)
+    cluster.same_on_every_rank(world_size, f"dataset in --data-dir {args.data_dir}", fingerprint)
     class_names = [str(name) for name in metadata.classes["name"]]
-    class_weights = resolve_class_weights(args, class_ids, train_counts)
+    class_weights = resolve_class_weights(args, class_ids, train_counts, excluded)
     model = models.create_model(args.model, len(class_ids), pretrained=not args.no_pretrained,
                                 pretrained_file=args.pretrained_file, drop_rate=args.drop_rate)
-    parent = init_from(model, args.init_from, class_ids, args.model) if args.init_from else None
+    parent = cluster.on_every_rank(world_size, f"start from --init-from {args.init_from}",
+                                   lambda: init_from(model, args.init_from, class_ids, args.model) if args.init_from else None)
     data_config = resolve_data_config(model=model)
     if args.stage == "head":
         models.freeze_backbone(model)
@@ -526,7 +602,7 @@ def _run(args):
                  scheduler=scheduler, scaler=scaler, ema=ema, criterion=criterion, amp_dtype=autocast_dtype,
                  channels_last=channels_last, output=output, class_ids=class_ids, class_names=class_names,
                  train_counts=train_counts, class_weights=class_weights, data_config=data_config,
-                 fingerprint=dataset_fingerprint(metadata), history=[], best_metric=None, best_epoch=None,
+                 fingerprint=fingerprint, history=[], best_metric=None, best_epoch=None,
                  global_step=0, parent=parent, best=None, tensorboard=None,
                  trainable_parameters=[p for p in model.parameters() if p.requires_grad])
     partial_progress = resume_and_rewrite_best(state, resume_checkpoint, resume_path) if resume_checkpoint else None
@@ -534,6 +610,7 @@ def _run(args):
 
     if rank == 0:
         output.mkdir(parents=True, exist_ok=True)
+        console_log.open()  # the run starts writing: from here its console, earlier lines included, is in train.log
         remove_stale_temporaries(output)
         print_and_write_setup(state, excluded, metadata, train_transform, targeted, workers, batch_size, world_size,
                               resume_path, start_epoch)
@@ -567,7 +644,7 @@ def end_epoch(state, epoch, progress, val_loader, world_size):
     evaluated_model = state["ema"].module if state["ema"] is not None else state["model"]
     eval_start = time.perf_counter()
     logits, targets = evaluate(evaluated_model, val_loader, state["device"], state["amp_dtype"],
-                               state["channels_last"], world_size)
+                               state["channels_last"], world_size, desc=f"validation {epoch}/{args.epochs}" if rank == 0 else None)
     result, per_class, confusion = validation_metrics(logits, targets, state)
     if world_size > 1:
         totals = torch.tensor([progress["loss_sum"], progress["correct"], progress["images"]], dtype=torch.float64)

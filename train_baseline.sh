@@ -11,12 +11,18 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 source scripts/common.sh
 prepare_data
+set_pretrained_args
+set_profile_args
 
-: "${OUT_ROOT:=checkpoints}" "${EXTRA_ARGS:=}"
+OUT_ROOT=${OUT_ROOT:-checkpoints}
 
 [[ "$PROFILE" == demo ]] && echo "DEMO MODE: built-in synthetic leaves with the CPU-sized profile of recipes/demo.yaml."
 echo "== baseline: the seed's before (recipes/baseline.yaml), single stage -> $OUT_ROOT/baseline"
-# shellcheck disable=SC2086
-$LAUNCHER train.py --config recipes/baseline.yaml $(profile_args) ${EPOCHS:+--epochs $EPOCHS} ${LR:+--lr $LR} \
-  ${IMG_SIZE:+--img-size $IMG_SIZE} ${MODEL:+--model $MODEL} ${BATCH_SIZE:+--batch-size $BATCH_SIZE} \
-  --data-dir "$DATA_DIR" --output "$OUT_ROOT/baseline" --resume auto $(pretrained_args) $EXTRA_ARGS
+BASELINE_ARGS=(--config recipes/baseline.yaml "${PROFILE_ARGS[@]}")
+add_if_set BASELINE_ARGS --epochs "${EPOCHS:-}"
+add_if_set BASELINE_ARGS --lr "${LR:-}"
+add_if_set BASELINE_ARGS --img-size "${IMG_SIZE:-}"
+add_if_set BASELINE_ARGS --model "${MODEL:-}"
+add_if_set BASELINE_ARGS --batch-size "${BATCH_SIZE:-}"
+"${LAUNCHER_CMD[@]}" train.py "${BASELINE_ARGS[@]}" --data-dir "$DATA_DIR" --output "$OUT_ROOT/baseline" --resume auto \
+  "${PRETRAINED_ARGS[@]}" "${EXTRA_TRAIN_ARGS[@]}"

@@ -19,28 +19,36 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 source scripts/common.sh
 prepare_data
+set_pretrained_args
+set_profile_args
 
-: "${OUT_ROOT:=checkpoints}" "${RUN_NAME:=task1}" "${EXTRA_ARGS:=}"
+: "${OUT_ROOT:=checkpoints}" "${RUN_NAME:=task1}"
 if [[ "$PROFILE" == demo ]]; then
   echo "DEMO MODE: built-in synthetic leaves with the CPU-sized profile of recipes/demo.yaml."
   echo "           For real training: DATA_SOURCE=/path/to/dataset bash train_fixed.sh (the recipes as they are)."
 fi
 STAGE1_DIR="$OUT_ROOT/${RUN_NAME}_stage1"
 STAGE2_DIR="$OUT_ROOT/${RUN_NAME}_stage2"
-COMMON_ARGS="$(profile_args) --data-dir $DATA_DIR ${MODEL:+--model $MODEL} ${IMG_SIZE:+--img-size $IMG_SIZE} \
-  ${BATCH_SIZE:+--batch-size $BATCH_SIZE} ${CLASS_WEIGHTS:+--class-weights $CLASS_WEIGHTS} ${AUGMENT:+--augment $AUGMENT} \
-  --resume auto $(pretrained_args) $EXTRA_ARGS"
+COMMON_ARGS=("${PROFILE_ARGS[@]}" --data-dir "$DATA_DIR")
+add_if_set COMMON_ARGS --model "${MODEL:-}"
+add_if_set COMMON_ARGS --img-size "${IMG_SIZE:-}"
+add_if_set COMMON_ARGS --batch-size "${BATCH_SIZE:-}"
+add_if_set COMMON_ARGS --class-weights "${CLASS_WEIGHTS:-}"
+add_if_set COMMON_ARGS --augment "${AUGMENT:-}"
+COMMON_ARGS+=(--resume auto "${PRETRAINED_ARGS[@]}" "${EXTRA_TRAIN_ARGS[@]}")
+STAGE1_ARGS=(--config recipes/fixed_stage1.yaml --output "$STAGE1_DIR")
+add_if_set STAGE1_ARGS --epochs "${STAGE1_EPOCHS:-}"
+add_if_set STAGE1_ARGS --lr "${STAGE1_LR:-}"
+STAGE2_ARGS=(--config recipes/fixed_stage2.yaml --init-from "$STAGE1_DIR/best.pth" --output "$STAGE2_DIR")
+add_if_set STAGE2_ARGS --epochs "${STAGE2_EPOCHS:-}"
+add_if_set STAGE2_ARGS --lr "${STAGE2_LR:-}"
+add_if_set STAGE2_ARGS --warmup-epochs "${WARMUP_EPOCHS:-}"
 
 echo "== stage 1/2: frozen backbone, head only (recipes/fixed_stage1.yaml) -> $STAGE1_DIR"
-# shellcheck disable=SC2086  # LAUNCHER and the argument lists are meant to split into words
-$LAUNCHER train.py --config recipes/fixed_stage1.yaml ${STAGE1_EPOCHS:+--epochs $STAGE1_EPOCHS} \
-  ${STAGE1_LR:+--lr $STAGE1_LR} --output "$STAGE1_DIR" $COMMON_ARGS
+"${LAUNCHER_CMD[@]}" train.py "${STAGE1_ARGS[@]}" "${COMMON_ARGS[@]}"
 
 echo "== stage 2/2: full fine-tune from $STAGE1_DIR/best.pth (recipes/fixed_stage2.yaml) -> $STAGE2_DIR"
-# shellcheck disable=SC2086
-$LAUNCHER train.py --config recipes/fixed_stage2.yaml ${STAGE2_EPOCHS:+--epochs $STAGE2_EPOCHS} \
-  ${STAGE2_LR:+--lr $STAGE2_LR} ${WARMUP_EPOCHS:+--warmup-epochs $WARMUP_EPOCHS} \
-  --init-from "$STAGE1_DIR/best.pth" --output "$STAGE2_DIR" $COMMON_ARGS
+"${LAUNCHER_CMD[@]}" train.py "${STAGE2_ARGS[@]}" "${COMMON_ARGS[@]}"
 
 if [[ "${CALIBRATE:-1}" != 0 ]]; then
   echo "== calibration: post-hoc logit adjustment of $STAGE2_DIR/best.pth, tau chosen on the validation set"
@@ -48,5 +56,5 @@ if [[ "${CALIBRATE:-1}" != 0 ]]; then
 fi
 
 echo "== done. Curves: $STAGE2_DIR/training_curves.png"
-echo "   python visualize_training.py --checkpoint-dir $STAGE2_DIR/"
-echo "   python visualize_training.py --compare $STAGE1_DIR/best.pth $STAGE2_DIR/best.pth"
+echo "   python visualize_training.py --checkpoint-dir \"$STAGE2_DIR/\""
+echo "   python visualize_training.py --compare \"$STAGE1_DIR/best.pth\" \"$STAGE2_DIR/best.pth\""

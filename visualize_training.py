@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 import checkpoint as checkpoint_format
+import cli
 import metrics
 import plots
 from atomic_io import write_csv, write_text
@@ -47,7 +48,7 @@ TOP_CHANGES = 5
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument("--checkpoint-dir", help="one run: its folder (best.pth, else last.pth) or a checkpoint file")
     mode.add_argument("--compare", nargs="+", metavar="CHECKPOINT",
@@ -63,6 +64,9 @@ def parse_args(argv=None):
         parser.error("--labels goes with --compare")
     if args.labels and len(args.labels) != len(args.compare):
         parser.error(f"--labels: {len(args.labels)} names for {len(args.compare)} runs")
+    cli.check_options(parser, args, {"worst": cli.POSITIVE_INT})
+    if args.out is not None:
+        cli.check_output_dir("--out", args.out)
     return args
 
 

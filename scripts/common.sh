@@ -6,12 +6,20 @@
 #              built-in synthetic demo dataset is generated and cleaned into it.
 # PYTHON       interpreter (default: .venv/bin/python when present, else python3)
 # DEMO_DIR, DEMO_SCALE, DEMO_IMAGE_SIZE  where and how big the demo is generated (analyze_data.py --demo-*)
-# LAUNCHER     how train.py is started (default: $PYTHON; e.g. "torchrun --nproc_per_node=4" for 4 GPUs)
+# LAUNCHER     how train.py is started, split into words (default: $PYTHON; for 4 GPUs e.g.
+#              ".venv/bin/python -m torch.distributed.run --nproc_per_node=4", the venv's torchrun)
+# EXTRA_ARGS   extra train.py flags, split into words (e.g. "--sampler sqrt --workers 4")
+# Paths (DATA_DIR, DATA_SOURCE, PRETRAINED_FILE, OUT_ROOT, PYTHON) may contain spaces: they are passed as arrays.
 
 if [[ -z "${PYTHON:-}" ]]; then
   if [[ -x .venv/bin/python ]]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
 fi
-LAUNCHER=${LAUNCHER:-$PYTHON}
+if [[ -n "${LAUNCHER:-}" ]]; then
+  read -ra LAUNCHER_CMD <<< "$LAUNCHER"
+else
+  LAUNCHER_CMD=("$PYTHON")
+fi
+read -ra EXTRA_TRAIN_ARGS <<< "${EXTRA_ARGS:-}"
 DATA_DIR=${DATA_DIR:-data/cleaned}
 DATA_SOURCE=${DATA_SOURCE:-}
 
@@ -38,16 +46,25 @@ prepare_data() {
   if cleaned_is_demo; then PROFILE=demo; else PROFILE=real; fi
 }
 
-# --profile recipes/demo.yaml on the demo data (prepare_data sets PROFILE), else nothing: the recipes as they are.
-profile_args() {
-  if [[ "$PROFILE" == demo ]]; then echo "--profile recipes/demo.yaml"; fi
+# Sets PROFILE_ARGS: --profile recipes/demo.yaml on the demo data (prepare_data sets PROFILE), else nothing.
+set_profile_args() {
+  PROFILE_ARGS=()
+  if [[ "$PROFILE" == demo ]]; then PROFILE_ARGS=(--profile recipes/demo.yaml); fi
 }
 
-# Pretrained-weights flags from PRETRAINED (1 = ImageNet weights, 0 = from scratch) and PRETRAINED_FILE.
-pretrained_args() {
+# add_if_set ARRAY FLAG VALUE: appends FLAG VALUE (as two words, spaces kept) to ARRAY when VALUE is not empty.
+add_if_set() {
+  local -n target=$1
+  if [[ -n "$3" ]]; then target+=("$2" "$3"); fi
+}
+
+# Sets PRETRAINED_ARGS, the pretrained-weights flags, from PRETRAINED (1 = ImageNet weights, 0 = from scratch)
+# and PRETRAINED_FILE.
+set_pretrained_args() {
+  PRETRAINED_ARGS=()
   if [[ -n "${PRETRAINED_FILE:-}" ]]; then
-    echo "--pretrained-file $PRETRAINED_FILE"
+    PRETRAINED_ARGS=(--pretrained-file "$PRETRAINED_FILE")
   elif [[ "${PRETRAINED:-1}" == 0 ]]; then
-    echo "--no-pretrained"
+    PRETRAINED_ARGS=(--no-pretrained)
   fi
 }

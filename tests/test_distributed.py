@@ -60,3 +60,25 @@ def test_epoch_sampler_ranks_partition_one_global_order():
     full = dataset.make_sampler(targets, 3, "sqrt", seed=3)
     full.set_epoch(2)
     assert list(resumed) == list(full)[8:]
+
+
+def test_a_rank_that_cannot_see_the_checkpoint_fails_every_rank(tiny_cleaned, tmp_path):
+    """Rank 0 resumes from its output/last.pth; rank 1 (another 'node' whose disk lacks that folder) cannot read
+    it. Both ranks stop with one message naming rank 1 and the shared-filesystem requirement, instead of rank 1
+    starting from epoch 1 or rank 0 waiting forever; rank 0's run is left untouched."""
+    for rank in (0, 1):
+        (tmp_path / f"rank{rank}").mkdir()
+    arguments = ["--data-dir", str(tiny_cleaned), "--output", "run", "--epochs", "1", "--resume", "auto", *TINY]
+    train.run(train.parse_args([*arguments[:3], str(tmp_path / "rank0" / "run"), *arguments[4:]]))
+    before = (tmp_path / "rank0" / "run" / "last.pth").read_bytes()
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               str(ROOT / "tests" / "rank_local_disk.py"), str(tmp_path), *arguments]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 2, result.stderr[-3000:]  # one line per rank, the same line
+    assert errors[0] == errors[1]
+    assert "rank 1 on" in errors[0] and "cannot read the checkpoint rank 0 resumes from" in errors[0]
+    assert "shared filesystem" in errors[0]
+    assert (tmp_path / "rank0" / "run" / "last.pth").read_bytes() == before
+    assert not (tmp_path / "rank1" / "run").exists()

@@ -1,3 +1,4 @@
+import io
 import json
 import shutil
 
@@ -6,8 +7,10 @@ import pandas as pd
 import pytest
 import timm
 import torch
+from PIL import Image
 from timm.data import resolve_data_config
 
+import cleaning
 import dataset
 import inference
 import predict
@@ -206,20 +209,42 @@ def test_unreadable_images_are_listed_and_the_rest_predicted(trained, val_paths,
         shutil.copy(path, folder)
     (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     (folder / "empty.PNG").write_bytes(b"")
-    (folder / "notes.txt").write_text("not an image, not a candidate")
+    (folder / "notes.txt").write_text("not an image")
+    Image.new("RGB", (8, 8)).save(folder / "animation.gif")
+    whole = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(whole, "JPEG")
+    (folder / "truncated.jpg").write_bytes(whole.getvalue()[: len(whole.getvalue()) // 2])
     output = tmp_path / "preds.csv"
     run_predict(trained, tmp_path / "photos", "--output", output)
     assert len(pd.read_csv(output)) == 2
     rejected = pd.read_csv(tmp_path / "preds.rejected.csv")
-    assert dict(zip(rejected["path"].map(lambda p: p.split("/")[-1]), rejected["reason"])) == {
-        "broken.jpg": "cannot decode (truncated, corrupt or not an image)", "empty.PNG": "empty file"}
-    assert "2 unreadable image(s)" in capsys.readouterr().out
+    reasons = dict(zip(rejected["path"].map(lambda p: p.split("/")[-1]), rejected["reason"].str.split(":").str[0]))
+    # Every file of the folder that was not predicted is listed, with cleaning's reason names.
+    assert reasons == {"broken.jpg": "corrupt", "empty.PNG": "empty_file", "notes.txt": "not_image",
+                       "animation.gif": "not_image", "truncated.jpg": "truncated"}
+    assert "5 file(s) skipped" in capsys.readouterr().out
 
     with pytest.raises(SystemExit) as exit_info:
         run_predict(trained, folder / "broken.jpg", "--output", tmp_path / "none.csv")
     assert exit_info.value.code == 2
     assert "none of the 1 images could be read" in capsys.readouterr().err
     assert len(pd.read_csv(tmp_path / "none.rejected.csv")) == 1
+
+
+def test_transparent_png_is_flattened_as_cleaning_prepares_it(trained, tmp_path):
+    """predict.py sees a transparent PNG as the copy cleaning re-encodes for training: alpha flattened on black."""
+    rgba = np.random.default_rng(1).integers(0, 255, (48, 48, 4), dtype=np.uint8)
+    rgba[:, :24, 3] = 0  # half transparent, with colour hidden under it
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "leaf.png")
+    flattened = rgba[:, :, :3].astype(np.float64) * (rgba[:, :, 3:] / 255.0)
+    assert cleaning.read_checked_rgb(tmp_path / "leaf.png") == pytest.approx(flattened, abs=1)
+    cleaning.reencode_image((str(tmp_path / "leaf.png"), str(tmp_path / "cleaned.jpg"), True, False, None))
+    Image.fromarray(np.round(flattened).astype(np.uint8)).save(tmp_path / "flat.png")
+    run_predict(trained, tmp_path / "leaf.png", "--top-k", 4, "--output", tmp_path / "rgba.csv")
+    run_predict(trained, tmp_path / "flat.png", "--top-k", 4, "--output", tmp_path / "flat.csv")
+    rgba_probabilities = probability_matrix(pd.read_csv(tmp_path / "rgba.csv"), [0, 1, 2, 3])
+    assert rgba_probabilities == pytest.approx(probability_matrix(pd.read_csv(tmp_path / "flat.csv"), [0, 1, 2, 3]),
+                                               abs=1e-5)
 
 
 @pytest.mark.parametrize("content", [None, b"garbage, not a checkpoint", "not-a-train-checkpoint"])

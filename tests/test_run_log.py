@@ -58,12 +58,25 @@ def test_missing_tensorboard_is_a_one_line_error(tiny_cleaned, tmp_path, monkeyp
     assert "tensorboard package is not installed" in error and "pip install tensorboard" in error
 
 
-def test_a_failed_run_logs_its_error(tmp_path, capsys):
+def test_a_failed_run_logs_its_error(tiny_cleaned, tmp_path, capsys, monkeypatch):
     output = tmp_path / "run"
+
+    def failing_reports(state):
+        raise train.UserError("reports failed after epoch 1")
+
+    monkeypatch.setattr(train, "write_reports", failing_reports)
     with pytest.raises(SystemExit):
-        train.main(["--data-dir", str(tmp_path / "missing"), "--output", str(output), *TINY])
-    error = capsys.readouterr().err.strip()
-    assert error.startswith("error: ") and error in (output / run_log.LOG_FILE).read_text()
+        train.main(["--data-dir", str(tiny_cleaned), "--output", str(output), *TINY, "--epochs", "2"])
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error == "error: reports failed after epoch 1" and error in (output / run_log.LOG_FILE).read_text()
+
+
+def test_a_run_refused_before_any_work_leaves_no_log(tmp_path, capsys):
+    """Issue 11: bad input writes nothing, not even train.log."""
+    with pytest.raises(SystemExit):
+        train.main(["--data-dir", str(tmp_path / "missing"), "--output", str(tmp_path / "run"), *TINY])
+    assert capsys.readouterr().err.startswith("error: ")
+    assert not (tmp_path / "run").exists()
 
 
 def test_progress_bar_updates_stay_off_the_log(tmp_path):

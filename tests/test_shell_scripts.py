@@ -1,5 +1,6 @@
 """Issue 3: the whole shell chain (demo preparation, stage 1, stage 2; the baseline) on a tiny demo with a
-tiny timm test model, and a re-run that resumes instead of starting over."""
+tiny timm test model, and a re-run that resumes instead of starting over. Issue 11: every path it is given
+(DATA_DIR, DEMO_DIR, OUT_ROOT, PRETRAINED_FILE) contains spaces."""
 import os
 import subprocess
 import sys
@@ -7,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import timm
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -14,9 +16,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="module")
 def tiny_env(tmp_path_factory):
-    work = tmp_path_factory.mktemp("chain")
-    return dict(os.environ, PYTHON=sys.executable, DATA_DIR=str(work / "cleaned"), DEMO_DIR=str(work / "demo"),
-                DEMO_SCALE="0.004", DEMO_IMAGE_SIZE="40", OUT_ROOT=str(work / "checkpoints"),
+    work = tmp_path_factory.mktemp("chain") / "a folder with spaces"
+    return dict(os.environ, PYTHON=sys.executable, DATA_DIR=str(work / "clean data"), DEMO_DIR=str(work / "demo data"),
+                DEMO_SCALE="0.004", DEMO_IMAGE_SIZE="40", OUT_ROOT=str(work / "check points"),
                 MODEL="test_efficientnet", PRETRAINED="0", IMG_SIZE="32", BATCH_SIZE="16", STAGE1_EPOCHS="1",
                 STAGE2_EPOCHS="2", WARMUP_EPOCHS="1", EPOCHS="1", EXTRA_ARGS="--workers 0", OMP_NUM_THREADS="1")
 
@@ -51,9 +53,14 @@ def test_train_fixed_chains_stage1_into_stage2_on_the_demo(tiny_env):
     assert "generating the built-in synthetic demo" not in rerun
 
 
-def test_train_baseline_runs_the_seeds_before_recipe(tiny_env):
-    run_script("train_baseline.sh", tiny_env)
+def test_train_baseline_runs_the_seeds_before_recipe(tiny_env, tmp_path):
+    weights = tmp_path / "pre trained" / "test efficientnet.pth"
+    weights.parent.mkdir()
+    torch.save(timm.create_model("test_efficientnet").state_dict(), weights)
+    env = dict(tiny_env, PRETRAINED="1", PRETRAINED_FILE=str(weights), EXTRA_ARGS="--workers 0  --seed 3")
+    run_script("train_baseline.sh", env)
     baseline = torch.load(Path(tiny_env["OUT_ROOT"]) / "baseline" / "best.pth", weights_only=True)
+    assert baseline["args"]["pretrained_file"] == str(weights) and baseline["args"]["seed"] == 3
     assert baseline["stage"] == "full" and baseline["parent"] is None
     assert baseline["args"]["class_weights"] == "inverse" and baseline["args"]["augment"] == "weak"
     assert baseline["args"]["lr"] == pytest.approx(1e-4) and baseline["args"]["warmup_epochs"] == 0

@@ -109,8 +109,13 @@ def test_resume_refuses_a_different_dataset(tiny_cleaned, stage1, tmp_path):
     from conftest import write_cleaned_dataset
 
     other = write_cleaned_dataset(tmp_path / "other", [5, 5, 5, 5])
+    # stage1's last.pth, as if it were a 3-epoch run stopped after its 2nd epoch.
+    unfinished = load(stage1 / "last.pth")
+    unfinished["args"]["epochs"] = 3
+    (tmp_path / "run").mkdir()
+    torch.save(unfinished, tmp_path / "run" / "last.pth")
     with pytest.raises(train.UserError, match="different dataset"):
-        run_stage(other, stage1, "--stage", "head", "--epochs", "3", "--resume", "auto")
+        run_stage(other, tmp_path / "run", "--stage", "head", "--epochs", "3", "--resume", "auto")
 
 
 def test_nan_loss_stops_the_run_and_keeps_last_good_epoch(tiny_cleaned, tmp_path, monkeypatch):

@@ -1,0 +1,380 @@
+"""Issue 11: every bad argument, path and checkpoint of every script is one line on stderr naming the culprit,
+exit code 2, no traceback, and nothing written. Scripts run in-process through their main(argv)."""
+import os
+import pickle
+
+import pandas as pd
+import pytest
+import timm
+import torch
+
+import analyze_data
+import evaluate
+import predict
+import train
+import visualize_training
+from conftest import write_cleaned_dataset
+
+TINY = ["--model", "test_efficientnet", "--no-pretrained", "--img-size", "32", "--batch-size", "8", "--workers", "0"]
+
+
+def snapshot(folder):
+    """Every file under `folder` with its size and modification time."""
+    return {str(path): (path.stat().st_size, path.stat().st_mtime_ns)
+            for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def expect_one_line_error(main, argv, capsys, culprit, watch):
+    """main(argv) exits 2 with one 'error: ...' line naming `culprit`, and changes nothing under `watch`."""
+    capsys.readouterr()
+    before = snapshot(watch)
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(arg) for arg in argv])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert culprit in lines[0], lines[0]
+    assert "Traceback" not in err
+    assert snapshot(watch) == before, "something was written"
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tiny_cleaned, tmp_path_factory):
+    """A finished 1-epoch run of the tiny model (best.pth, last.pth, history.csv)."""
+    output = tmp_path_factory.mktemp("bad_input_runs") / "done"
+    train.run(train.parse_args(["--data-dir", str(tiny_cleaned), "--output", str(output), "--epochs", "1", *TINY]))
+    return output
+
+
+@pytest.fixture(scope="module")
+def foreign_files(finished_run, tmp_path_factory):
+    """Files that are not train.py checkpoints, or are another model's."""
+    folder = tmp_path_factory.mktemp("foreign")
+    model = timm.create_model("test_efficientnet", num_classes=4)
+    torch.save(model.state_dict(), folder / "state_dict.pth")
+    torch.save([1, 2, 3], folder / "list.pth")
+    (folder / "pickled.pth").write_bytes(pickle.dumps({"epoch": 1}))
+    (folder / "text.pth").write_text("not a checkpoint")
+    other = torch.load(finished_run / "best.pth", weights_only=True)
+    other["model_name"] = "test_vit"
+    other["state_dict"] = timm.create_model("test_vit", num_classes=4).state_dict()
+    torch.save(other, folder / "other_model.pth")
+    return folder
+
+
+# ----------------------------------------------------------------------------------------------------
+# train.py
+# ----------------------------------------------------------------------------------------------------
+TRAIN_OPTION_CASES = [
+    (["--img-size", "0"], "--img-size 0"),
+    (["--img-size", "-32"], "--img-size -32"),
+    (["--img-size", "1"], "--img-size 1"),
+    (["--img-size", "abc"], "--img-size"),
+    (["--epochs", "0"], "--epochs 0"),
+    (["--lr", "-1"], "--lr"),
+    (["--lr", "nan"], "--lr nan"),
+    (["--workers", "-1"], "--workers -1"),
+    (["--batch-size", "0"], "--batch-size 0"),
+    (["--batch-size", "-4"], "--batch-size -4"),
+    (["--drop-rate", "1.5"], "--drop-rate"),
+    (["--label-smoothing", "1"], "--label-smoothing"),
+    (["--ema-decay", "1"], "--ema-decay"),
+    (["--warmup-epochs", "-1"], "--warmup-epochs"),
+    (["--min-lr", "1", "--lr", "0.1"], "--min-lr"),
+    (["--few-threshold", "200"], "--few-threshold 200"),
+    (["--seed", "-1"], "--seed -1"),
+    (["--rotate-limit", "400"], "--rotate-limit 400"),
+    (["--min-samples", "0"], "--min-samples 0"),
+    (["--stage", "middle"], "--stage"),
+    (["--no-such-option"], "--no-such-option"),
+    (["--device", "gpu"], "--device gpu"),
+    (["--class-weights", "no_such_weights.csv"], "--class-weights no_such_weights.csv"),
+]
+
+
+@pytest.mark.parametrize("argv, culprit", TRAIN_OPTION_CASES, ids=[" ".join(case[0]) for case in TRAIN_OPTION_CASES])
+def test_train_bad_option(tiny_cleaned, tmp_path, capsys, argv, culprit):
+    message = expect_one_line_error(train.main, ["--data-dir", tiny_cleaned, "--output", tmp_path / "out", *TINY, *argv],
+                                    capsys, culprit, tmp_path)
+    assert not (tmp_path / "out").exists()
+    if "must be" in message:
+        assert any(word in message for word in ("integer", "number")), "the allowed range is named"
+
+
+def test_train_missing_pretrained_file(tiny_cleaned, tmp_path, capsys):
+    with_pretrained = [arg for arg in TINY if arg != "--no-pretrained"]
+    expect_one_line_error(train.main, ["--data-dir", tiny_cleaned, "--output", tmp_path / "out", *with_pretrained,
+                                       "--pretrained-file", "no_such_weights.pth"],
+                          capsys, "--pretrained-file no_such_weights.pth: no such file", tmp_path)
+
+
+def test_train_pretrained_file_with_no_pretrained(tiny_cleaned, tmp_path, capsys, foreign_files):
+    expect_one_line_error(train.main, ["--data-dir", tiny_cleaned, "--output", tmp_path / "out", *TINY,
+                                       "--pretrained-file", foreign_files / "state_dict.pth"],
+                          capsys, "--pretrained-file", tmp_path)
+
+
+def test_train_output_is_a_file(tiny_cleaned, tmp_path, capsys):
+    (tmp_path / "out").write_text("a file")
+    expect_one_line_error(train.main, ["--data-dir", tiny_cleaned, "--output", tmp_path / "out", *TINY],
+                          capsys, f"--output {tmp_path / 'out'}", tmp_path)
+
+
+def test_train_output_under_a_file(tiny_cleaned, tmp_path, capsys):
+    (tmp_path / "blocker").write_text("a file")
+    expect_one_line_error(train.main, ["--data-dir", tiny_cleaned, "--output", tmp_path / "blocker" / "run", *TINY],
+                          capsys, "--output", tmp_path)
+
+
+def test_train_output_where_nothing_can_be_written(tiny_cleaned, tmp_path, capsys):
+    # /proc refuses new files even to root, unlike a chmod-ed folder.
+    expect_one_line_error(train.main, ["--data-dir", tiny_cleaned, "--output", "/proc/self/no_such/run", *TINY],
+                          capsys, "--output /proc/self/no_such/run", tmp_path)
+
+
+def test_train_output_inside_the_data_dir(tmp_path, capsys):
+    data_dir = write_cleaned_dataset(tmp_path / "cleaned", [6, 4])
+    expect_one_line_error(train.main, ["--data-dir", data_dir, "--output", data_dir / "run", *TINY],
+                          capsys, "--data-dir", tmp_path)
+
+
+def test_train_refuses_an_existing_run_without_resume(tiny_cleaned, finished_run, capsys):
+    message = expect_one_line_error(train.main, ["--data-dir", tiny_cleaned, "--output", finished_run, "--epochs", "1",
+                                                 *TINY], capsys, f"--output {finished_run}", finished_run)
+    assert "--resume auto" in message and "fresh --output" in message
+
+
+def test_train_refuses_to_resume_with_other_epochs(tiny_cleaned, finished_run, capsys):
+    message = expect_one_line_error(train.main, ["--data-dir", tiny_cleaned, "--output", finished_run, "--epochs", "3",
+                                                 "--resume", "auto", *TINY], capsys, "--epochs 3", finished_run)
+    assert "1-epoch run" in message and "--init-from" in message
+
+
+def test_train_resume_from_a_missing_file(tiny_cleaned, tmp_path, capsys):
+    expect_one_line_error(train.main, ["--data-dir", tiny_cleaned, "--output", tmp_path / "out", *TINY,
+                                       "--resume", tmp_path / "nope.pth"], capsys, "--resume", tmp_path)
+
+
+@pytest.mark.parametrize("name, explanation", [("state_dict.pth", "bare state_dict"), ("list.pth", "holds a list"),
+                                               ("pickled.pth", "not a readable checkpoint"),
+                                               ("text.pth", "not a readable checkpoint")])
+@pytest.mark.parametrize("option", ["--resume", "--init-from"])
+def test_train_foreign_checkpoint(tiny_cleaned, tmp_path, capsys, foreign_files, option, name, explanation):
+    message = expect_one_line_error(train.main, ["--data-dir", tiny_cleaned, "--output", tmp_path / "out", *TINY,
+                                                 option, foreign_files / name], capsys, str(foreign_files / name),
+                                    tmp_path)
+    assert explanation in message and "expected a train.py checkpoint" in message
+
+
+def test_train_init_from_another_models_weights(tiny_cleaned, tmp_path, capsys, foreign_files):
+    message = expect_one_line_error(train.main, ["--data-dir", tiny_cleaned, "--output", tmp_path / "out", *TINY,
+                                                 "--init-from", foreign_files / "other_model.pth"],
+                                    capsys, str(foreign_files / "other_model.pth"), tmp_path)
+    assert "do not fit" in message
+
+
+@pytest.mark.parametrize("rows, culprit", [("id,weight\n0,1\n1,1\n2,1\n3,1\n7,2\n", "class id 7"),
+                                           ("id,weight\n0,1\n1,1\n2,1\n3,1\n3,2\n", "class id 3 listed twice"),
+                                           ("id,weight\n0,1\n1,1\n2,1\n3,-1\n", "weight"),
+                                           ("id,weight\n0,1\n1,1\n2,1\n", "no weight for class id 3")])
+def test_train_bad_class_weights_csv(tiny_cleaned, tmp_path, capsys, rows, culprit):
+    (tmp_path / "weights.csv").write_text(rows)
+    message = expect_one_line_error(train.main, ["--data-dir", tiny_cleaned, "--output", tmp_path / "out", *TINY,
+                                                 "--class-weights", tmp_path / "weights.csv"], capsys, culprit, tmp_path)
+    assert str(tmp_path / "weights.csv") in message
+
+
+def test_train_single_class_dataset(tmp_path, capsys):
+    data_dir = write_cleaned_dataset(tmp_path / "one_class", [10])
+    expect_one_line_error(train.main, ["--data-dir", data_dir, "--output", tmp_path / "out", *TINY],
+                          capsys, "at least 2 classes", tmp_path)
+
+
+def test_train_min_samples_leaving_one_class(tiny_cleaned, tmp_path, capsys):
+    expect_one_line_error(train.main, ["--data-dir", tiny_cleaned, "--output", tmp_path / "out", *TINY,
+                                       "--min-samples", "13"], capsys, "--min-samples 13", tmp_path)
+
+
+def test_train_missing_data_dir(tmp_path, capsys):
+    expect_one_line_error(train.main, ["--data-dir", tmp_path / "nowhere", "--output", tmp_path / "out", *TINY],
+                          capsys, str(tmp_path / "nowhere"), tmp_path)
+
+
+def test_srun_without_torchrun_is_refused(tiny_cleaned, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("SLURM_NTASKS", "8")
+    monkeypatch.delenv("SLURM_STEP_NUM_TASKS", raising=False)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    message = expect_one_line_error(train.main, ["--data-dir", tiny_cleaned, "--output", tmp_path / "out", *TINY],
+                                    capsys, "SLURM started 8 tasks", tmp_path)
+    assert "torch.distributed.run" in message
+
+
+# ----------------------------------------------------------------------------------------------------
+# predict.py and evaluate.py
+# ----------------------------------------------------------------------------------------------------
+PREDICT_OPTION_CASES = [
+    (["--top-k", "0"], "--top-k 0"),
+    (["--batch-size", "0"], "--batch-size 0"),
+    (["--workers", "-1"], "--workers -1"),
+    (["--tau", "nan"], "--tau nan"),
+    (["--tau-step", "0"], "--tau-step 0"),
+    (["--format", "xml"], "--format"),
+    (["--device", "tpu:x"], "--device tpu:x"),
+]
+
+
+@pytest.mark.parametrize("argv, culprit", PREDICT_OPTION_CASES, ids=[" ".join(case[0]) for case in PREDICT_OPTION_CASES])
+def test_predict_bad_option(finished_run, tiny_cleaned, tmp_path, capsys, argv, culprit):
+    expect_one_line_error(predict.main, ["--checkpoint", finished_run / "best.pth", tiny_cleaned / "images",
+                                         "--output", tmp_path / "p.csv", *argv], capsys, culprit, tmp_path)
+
+
+def test_predict_without_images(finished_run, tmp_path, capsys):
+    expect_one_line_error(predict.main, ["--checkpoint", finished_run / "best.pth"], capsys, "image files or folders",
+                          tmp_path)
+
+
+def test_predict_missing_image_path(finished_run, tmp_path, capsys):
+    expect_one_line_error(predict.main, ["--checkpoint", finished_run / "best.pth", tmp_path / "no_photos",
+                                         "--output", tmp_path / "p.csv"], capsys, str(tmp_path / "no_photos"), tmp_path)
+
+
+def test_predict_output_is_a_folder(finished_run, tiny_cleaned, tmp_path, capsys):
+    (tmp_path / "folder").mkdir()
+    expect_one_line_error(predict.main, ["--checkpoint", finished_run / "best.pth", tiny_cleaned / "images",
+                                         "--output", tmp_path / "folder"], capsys, "--output", tmp_path)
+
+
+def test_predict_output_under_a_file(finished_run, tiny_cleaned, tmp_path, capsys):
+    (tmp_path / "blocker").write_text("a file")
+    expect_one_line_error(predict.main, ["--checkpoint", finished_run / "best.pth", tiny_cleaned / "images",
+                                         "--output", tmp_path / "blocker" / "p.csv"], capsys, "--output", tmp_path)
+
+
+@pytest.mark.parametrize("name", ["state_dict.pth", "list.pth", "pickled.pth", "text.pth", "missing.pth"])
+def test_predict_foreign_checkpoint(foreign_files, tiny_cleaned, tmp_path, capsys, name):
+    expect_one_line_error(predict.main, ["--checkpoint", foreign_files / name, tiny_cleaned / "images",
+                                         "--output", tmp_path / "p.csv"], capsys, str(foreign_files / name), tmp_path)
+
+
+EVALUATE_OPTION_CASES = [
+    (["--batch-size", "0"], "--batch-size 0"),
+    (["--workers", "-2"], "--workers -2"),
+    (["--tau", "inf"], "--tau inf"),
+    (["--format", "xml"], "--format"),
+]
+
+
+@pytest.mark.parametrize("argv, culprit", EVALUATE_OPTION_CASES, ids=[" ".join(case[0]) for case in EVALUATE_OPTION_CASES])
+def test_evaluate_bad_option(finished_run, tiny_cleaned, tmp_path, capsys, argv, culprit):
+    expect_one_line_error(evaluate.main, ["--checkpoint", finished_run / "best.pth", tiny_cleaned,
+                                          "--output", tmp_path / "report", *argv], capsys, culprit, tmp_path)
+
+
+def test_evaluate_bad_paths(finished_run, foreign_files, tiny_cleaned, tmp_path, capsys):
+    checkpoint = finished_run / "best.pth"
+    expect_one_line_error(evaluate.main, ["--checkpoint", checkpoint, tmp_path / "no_data"], capsys,
+                          str(tmp_path / "no_data"), tmp_path)
+    expect_one_line_error(evaluate.main, ["--checkpoint", foreign_files / "list.pth", tiny_cleaned,
+                                          "--output", tmp_path / "r"], capsys, str(foreign_files / "list.pth"), tmp_path)
+    (tmp_path / "report").write_text("a file")
+    expect_one_line_error(evaluate.main, ["--checkpoint", checkpoint, tiny_cleaned, "--output", tmp_path / "report"],
+                          capsys, "--output", tmp_path)
+
+
+def test_evaluate_output_inside_the_data(finished_run, tmp_path, capsys):
+    data_dir = write_cleaned_dataset(tmp_path / "data", [6, 4])
+    expect_one_line_error(evaluate.main, ["--checkpoint", finished_run / "best.pth", data_dir,
+                                          "--output", data_dir / "report"], capsys, "--output", tmp_path)
+
+
+# ----------------------------------------------------------------------------------------------------
+# visualize_training.py
+# ----------------------------------------------------------------------------------------------------
+def test_visualize_bad_arguments(finished_run, foreign_files, tmp_path, capsys):
+    best = finished_run / "best.pth"
+    cases = [([], "--checkpoint-dir"), (["--checkpoint-dir", best, "--worst", "0"], "--worst 0"),
+             (["--compare", best], "--compare"), (["--checkpoint-dir", best, "--labels", "a"], "--labels"),
+             (["--checkpoint-dir", tmp_path / "nope"], str(tmp_path / "nope")),
+             (["--checkpoint-dir", foreign_files / "list.pth"], str(foreign_files / "list.pth")),
+             (["--checkpoint-dir", foreign_files / "state_dict.pth"], str(foreign_files / "state_dict.pth"))]
+    for argv, culprit in cases:
+        expect_one_line_error(visualize_training.main, argv, capsys, culprit, tmp_path)
+    (tmp_path / "file").write_text("a file")
+    expect_one_line_error(visualize_training.main, ["--checkpoint-dir", best, "--out", tmp_path / "file"],
+                          capsys, "--out", tmp_path)
+
+
+# ----------------------------------------------------------------------------------------------------
+# analyze_data.py
+# ----------------------------------------------------------------------------------------------------
+def image_folder(root, class_counts):
+    from PIL import Image
+
+    for name, count in class_counts.items():
+        (root / name).mkdir(parents=True)
+        for index in range(count):
+            Image.new("RGB", (24, 24), (index * 40 % 255, sum(map(ord, name)) % 255, 90)).save(root / name / f"{index}.png")
+    return root
+
+
+ANALYZE_OPTION_CASES = [
+    (["--val-fraction", "0"], "--val-fraction 0"),
+    (["--val-fraction", "1.5"], "--val-fraction 1.5"),
+    (["--max-side", "4"], "--max-side 4"),
+    (["--workers", "0"], "--workers 0"),
+    (["--seed", "-1"], "--seed -1"),
+    (["--demo-scale", "0"], "--demo-scale 0"),
+    (["--few-threshold", "500"], "--few-threshold 500"),
+    (["--demo"], "--demo"),
+]
+
+
+@pytest.mark.parametrize("argv, culprit", ANALYZE_OPTION_CASES, ids=[" ".join(case[0]) for case in ANALYZE_OPTION_CASES])
+def test_analyze_bad_option(tmp_path, capsys, argv, culprit):
+    source = image_folder(tmp_path / "source", {"a": 3, "b": 3})
+    expect_one_line_error(analyze_data.main, ["--source", source, "--out", tmp_path / "cleaned", *argv],
+                          capsys, culprit, tmp_path)
+
+
+def test_analyze_bad_paths(tmp_path, capsys):
+    source = image_folder(tmp_path / "source", {"a": 3, "b": 3})
+    expect_one_line_error(analyze_data.main, ["--source", tmp_path / "nowhere", "--out", tmp_path / "c"], capsys,
+                          "--source", tmp_path)
+    (tmp_path / "a_file").write_text("x")
+    expect_one_line_error(analyze_data.main, ["--source", source, "--out", tmp_path / "a_file"], capsys, "--out",
+                          tmp_path)
+    expect_one_line_error(analyze_data.main, ["--source", source, "--out", source / "cleaned"], capsys,
+                          "--out", tmp_path)
+
+
+def test_analyze_single_class_source(tmp_path, capsys):
+    source = image_folder(tmp_path / "source", {"only": 4})
+    expect_one_line_error(analyze_data.main, ["--source", source, "--out", tmp_path / "cleaned", "--workers", "1"],
+                          capsys, "at least 2 classes", tmp_path)
+    assert not (tmp_path / "cleaned").exists() and not list(tmp_path.glob(".cleaned*"))
+
+
+def test_analyze_one_class_left_after_cleaning(tmp_path, capsys):
+    source = image_folder(tmp_path / "source", {"good": 4, "broken": 0})
+    (source / "broken" / "0.jpg").write_bytes(b"")
+    expect_one_line_error(analyze_data.main, ["--source", source, "--out", tmp_path / "cleaned", "--workers", "1"],
+                          capsys, "no training image", tmp_path)
+
+
+def test_analyze_says_empty_class_folders_on_screen(tmp_path, capsys):
+    source = image_folder(tmp_path / "source", {"a": 3, "b": 3, "empty": 0})
+    analyze_data.main(["--source", str(source), "--out", str(tmp_path / "cleaned"), "--workers", "1"])
+    out = capsys.readouterr().out
+    assert "1 class(es) of the source have no image" in out and "'empty'" in out
+
+
+def test_class_weight_csv_may_list_classes_left_out_by_min_samples(tiny_cleaned, tmp_path):
+    (tmp_path / "w.csv").write_text("id,weight\n0,1\n1,2\n2,3\n3,4\n")
+    args = train.parse_args(["--data-dir", str(tiny_cleaned), "--output", str(tmp_path / "out"), *TINY,
+                             "--class-weights", str(tmp_path / "w.csv"), "--min-samples", "2"])
+    excluded = pd.DataFrame({"id": [3]})
+    assert list(train.resolve_class_weights(args, [0, 1, 2], [24, 12, 4], excluded)) == [1, 2, 3]
+    assert os.path.exists(tmp_path / "w.csv")
