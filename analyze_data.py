@@ -89,9 +89,8 @@ def parse_args(argv=None):
     cli.check_options(parser, args, OPTION_RULES)
     if args.few_threshold > args.many_threshold:
         raise UserError(f"--few-threshold {args.few_threshold} is above --many-threshold {args.many_threshold}")
-    for option, path in (("--source", args.source), ("--val-list", args.val_list)):
-        if path is not None and not Path(path).exists():
-            raise UserError(f"{option} {path}: no such file or folder")
+    if args.source is not None and not Path(args.source).exists():
+        raise UserError(f"--source {args.source}: no such file or folder")
     cli.check_output_dir("--out", args.out)
     cli.check_not_inside("--out", args.out, "--source", args.source if args.source and Path(args.source).is_dir() else None)
     if args.visualize:

@@ -24,10 +24,13 @@ dropped):
   images puts n * val_fraction (rounded half up) of them in val, at least 1 and at most n - 1, so every class with two
   or more images is validated and keeps a training image; a class with one image stays in train.
 - A class that has images in the source but no training image after cleaning is an error naming the class
-  (its loss weight would be infinite and the model could never learn it). Classes declared in
-  class_names.csv without any image are left out of classes.csv and listed in summary.json.
-- Output is built in a staging folder next to out_dir and swapped in at the end, so a crash never leaves a mix
-  of two runs. A folder that does not look like a previous cleaning output is never replaced.
+  (its loss weight would be infinite and the model could never learn it); so is a dataset left with fewer than
+  two classes (nothing to classify). Classes declared in class_names.csv (or as empty class folders) without any
+  image are left out of classes.csv and listed in summary.json (analyze_data.py prints them).
+- Output is built in a staging folder next to out_dir (named with the process id) and swapped in at the end, so
+  a crash never leaves a mix of two runs; staging folders of killed cleanings are removed by the next one. A
+  folder that does not look like a previous cleaning output is never replaced, and an output inside the source
+  folder is refused (it would become part of the source).
 - A re-run whose source files (paths, labels, sizes, modification times) and settings are unchanged reuses the
   existing output without opening an image.
 """

@@ -48,7 +48,7 @@ def test_visualize_without_source_builds_the_demo_then_reuses_it(tmp_path, monke
 def test_missing_source_is_one_line_on_stderr(tmp_path):
     result = run_script(["--source", "no/such/dataset"], tmp_path)
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == ["error: no/such/dataset: no such file or directory"]
+    assert result.stderr.strip().splitlines() == ["error: --source no/such/dataset: no such file or folder"]
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "data").exists()
 
@@ -123,9 +123,9 @@ def test_source_text_list_with_val_list(tmp_path, monkeypatch, capsys):
 def test_val_list_needs_a_list_source(tmp_path):
     result = run_script(["--val-list", "val.txt"], tmp_path)
     assert result.returncode == 2 and "--val-list goes with --source" in result.stderr
-    (tmp_path / "class_a").mkdir()
-    cv2.imwrite(str(tmp_path / "class_a" / "x.png"), np.zeros((8, 8, 3), np.uint8))
-    result = run_script(["--source", ".", "--val-list", "val.txt"], tmp_path)
+    (tmp_path / "src" / "class_a").mkdir(parents=True)
+    cv2.imwrite(str(tmp_path / "src" / "class_a" / "x.png"), np.zeros((8, 8, 3), np.uint8))
+    result = run_script(["--source", "src", "--val-list", "val.txt"], tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [
-        "error: --val-list val.txt: only for --format list, and . is read as imagefolder"]
+        "error: --val-list val.txt: only for --format list, and src is read as imagefolder"]
