@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 import checkpoint as checkpoint_format
+import cli
 import dataset
 import deployment
 import inference
@@ -35,7 +36,7 @@ FORMATS = {"timm": ("timm",), "onnx": ("onnx",), "all": ("timm", "onnx")}
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True, help="a train.py best.pth")
     parser.add_argument("--format", choices=tuple(FORMATS), default="all")
     parser.add_argument("--output", default="exported", help="folder to write into (created if missing)")

@@ -56,7 +56,7 @@ def test_min_confidence_labels_unsure_photos_unknown_and_keeps_top_k(checkpoint,
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--min-confidence", "1.5"], "--min-confidence must be a probability"),
+    (["--min-confidence", "1.5"], "--min-confidence 1.5: must be a number in [0, 1]"),
     (["--min-confidence", "0.5", "--format", "aichallenger"], "needs a class for every image"),
 ])
 def test_min_confidence_bad_values(argv, message, checkpoint, val_paths, capsys):

@@ -30,7 +30,10 @@ def test_train_log_is_a_copy_of_the_console(logged_run):
     output, console = logged_run
     log = (output / run_log.LOG_FILE).read_text()
     assert console.strip() and console in log
-    assert sum(line.startswith("epoch ") for line in log.splitlines()) == 3 and "done: best" in log
+    assert sum(line.startswith("epoch ") and "| train loss" in line for line in log.splitlines()) == 3
+    assert "done: best" in log
+    # Progress in a log is plain lines (issue 11): at least the end of each training and validation pass.
+    assert "epoch 3/3: 100%" in log and "validation 3/3: 100%" in log and "\r" not in log
 
 
 def test_tensorboard_has_every_history_column_and_the_figures(logged_run):
