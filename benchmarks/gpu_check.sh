@@ -184,6 +184,7 @@ part_torchrun() {
   local args=(--data-dir "$DATA_DIR" --output "$WORK/checkpoints/torchrun" --stage full --epochs 1 --no-pretrained
               --device "$TORCHRUN_DEVICE")
   if [[ $MODE == gpu ]]; then args+=(--img-size 320); else args+=("${TINY[@]}" --img-size 32); fi
+  rm -rf "$WORK/checkpoints/torchrun"  # a fresh run each time: train.py refuses to overwrite an earlier one
   "$PYTHON" -m torch.distributed.run --standalone --nproc_per_node=1 train.py "${args[@]}" 2>&1 | tee "$log"
   local status=${PIPESTATUS[0]}
   tr '\r' '\n' <"$log" | grep -E "^(run:|distributed:|epoch [0-9]+/[0-9]+ \|)" | sed 's/^/    /' >>"$FIGURES"
