@@ -62,6 +62,8 @@ def test_a_checkpoint_from_before_format_version_loads_and_resumes(tiny_cleaned,
     train.run(train.parse_args([*common, "--epochs", "1"]))
     old = old_format_last_pth(output / "last.pth")
     assert "format_version" not in old and "ema_state_dict" in old
+    old["args"]["epochs"] = 2  # as if a 2-epoch run had stopped after its first epoch (a resume keeps --epochs)
+    torch.save(old, output / "last.pth")
 
     loaded = checkpoint.load(output / "last.pth", need="resume")
     assert "ema_state_dict" not in loaded
