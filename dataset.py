@@ -189,7 +189,7 @@ def select_classes(metadata, min_samples):
         kept = f"only class {kept_classes['id'].iloc[0]} has" if len(kept_classes) else "no class has"
         raise UserError(f"--min-samples {min_samples}: {kept} that many training images; a classifier needs at "
                         f"least 2 classes" if min_samples > 1 else
-                        f"{metadata.root / 'metadata' / 'classes.csv'}: {len(kept_classes)} class(es); a classifier "
+                        f"classes.csv: the dataset has {len(kept_classes)} class(es); a classifier "
                         f"needs at least 2 classes, there is nothing to classify")
     kept_ids = set(kept_classes["id"])
     subset = Metadata(

@@ -177,10 +177,10 @@ def check_option_combinations(parser, args):
     if args.pretrained_file and args.no_pretrained:
         raise UserError("--pretrained-file and --no-pretrained exclude each other")
     cli.check_input_file("--pretrained-file", args.pretrained_file)
-    if args.class_weights not in ("auto", *dataset.WEIGHT_SCHEMES):
+    if args.class_weights not in ("auto", *longtail.WEIGHT_SCHEMES):
         if not Path(args.class_weights).is_file():
             raise UserError(f"--class-weights {args.class_weights}: neither a scheme "
-                            f"(auto, {', '.join(dataset.WEIGHT_SCHEMES)}) nor an existing CSV file")
+                            f"(auto, {', '.join(longtail.WEIGHT_SCHEMES)}) nor an existing CSV file")
     cli.check_device("--device", args.device)
 
 

@@ -67,7 +67,7 @@ def test_a_failed_run_logs_its_error(tiny_cleaned, tmp_path, capsys, monkeypatch
     def failing_reports(state):
         raise train.UserError("reports failed after epoch 1")
 
-    monkeypatch.setattr(train, "write_reports", failing_reports)
+    monkeypatch.setattr(train, "write_history_and_curves", failing_reports)
     with pytest.raises(SystemExit):
         train.main(["--data-dir", str(tiny_cleaned), "--output", str(output), *TINY, "--epochs", "2"])
     error = capsys.readouterr().err.strip().splitlines()[-1]
