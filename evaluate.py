@@ -69,6 +69,17 @@ def parse_args(argv=None):
     return args
 
 
+def gradcam_explainer(args, model, checkpoint, device):
+    """Grad-CAM panels (image | overlay) for the misclassified grid; None for an ONNX model (no gradients)."""
+    if deployment.kind_of(args.checkpoint) == "onnx":
+        return None
+
+    def explain_images(paths, class_indices):
+        return [np.hstack([cropped, overlay]) for _, cropped, overlay in explain.explained_images(
+            model, checkpoint, paths, class_indices, device, batch_size=args.batch_size)]
+    return explain_images
+
+
 @cli_entry
 def main(argv=None):
     args = parse_args(argv)
@@ -102,11 +113,7 @@ def main(argv=None):
              "unreadable": len(unreadable), "tau": tau, "tau_source": tau_source, "tta": bool(args.tta),
              "many_threshold": many, "few_threshold": few,
              "absent_classes": [checkpoint["class_names"][index] for index in labelled.absent]}
-    explainer = None
-    if not args.no_explain and deployment.kind_of(args.checkpoint) != "onnx":
-        def explainer(paths, class_indices):
-            return [np.hstack([cropped, overlay]) for _, cropped, overlay in explain.explained_images(
-                model, checkpoint, paths, class_indices, device, batch_size=args.batch_size)]
+    explainer = None if args.no_explain else gradcam_explainer(args, model, checkpoint, device)
     coverage = evaluation.write_evaluation_report(output, result, per_class, confusion, probabilities, labelled,
                                                   checkpoint, extra, explainer=explainer)
     print("\n".join(evaluation.summary_lines(result, per_class, labelled, checkpoint)))

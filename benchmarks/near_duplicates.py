@@ -122,7 +122,7 @@ def main(argv=None):
             rows.append({"images": f"{label}s, {w}x{h} JPEG", "pHash per image": f"{hash_seconds * 1e3:.2f} ms",
                          "whole decode check per image (hash included)": f"{inspect_seconds * 1e3:.1f} ms",
                          f"hashing {args.images:,} images on {args.workers} workers": f"{extra:.1f} s",
-                         f"+ pair finding = extra time": f"**{extra + pair_seconds:.1f} s**",
+                         "+ pair finding = extra time": f"**{extra + pair_seconds:.1f} s**",
                          "target": "met" if extra + pair_seconds <= TARGET_SECONDS else "missed"})
 
     lines = header_lines("Near-duplicate check: extra cleaning time", snapshot, "benchmarks/near_duplicates.py",
@@ -138,7 +138,7 @@ def main(argv=None):
         f"pHash of the image the decode check has already decoded (JPEG at 1/8 scale, at least "
         f"{cleaning.HASH_MIN_SIDE} px), measured per image on {args.photos} synthetic JPEGs of each size (best of "
         f"{args.rounds}); the {args.images:,}-image figure divides by {args.workers} decode-check workers. The hash "
-        f"is measured directly; the decode is not repeated for it.", "",
+        "is measured directly; the decode is not repeated for it.", "",
         *markdown_table(pd.DataFrame(rows)), "",
     ]
     write_text(args.output, "\n".join(lines))
