@@ -1,7 +1,11 @@
 # Shared by train_fixed.sh and train_baseline.sh (sourced, not run): pick the Python, prepare the data.
 #
-# DATA_SOURCE  a raw dataset (AI Challenger 2018 root, ImageFolder root or CSV). It is cleaned into DATA_DIR
+# DATA_SOURCE  a raw dataset: AI Challenger 2018 root (JSON annotations or train_list.txt/ttest_list.txt lists),
+#              ImageFolder root, CSV file or a '<image path> <label>' text list. It is cleaned into DATA_DIR
 #              by analyze_data.py unless DATA_DIR already holds that source's cleaned copy.
+# DATA_FORMAT  its layout when detection is not wanted (analyze_data.py --format, e.g. list, aichallenger-list)
+# VAL_LIST     with a text-list DATA_SOURCE: the validation list (analyze_data.py --val-list); without it a
+#              stratified split of DATA_SOURCE is made
 # DATA_DIR     the cleaned dataset (default data/cleaned). With no DATA_SOURCE and nothing in DATA_DIR, the
 #              built-in synthetic demo dataset is generated and cleaned into it.
 # PYTHON       interpreter (default: .venv/bin/python when present, else python3)
@@ -9,7 +13,7 @@
 # LAUNCHER     how train.py is started, split into words (default: $PYTHON; for 4 GPUs e.g.
 #              ".venv/bin/python -m torch.distributed.run --nproc_per_node=4", the venv's torchrun)
 # EXTRA_ARGS   extra train.py flags, split into words (e.g. "--sampler sqrt --workers 4")
-# Paths (DATA_DIR, DATA_SOURCE, PRETRAINED_FILE, OUT_ROOT, PYTHON) may contain spaces: they are passed as arrays.
+# Paths (DATA_DIR, DATA_SOURCE, VAL_LIST, PRETRAINED_FILE, OUT_ROOT, PYTHON) may contain spaces: they are passed as arrays.
 
 if [[ -z "${PYTHON:-}" ]]; then
   if [[ -x .venv/bin/python ]]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
@@ -35,7 +39,10 @@ sys.exit(0 if os.path.isfile(os.path.join(source, "demo_info.json")) else 1)' "$
 prepare_data() {
   if [[ -n "$DATA_SOURCE" ]]; then
     # analyze_data.py skips the cleaning when DATA_DIR already holds this source unchanged.
-    "$PYTHON" analyze_data.py --source "$DATA_SOURCE" --out "$DATA_DIR"
+    local clean_args=(--source "$DATA_SOURCE" --out "$DATA_DIR")
+    add_if_set clean_args --format "${DATA_FORMAT:-}"
+    add_if_set clean_args --val-list "${VAL_LIST:-}"
+    "$PYTHON" analyze_data.py "${clean_args[@]}"
   elif [[ -f "$DATA_DIR/metadata/classes.csv" ]]; then
     echo "data: using the cleaned dataset in $DATA_DIR"
   else

@@ -64,3 +64,24 @@ def test_train_baseline_runs_the_seeds_before_recipe(tiny_env, tmp_path):
     assert baseline["stage"] == "full" and baseline["parent"] is None
     assert baseline["args"]["class_weights"] == "inverse" and baseline["args"]["augment"] == "weak"
     assert baseline["args"]["lr"] == pytest.approx(1e-4) and baseline["args"]["warmup_epochs"] == 0
+
+
+def test_data_source_text_list_with_val_list_is_cleaned_by_the_shared_preparation(tmp_path):
+    """DATA_FORMAT and VAL_LIST reach analyze_data.py (--format, --val-list) from the scripts' shared step."""
+    import cv2
+    import numpy as np
+    source = tmp_path / "my photos"
+    source.mkdir()
+    for index in range(6):
+        cv2.imwrite(str(source / f"leaf {index}.png"), np.full((10, 10, 3), index * 40, np.uint8))
+    (source / "train.txt").write_text("".join(f"leaf {i}.png {label}\n" for i, label in
+                                              enumerate(["rust", "rust", "blight", "blight"])))
+    (source / "val.txt").write_text("leaf 4.png rust\nleaf 5.png blight\n")
+    env = dict(os.environ, PYTHON=sys.executable, DATA_SOURCE=str(source / "train.txt"), DATA_FORMAT="list",
+               VAL_LIST=str(source / "val.txt"), DATA_DIR=str(tmp_path / "clean data"))
+    result = subprocess.run(["bash", "-c", "set -euo pipefail; source scripts/common.sh; prepare_data; echo $PROFILE"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert result.stdout.strip().endswith("real")
+    classes = pd.read_csv(tmp_path / "clean data" / "metadata" / "classes.csv")
+    assert classes[["name", "train_count", "val_count"]].values.tolist() == [["blight", 2, 1], ["rust", 2, 1]]
