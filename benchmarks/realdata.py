@@ -185,12 +185,12 @@ def train_run(args, row, seed):
             "diverged": next((record["diverged"] for record in records if record["diverged"]), None)}
 
 
-def score_run(args, checkpoint_path):
-    """Validation and test scores of a run's final checkpoint, cached beside it (scores.pt)."""
+def score_run(args, checkpoint_path, checkpoint):
+    """Validation and test scores of a run's final checkpoint (loaded from checkpoint_path), cached beside it
+    (scores.pt)."""
     cache = checkpoint_path.with_name("scores.pt")
     if cache.exists() and cache.stat().st_mtime >= checkpoint_path.stat().st_mtime:
         return torch.load(cache, weights_only=True)
-    checkpoint = checkpoint_format.load(checkpoint_path, need="weights")
     model = inference.build_model(checkpoint, checkpoint_path)
     transform = inference.eval_transform(checkpoint)
     scored = {}
@@ -213,7 +213,7 @@ def run_result(args, row, seed, record):
     if record["diverged"] or not checkpoint_path.exists():
         return result
     checkpoint = checkpoint_format.load(checkpoint_path, need="weights")
-    scored = score_run(args, checkpoint_path)
+    scored = score_run(args, checkpoint_path, checkpoint)
     tau = 0.0
     if ROWS[row].posthoc_tau:
         many, few = checkpoint_format.shot_thresholds(checkpoint)
