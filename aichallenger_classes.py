@@ -1,5 +1,5 @@
 """The 61 official AI Challenger 2018 crop-disease classes, in id order: one table for the dataset reader
-(sources.py names a dataset's classes with it) and the demo generator (demo_data.py draws each class from it)."""
+(sources.py names a dataset's classes with it) and the demo generator (demo_data draws each class from it)."""
 
 # (crop, disease, severity); severity None: the class has no general/serious split.
 AICHALLENGER_CLASS_TABLE = (

@@ -39,10 +39,7 @@ import io
 import json
 import math
 import os
-import shutil
-import tempfile
 import time
-import multiprocessing
 from pathlib import Path
 
 import cv2
@@ -57,8 +54,8 @@ from cli import is_inside
 from errors import UserError
 from longtail import (FEW_SHOT_THRESHOLD, MANY_SHOT_THRESHOLD, SHOT_GROUPS, check_thresholds,
                       compute_class_weights, shot_groups)
-from progress import bar as progress_bar
 from sources import REJECTED_COLUMNS, read_source
+from staged_output import map_parallel, staged_folder
 
 # Bump when a rule above changes, so an unchanged source is cleaned again under the new rules.
 CLEANING_VERSION = 2
@@ -97,7 +94,7 @@ def clean_dataset(source, out_dir="data/cleaned", fmt=None, max_side=None, val_f
 
     started = time.monotonic()
     listing = pd.concat([source_data.images, source_data.rejected[["path", "label", "split"]]], ignore_index=True)
-    inspected = source_data.images.join(pd.DataFrame(_map_parallel(
+    inspected = source_data.images.join(pd.DataFrame(map_parallel(
         inspect_image, list(source_data.images["path"]), workers, "checking images", progress)).drop(columns="path"))
     decode_rejected = inspected.loc[inspected["reason"] != ""]
     decoded = inspected.loc[inspected["reason"] == ""]
@@ -112,14 +109,7 @@ def clean_dataset(source, out_dir="data/cleaned", fmt=None, max_side=None, val_f
     near_summary = near_duplicates.summarize(near_pairs, near_dup_threshold, (kept["phash"] == "").sum())
     kept = kept.assign(reencode=_reencode_reasons(kept, max_side))
 
-    try:
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        _remove_abandoned_staging(out_dir)
-        staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.staging-{os.getpid()}-"))
-        staging.chmod(0o755)  # mkdtemp makes it private; the swapped-in dataset should not be
-    except OSError as error:
-        raise UserError(f"{out_dir}: cannot create the output folder ({error.strerror})") from None
-    try:
+    with staged_folder(out_dir, "cleaning") as staging:
         kept = kept.assign(path=_reencode(kept, staging, max_side, workers, progress))
         weights = {scheme: compute_class_weights(classes["train_count"].to_numpy(), scheme)
                    for scheme in WEIGHT_SCHEMES_WRITTEN}
@@ -129,9 +119,6 @@ def clean_dataset(source, out_dir="data/cleaned", fmt=None, max_side=None, val_f
         summary["near_duplicates"] = near_summary
         _write_metadata(staging / "metadata", kept, rejected, classes, weights, summary)
         atomic_io.write_csv(staging / "metadata" / "near_duplicates.csv", near_pairs)
-        _swap_in(staging, out_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return {**summary, "reused": False}
 
 
@@ -249,22 +236,6 @@ def reencode_image(task):
         raise OSError(f"cannot write {target_path}")
 
 
-def _init_worker():
-    # Each worker decodes one image at a time; OpenCV's own threads would only fight the other workers.
-    cv2.setNumThreads(1)
-
-
-def _map_parallel(function, items, workers, description, progress):
-    bar = {"total": len(items), "desc": description, "unit": "img", "disable": None if progress else True}
-    if workers == 1 or len(items) < 2:
-        return [function(item) for item in progress_bar(items, **bar)]
-    chunksize = max(1, min(64, len(items) // (workers * 8)))
-    # spawn, not fork: a forked child inherits OpenCV's and OpenMP's thread pools in a broken state and can hang
-    # (seen under pytest once other tests had used them).
-    with multiprocessing.get_context("spawn").Pool(min(workers, len(items)), initializer=_init_worker) as pool:
-        return list(progress_bar(pool.imap(function, items, chunksize=chunksize), **bar))
-
-
 def _one_line(error):
     return " ".join(f"{type(error).__name__}: {error}".split())
 
@@ -359,7 +330,7 @@ def _reencode(kept, staging, max_side, workers, progress):
     tasks = [(row.path, str(staging / relative[row.Index]), row.reencode == "transparency",
               row.reencode in ("opencv_unreadable", "unusual_color_mode"), max_side) for row in todo.itertuples()]
     try:
-        _map_parallel(reencode_image, tasks, workers, "re-encoding images", progress)
+        map_parallel(reencode_image, tasks, workers, "re-encoding images", progress)
     except OSError as error:
         raise UserError(f"re-encoding into {staging} failed: {error}") from None
     for index, path in relative.items():
@@ -439,19 +410,6 @@ def _write_metadata(metadata_dir, kept, rejected, classes, weights, summary):
     atomic_io.write_json(metadata_dir / "summary.json", summary)
 
 
-def _swap_in(staging, out_dir):
-    previous = out_dir.with_name(f".{out_dir.name}.previous-{os.getpid()}")
-    try:
-        if out_dir.exists():
-            os.rename(out_dir, previous)
-        os.rename(staging, out_dir)
-    except OSError as error:
-        if previous.exists() and not out_dir.exists():
-            os.rename(previous, out_dir)
-        raise UserError(f"{out_dir}: cannot replace it with the new output ({error.strerror})") from None
-    shutil.rmtree(previous, ignore_errors=True)
-
-
 def _previous_summary(out_dir):
     """The summary.json of an earlier cleaning in out_dir; None if empty/absent; UserError if out_dir holds
     something else (it would be replaced wholesale)."""
@@ -485,28 +443,6 @@ def _refuse_output_inside_source(source, out_dir):
     or thousands of duplicates)."""
     if Path(source).is_dir() and is_inside(out_dir, source):
         raise UserError(f"--out {out_dir}: lies inside the source folder {source}; choose a folder outside it")
-
-
-def _remove_abandoned_staging(out_dir):
-    """Staging and swap folders a killed cleaning left beside out_dir (named with their process id); those of a
-    cleaning still running are left alone."""
-    for leftover in out_dir.parent.glob(f".{out_dir.name}.*-*"):
-        kind, _, rest = leftover.name[len(out_dir.name) + 2:].partition("-")
-        pid = rest.split("-")[0]
-        if kind not in ("staging", "previous") or not pid.isdigit() or _process_alive(int(pid)):
-            continue
-        shutil.rmtree(leftover, ignore_errors=True)
-        print(f"removed {leftover}, left by an interrupted cleaning (process {pid})")
-
-
-def _process_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return pid != 0
 
 
 def _fingerprint(source_data, settings):

@@ -27,7 +27,7 @@ read -ra EXTRA_TRAIN_ARGS <<< "${EXTRA_ARGS:-}"
 DATA_DIR=${DATA_DIR:-data/cleaned}
 DATA_SOURCE=${DATA_SOURCE:-}
 
-# True when DATA_DIR was cleaned from the built-in demo (demo_data.py marks its folder with demo_info.json).
+# True when DATA_DIR was cleaned from the built-in demo (demo_data marks its folder with demo_info.json).
 cleaned_is_demo() {
   "$PYTHON" -c 'import json, os, sys
 try: source = json.load(open(sys.argv[1]))["source"]

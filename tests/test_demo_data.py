@@ -1,4 +1,6 @@
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -9,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import demo_data  # noqa: E402
+import demo_data.writer  # noqa: E402
 from demo_data import (  # noqa: E402
     CLASS_NAMES,
     FULL_TRAIN_COUNTS,
@@ -147,7 +149,7 @@ def test_second_call_reuses_a_complete_demo(tmp_path, monkeypatch):
     def must_not_render(*args):
         raise AssertionError("a complete demo was regenerated")
 
-    monkeypatch.setattr(demo_data, "_write_image", must_not_render)
+    monkeypatch.setattr(demo_data.writer, "_write_image", must_not_render)
     assert generate_demo(tmp_path / "demo", workers=1, **TINY) == root
     assert _file_bytes(root) == before
 
@@ -163,12 +165,16 @@ def test_changed_parameters_or_missing_images_regenerate(tmp_path):
     assert victim.is_file()
 
 
-def test_interrupted_run_is_not_taken_for_a_demo(tmp_path):
-    partial = tmp_path / ".demo.partial"
+def test_interrupted_run_is_not_taken_for_a_demo(tmp_path, capsys):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    partial = tmp_path / f".demo.staging-{dead.stdout.strip()}-x1y2"  # what a killed generation leaves
     (partial / TRAIN_DIR / "images").mkdir(parents=True)
     (partial / "demo_info.json").write_text("{}")
+    running = tmp_path / f".demo.staging-{os.getpid()}-live"  # a generation still running: left alone
+    running.mkdir()
     root = generate_demo(tmp_path / "demo", workers=2, **TINY)
-    assert (root / "demo_info.json").is_file() and not partial.exists()
+    assert (root / "demo_info.json").is_file() and not partial.exists() and running.exists()
+    assert f"removed {partial}, left by an interrupted demo generation" in capsys.readouterr().out
 
 
 def test_refuses_to_replace_a_folder_that_is_not_a_demo(tmp_path):
