@@ -277,6 +277,7 @@ class Leaf:
 
 
 def draw_leaf(rng, crop, size, curl):
+    """A leaf of `crop` (curled by `curl`, 0 flat .. 1 tightly curled) drawn at a random pose in a size x size frame."""
     builder, base_colour, glossy = _CROPS[crop]
     shape = builder(rng, curl)
     pose = _random_pose(rng, shape, size, crop, shrink=1 - 0.2 * curl)
