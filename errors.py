@@ -15,7 +15,14 @@ class UserError(Exception):
         return message
 
 
+class TrainingDiverged(UserError):
+    """The loss became NaN or infinite: a result of the settings (an LR too high, extreme class weights), which a
+    benchmark records rather than stops on; train.py exits with EXIT_TRAINING_DIVERGED for it."""
+
+
 EXIT_USER_ERROR = 2
+EXIT_TRAINING_DIVERGED = 3  # a script running train.py tells a diverged run from bad input by this
+EXIT_INTERRUPTED = 130  # the shell's code for Ctrl-C
 
 
 def cli_entry(main):
@@ -27,9 +34,9 @@ def cli_entry(main):
             return main(*args, **kwargs)
         except UserError as error:
             print(f"error: {error}", file=sys.stderr)
-            sys.exit(EXIT_USER_ERROR)
+            sys.exit(EXIT_TRAINING_DIVERGED if isinstance(error, TrainingDiverged) else EXIT_USER_ERROR)
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
-            sys.exit(130)
+            sys.exit(EXIT_INTERRUPTED)
 
     return wrapper

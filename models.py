@@ -6,6 +6,7 @@ from timm.utils import freeze
 from errors import UserError
 
 DEFAULT_MODEL = "tf_efficientnet_lite0"
+MIN_IMG_SIZE, MAX_IMG_SIZE = 32, 4096  # below 32 px the models' 32x downsampling leaves nothing to pool
 NO_WEIGHTS_HINT = "use --pretrained-file PATH for a local weights file or --no-pretrained to train from scratch"
 
 

@@ -13,6 +13,8 @@ import yaml
 from errors import UserError
 
 RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
+# The seed's recipe for each train.py --stage: without --config, a stage's LR and warmup are its recipe's.
+STAGE_RECIPES = {"head": "fixed_stage1", "full": "fixed_stage2"}
 # Settings a finished run's config.yaml records that say where it ran, not how it trains.
 NOT_REPLAYED = ("config", "profile")
 

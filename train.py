@@ -24,17 +24,15 @@ import pandas as pd
 import timm
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 import yaml
 from timm.data import resolve_data_config
-from timm.optim import create_optimizer_v2
-from timm.scheduler import CosineLRScheduler
 from timm.utils import ModelEmaV3
 
 import checkpoint
 import cli
 import cluster
 import dataset
+import engine
 import longtail
 import losses
 import metrics
@@ -44,16 +42,15 @@ import recipe
 import run_log
 from atomic_io import remove_stale_temporaries, write_csv, write_text
 from errors import UserError, cli_entry
-from progress import bar as progress_bar
 
 SELECT_METRICS = metrics.METRIC_NAMES + ("loss",)
-# Without --config (or a value in it), a stage's LR and warmup are those of the seed's recipe for that stage.
-STAGE_RECIPES = {"head": "fixed_stage1", "full": "fixed_stage2"}
+# Without --config (or a value in it), a stage's LR and warmup are those of its recipe (recipe.STAGE_RECIPES),
+# and the stage, epochs, resolution and augmentation those of the seed's main stage.
+DEFAULT_RECIPE = recipe.STAGE_RECIPES["full"]
 RUN_FILES = ("last.pth", "best.pth", "history.csv")  # a folder holding one of these holds a run
-MIN_IMG_SIZE, MAX_IMG_SIZE = 32, 4096  # below 32 px the models' 32x downsampling leaves nothing to pool
 OPTION_RULES = {
     "min_samples": cli.POSITIVE_INT, "batch_size": cli.POSITIVE_INT, "workers": cli.NON_NEGATIVE_INT,
-    "img_size": cli.Range(MIN_IMG_SIZE, MAX_IMG_SIZE, integer=True), "drop_rate": cli.FRACTION,
+    "img_size": cli.Range(models.MIN_IMG_SIZE, models.MAX_IMG_SIZE, integer=True), "drop_rate": cli.FRACTION,
     "epochs": cli.POSITIVE_INT, "lr": cli.POSITIVE, "backbone_lr_scale": cli.NON_NEGATIVE,
     "weight_decay": cli.NON_NEGATIVE, "warmup_epochs": cli.NON_NEGATIVE, "warmup_lr": cli.NON_NEGATIVE,
     "min_lr": cli.NON_NEGATIVE, "clip_grad": cli.NON_NEGATIVE, "ema_decay": cli.FRACTION,
@@ -64,10 +61,6 @@ OPTION_RULES = {
 }
 
 
-class TrainingDiverged(UserError):
-    pass
-
-
 def parse_args(argv=None):
     parser = build_parser()
     chosen, _ = parser.parse_known_args(argv)
@@ -76,7 +69,7 @@ def parse_args(argv=None):
     if chosen.config:
         recipe.apply_to_parser(parser, chosen.config, chosen.profile)
     args = parser.parse_args(argv)
-    stage_recipe = recipe.settings(recipe.path_of(STAGE_RECIPES[args.stage]))
+    stage_recipe = recipe.settings(recipe.path_of(recipe.STAGE_RECIPES[args.stage]))
     for key in ("lr", "warmup_epochs"):
         if getattr(args, key) is None:
             setattr(args, key, stage_recipe[key])
@@ -91,6 +84,8 @@ def parse_args(argv=None):
 
 
 def build_parser():
+    recipe_default = recipe.settings(recipe.path_of(DEFAULT_RECIPE))
+    from_recipe = f"(default: recipes/{DEFAULT_RECIPE}.yaml's)"
     parser = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=None,
                         help="a recipe (recipes/*.yaml) or a finished run's config.yaml; flags here override it")
@@ -107,21 +102,21 @@ def build_parser():
     model.add_argument("--pretrained-file", default=None, help="local weights file for --model")
     model.add_argument("--no-pretrained", action="store_true", help="random initialisation")
     model.add_argument("--init-from", default=None, help="start from another run's checkpoint (stage 2 from stage 1)")
-    model.add_argument("--img-size", type=int, default=320)
+    model.add_argument("--img-size", type=int, default=recipe_default["img_size"], help=from_recipe)
     model.add_argument("--drop-rate", type=float, default=0.2)
 
     stage = parser.add_argument_group("stage and optimisation")
-    stage.add_argument("--stage", choices=("head", "full"), default="full",
-                       help="head: frozen backbone, only the classifier trains; full: everything trains")
-    stage.add_argument("--epochs", type=int, default=40)
+    stage.add_argument("--stage", choices=tuple(recipe.STAGE_RECIPES), default=recipe_default["stage"],
+                       help=f"head: frozen backbone, only the classifier trains; full: everything trains {from_recipe}")
+    stage.add_argument("--epochs", type=int, default=recipe_default["epochs"], help=from_recipe)
     stage.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the stage's recipe, recipes/fixed_stage*.yaml)")
     stage.add_argument("--backbone-lr-scale", type=float, default=1.0,
                        help="full stage: backbone LR = lr x this (fastai-style discriminative LR, e.g. 0.1)")
-    stage.add_argument("--weight-decay", type=float, default=0.01)
+    stage.add_argument("--weight-decay", type=float, default=engine.WEIGHT_DECAY)
     stage.add_argument("--warmup-epochs", type=float, default=None, help="linear warmup (default: the stage's recipe)")
-    stage.add_argument("--warmup-lr", type=float, default=1e-6)
-    stage.add_argument("--min-lr", type=float, default=1e-6)
-    stage.add_argument("--clip-grad", type=float, default=1.0, help="max gradient norm (0 disables)")
+    stage.add_argument("--warmup-lr", type=float, default=engine.WARMUP_LR)
+    stage.add_argument("--min-lr", type=float, default=engine.MIN_LR)
+    stage.add_argument("--clip-grad", type=float, default=engine.CLIP_GRAD, help="max gradient norm (0 disables)")
     stage.add_argument("--ema-decay", type=float, default=0.0, help="EMA of weights (e.g. 0.999); 0 disables")
 
     imbalance = parser.add_argument_group("class imbalance")
@@ -132,12 +127,13 @@ def build_parser():
     imbalance.add_argument("--loss", choices=losses.LOSSES, default="ce")
     imbalance.add_argument("--focal-gamma", type=float, default=2.0)
     imbalance.add_argument("--la-tau", type=float, default=1.0, help="logit-adjusted loss temperature")
-    imbalance.add_argument("--label-smoothing", type=float, default=0.1)
+    imbalance.add_argument("--label-smoothing", type=float, default=engine.LABEL_SMOOTHING)
     imbalance.add_argument("--sampler", choices=longtail.WEIGHT_SCHEMES[:2] + ("none",), default="none",
                            help="class-aware sampling: sqrt or inverse oversample tail classes")
 
     augmentation = parser.add_argument_group("augmentation")
-    augmentation.add_argument("--augment", choices=dataset.AUGMENTATIONS, default="strong")
+    augmentation.add_argument("--augment", choices=dataset.AUGMENTATIONS, default=recipe_default["augment"],
+                              help=from_recipe)
     augmentation.add_argument("--rotate-limit", type=int, default=45)
     augmentation.add_argument("--targeted-aug-below", type=int, default=0,
                               help="classes with fewer training images get the 'heavy' pipeline (0 disables)")
@@ -220,34 +216,6 @@ def build_transforms(args, data_config, train_counts):
     return train_transform, targeted, eval_transform
 
 
-def build_optimizer(model, args):
-    """AdamW over the trainable parameters: no weight decay on biases and norms; the backbone's LR scaled by
-    --backbone-lr-scale (timm's scheduler honours each group's lr_scale)."""
-    parameter_groups = []
-    for is_head in (True, False):
-        for no_decay in (False, True):
-            group = [parameter for name, parameter in model.named_parameters()
-                     if parameter.requires_grad and models.is_head_parameter(model, name) == is_head
-                     and (parameter.ndim <= 1) == no_decay]
-            if group:
-                parameter_groups.append({"params": group, "weight_decay": 0.0 if no_decay else args.weight_decay,
-                                         "lr_scale": 1.0 if is_head else args.backbone_lr_scale})
-    return create_optimizer_v2(parameter_groups, opt="adamw", lr=args.lr, weight_decay=args.weight_decay)
-
-
-def build_scheduler(optimizer, args, steps_per_epoch):
-    """Linear warmup, then cosine to --min-lr, stepped every update so warmup is smooth even over one epoch."""
-    warmup_steps = int(args.warmup_epochs * steps_per_epoch)
-    return CosineLRScheduler(optimizer, t_initial=max(1, args.epochs * steps_per_epoch - warmup_steps),
-                             lr_min=args.min_lr, warmup_t=warmup_steps, warmup_lr_init=args.warmup_lr,
-                             warmup_prefix=True, t_in_epochs=False)
-
-
-def build_criterion(args, class_weights, train_counts):
-    weights = None if args.class_weights == "none" else torch.as_tensor(class_weights, dtype=torch.float32)
-    return losses.build_loss(args.loss, weights, class_counts=train_counts, label_smoothing=args.label_smoothing,
-                             focal_gamma=args.focal_gamma, tau=args.la_tau)
-
 
 def library_versions():
     return {"python": platform.python_version(), "torch": str(torch.__version__), "timm": str(timm.__version__),
@@ -255,170 +223,57 @@ def library_versions():
 
 
 # ----------------------------------------------------------------------------------------------------
-# One epoch of training, one pass of evaluation
-# ----------------------------------------------------------------------------------------------------
-def train_one_epoch(state, loader, epoch, progress):
-    """Trains until the loader is exhausted, continuing a partly-done epoch from state['progress']."""
-    model, trainable, args = state["model"], state["trainable"], state["args"]
-    optimizer, scheduler, scaler, ema = state["optimizer"], state["scheduler"], state["scaler"], state["ema"]
-    device, autocast_dtype = state["device"], state["amp_dtype"]
-    frozen = args.stage == "head"
-    models.set_train_mode(model, backbone_frozen=frozen)
-    bar = progress_bar(loader, desc=f"epoch {epoch}/{args.epochs}", disable=state["rank"] != 0, leave=False,
-                       dynamic_ncols=True, mininterval=1.0, initial=progress["steps"],
-                       total=progress["steps"] + len(loader))
-    start = time.perf_counter()
-    # Seconds (like images) accumulate over the sessions of a resumed epoch and are saved with them, so the
-    # epoch's images/s counts only steps whose time is counted too.
-    seconds_before = progress["seconds"]
-    images_this_session = 0
-    for images, targets in bar:
-        images = runtime.to_device(images, device, state["channels_last"])
-        targets = targets.to(device, non_blocking=True)
-        if frozen:
-            with torch.no_grad(), runtime.autocast(device, autocast_dtype):
-                features = model.forward_features(images)
-            with runtime.autocast(device, autocast_dtype):
-                logits = trainable(features)
-        else:
-            with runtime.autocast(device, autocast_dtype):
-                logits = trainable(images)
-        loss = state["criterion"](logits.float(), targets)
-        if not torch.isfinite(loss):
-            raise TrainingDiverged(
-                f"loss became {loss.item()} at epoch {epoch} step {progress['steps'] + 1}; best.pth and last.pth "
-                f"keep the last good epoch. Lower --lr or check --class-weights and --loss"
-            )
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        if args.clip_grad > 0:
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(state["trainable_parameters"], args.clip_grad)
-        scaler.step(optimizer)
-        scaler.update()
-        state["global_step"] += 1
-        scheduler.step_update(num_updates=state["global_step"])
-        if ema is not None:
-            ema.update(model, step=state["global_step"])
-
-        batch_size = targets.size(0)
-        progress["steps"] += 1
-        progress["loss_sum"] += loss.item() * batch_size
-        progress["correct"] += (logits.argmax(dim=1) == targets).sum().item()
-        progress["images"] += batch_size
-        images_this_session += batch_size
-        elapsed = time.perf_counter() - start
-        progress["seconds"] = seconds_before + elapsed
-        bar.set_postfix(loss=f"{progress['loss_sum'] / progress['images']:.3f}",
-                        lr=f"{current_lr(optimizer):.2e}", img_s=f"{images_this_session / elapsed:.1f}",
-                        refresh=False)
-        if args.save_every_steps and progress["steps"] % args.save_every_steps == 0:
-            save_last(state, epoch_in_progress=epoch, progress=progress)
-    progress["seconds"] = seconds_before + time.perf_counter() - start
-    bar.close()
-    return progress
-
-
-def current_lr(optimizer):
-    """The head's learning rate (the largest; the backbone's may be scaled down)."""
-    return max(group["lr"] for group in optimizer.param_groups)
-
-
-@torch.no_grad()
-def evaluate(model, loader, device, autocast_dtype, channels_last, world_size, desc=None):
-    """Logits and targets for the whole validation set, gathered from every rank; a progress bar named `desc`
-    when given."""
-    model.eval()
-    all_logits, all_targets = [], []
-    for images, targets in progress_bar(loader, desc=desc, disable=desc is None, leave=False, dynamic_ncols=True,
-                                        mininterval=1.0):
-        images = runtime.to_device(images, device, channels_last)
-        with runtime.autocast(device, autocast_dtype):
-            logits = model(images)
-        all_logits.append(logits.float().cpu())
-        all_targets.append(targets)
-    logits = torch.cat(all_logits) if all_logits else torch.empty(0, 0)
-    targets = torch.cat(all_targets) if all_targets else torch.empty(0, dtype=torch.long)
-    if world_size > 1:
-        gathered = [None] * world_size
-        dist.all_gather_object(gathered, (logits, targets))
-        logits = torch.cat([part[0] for part in gathered if part[0].numel()])
-        targets = torch.cat([part[1] for part in gathered])
-    return logits, targets
-
-
-def validation_metrics(logits, targets, state):
-    args = state["args"]
-    result, per_class, confusion = metrics.classification_metrics(
-        logits.numpy(), targets.numpy(), state["train_counts"], args.many_threshold, args.few_threshold)
-    result["loss"] = F.cross_entropy(logits, targets).item()
-    return result, per_class, confusion
-
-
-# ----------------------------------------------------------------------------------------------------
 # Checkpoints and reports
 # ----------------------------------------------------------------------------------------------------
-def checkpoint_header(state):
+def checkpoint_header(context, state):
     """The run's self-description that every checkpoint it writes carries (checkpoint.header)."""
-    args = state["args"]
+    args = context.args
     return checkpoint.header(
-        model_name=args.model, class_ids=state["class_ids"], class_names=state["class_names"],
-        train_counts=state["train_counts"], class_weights=state["class_weights"], img_size=args.img_size,
-        data_config=state["data_config"], stage=args.stage, args=vars(args), history=state["history"],
-        best_metric=state["best_metric"], best_epoch=state["best_epoch"], select_metric=args.select_metric,
-        dataset_fingerprint=state["fingerprint"], parent=state["parent"], versions=library_versions())
+        model_name=args.model, class_ids=context.class_ids, class_names=context.class_names,
+        train_counts=context.train_counts, class_weights=context.class_weights, img_size=args.img_size,
+        data_config=context.data_config, stage=args.stage, args=vars(args), history=state.history,
+        best_metric=state.best_metric, best_epoch=state.best_epoch, select_metric=args.select_metric,
+        dataset_fingerprint=context.dataset_fingerprint, parent=state.parent, versions=library_versions())
 
 
-def save_last(state, epoch_in_progress=None, progress=None):
-    """last.pth: everything --resume needs. Mid-epoch saves record how far the epoch got."""
-    if state["rank"] != 0:
+def save_last(context, state, epoch_in_progress=None, progress=None):
+    """last.pth (rank 0): everything --resume needs. Mid-epoch saves record how far the epoch got."""
+    if context.rank != 0:
         return
-    payload = checkpoint_header(state)
-    payload.update({
-        "state_dict": state["model"].state_dict(),
-        "epoch": len(state["history"]),
-        "optimizer": state["optimizer"].state_dict(),
-        "scheduler": state["scheduler"].state_dict(),
-        "scaler": state["scaler"].state_dict(),
-        "global_step": state["global_step"],
-        "epoch_in_progress": epoch_in_progress,
-        "epoch_progress": dict(progress) if progress else None,
-    })
-    if state["ema"] is not None:
-        payload["state_dict_ema"] = state["ema"].module.state_dict()
-    # A kill between writing last.pth and best.pth must not leave them disagreeing: resume rebuilds
-    # best.pth from this copy.
-    payload["best"] = state["best"]
-    checkpoint.save(state["output"] / "last.pth", payload)
+    payload = checkpoint_header(context, state)
+    payload.update(state.state_dict())
+    payload.update({"epoch_in_progress": epoch_in_progress, "epoch_progress": dict(progress) if progress else None})
+    checkpoint.save(context.output / "last.pth", payload)
 
 
 def keep_best_epoch(state, evaluated_model, per_class, confusion):
     """Hold the best epoch's weights and per-class results in memory, for best.pth and last.pth."""
-    state["best"] = {
+    state.best = {
         "state_dict": {key: value.detach().cpu().clone() for key, value in evaluated_model.state_dict().items()},
-        "epoch": len(state["history"]),
+        "epoch": len(state.history),
         "per_class": {key: [float(value) for value in values] for key, values in per_class.items()},
         "confusion_matrix": confusion.tolist(),
     }
 
 
-def write_best_epoch_reports(state, per_class, confusion):
+def write_best_epoch_reports(context, state, per_class, confusion):
     """per_class_metrics.csv and confusion_matrix.png of the best epoch."""
-    groups = longtail.shot_groups(state["train_counts"], state["args"].many_threshold, state["args"].few_threshold)
-    table = pd.DataFrame({"id": state["class_ids"], "name": state["class_names"],
-                          "train_count": state["train_counts"], "group": groups, **per_class})
-    write_csv(state["output"] / "per_class_metrics.csv", table)
-    labels = [f"{class_id} {plots.abbreviate(name, 32)}" for class_id, name in zip(state["class_ids"], state["class_names"])]
-    plots.plot_confusion_matrix(confusion, labels, state["output"] / "confusion_matrix.png",
-                                title=f"Confusion matrix, best epoch {state['best_epoch']} (rows normalised to recall)")
+    args = context.args
+    groups = longtail.shot_groups(context.train_counts, args.many_threshold, args.few_threshold)
+    table = pd.DataFrame({"id": context.class_ids, "name": context.class_names,
+                          "train_count": context.train_counts, "group": groups, **per_class})
+    write_csv(context.output / "per_class_metrics.csv", table)
+    labels = [f"{class_id} {plots.abbreviate(name, 32)}" for class_id, name in zip(context.class_ids, context.class_names)]
+    plots.plot_confusion_matrix(confusion, labels, context.output / "confusion_matrix.png",
+                                title=f"Confusion matrix, best epoch {state.best_epoch} (rows normalised to recall)")
 
 
-def save_best(state):
+def save_best(context, state):
     """best.pth: the best epoch's weights with the run's whole history so far, rewritten every epoch so
     comparing checkpoints shows complete curves."""
-    payload = checkpoint_header(state)
-    payload.update(state["best"])
-    checkpoint.save(state["output"] / "best.pth", payload)
+    payload = checkpoint_header(context, state)
+    payload.update(state.best)
+    checkpoint.save(context.output / "best.pth", payload)
 
 
 def is_better(value, best, metric_name):
@@ -429,11 +284,11 @@ def is_better(value, best, metric_name):
     return value < best if metric_name == "loss" else value > best
 
 
-def write_history_and_curves(state):
-    history = pd.DataFrame(state["history"])
-    write_csv(state["output"] / "history.csv", history)
-    plots.plot_training_curves(history, state["output"] / "training_curves.png",
-                               title=f"{state['output'].name}: {state['args'].model}, stage {state['args'].stage}")
+def write_history_and_curves(context, state):
+    history = pd.DataFrame(state.history)
+    write_csv(context.output / "history.csv", history)
+    plots.plot_training_curves(history, context.output / "training_curves.png",
+                               title=f"{context.output.name}: {context.args.model}, stage {context.args.stage}")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -455,29 +310,21 @@ def prepare_data(args, rank):
     return metadata, excluded, class_ids, train_targets, val_targets, train_counts
 
 
-def resume_and_rewrite_best(state, saved, resume_path):
+def resume_and_rewrite_best(context, state, saved, resume_path):
     """Continue a run from its last.pth (refusing one made from other data, another class list, model or stage),
-    and rewrite best.pth from the copy last.pth holds, so a kill between their two writes leaves no disagreement."""
-    args = state["args"]
-    checkpoint.check_compatible(saved, resume_path, class_ids=state["class_ids"], dataset_fingerprint=state["fingerprint"],
-                                model_name=args.model, stage=args.stage,
-                                hint="use another --output or delete it to start over")
-    checkpoint.load_weights(state["model"], args.model, saved, resume_path)
-    state["optimizer"].load_state_dict(saved["optimizer"])
-    state["scheduler"].load_state_dict(saved["scheduler"])
-    if saved["scaler"]:  # empty when written without fp16 (CPU, bf16): a fresh scaler calibrates itself
-        state["scaler"].load_state_dict(saved["scaler"])
-    if state["ema"] is not None and "state_dict_ema" in saved:
-        state["ema"].module.load_state_dict(saved["state_dict_ema"])
-    state["history"] = saved["history"]
-    state["best_metric"] = saved["best_metric"]
-    state["best_epoch"] = saved["best_epoch"]
-    state["global_step"] = saved["global_step"]
-    state["parent"] = saved.get("parent")
-    state["scheduler"].step_update(num_updates=state["global_step"])
-    state["best"] = saved.get("best")
-    if state["best"] is not None and state["rank"] == 0:
-        save_best(state)
+    and rewrite best.pth from the copy last.pth holds, so a kill between their two writes leaves no disagreement.
+    Returns the interrupted epoch's progress, if last.pth was saved mid-epoch."""
+    args = context.args
+    checkpoint.check_compatible(saved, resume_path, class_ids=context.class_ids,
+                                dataset_fingerprint=context.dataset_fingerprint, model_name=args.model,
+                                stage=args.stage, hint="use another --output or delete it to start over")
+    try:
+        state.load_state_dict(saved)
+    except (RuntimeError, ValueError, KeyError) as error:  # weights or optimiser groups that do not fit this run
+        raise UserError(f"{resume_path}: cannot continue from it ({str(error).splitlines()[0]}); use another "
+                        f"--output or delete it to start over") from None
+    if state.best is not None and context.rank == 0:
+        save_best(context, state)
     return saved.get("epoch_progress") if saved.get("epoch_in_progress") else None
 
 
@@ -555,7 +402,6 @@ def _run(args, process, resume_path, console_log):
         world_size, f"read --data-dir {args.data_dir}", lambda: prepare_data(args, rank))
     fingerprint = dataset_fingerprint(metadata)
     cluster.same_on_every_rank(world_size, f"dataset in --data-dir {args.data_dir}", fingerprint)
-    class_names = [str(name) for name in metadata.classes["name"]]
     class_weights = resolve_class_weights(args, class_ids, train_counts, excluded)
     model = models.create_model(args.model, len(class_ids), pretrained=not args.no_pretrained,
                                 pretrained_file=args.pretrained_file, drop_rate=args.drop_rate)
@@ -568,12 +414,17 @@ def _run(args, process, resume_path, console_log):
         model = timm.layers.convert_sync_batchnorm(model)
     channels_last = runtime.use_channels_last(args.channels_last, device)
     model = model.to(device, memory_format=runtime.memory_format(channels_last))
+    context = engine.RunContext(
+        args=args, device=device, rank=rank, world_size=world_size, output=output, class_ids=class_ids,
+        class_names=[str(name) for name in metadata.classes["name"]], train_counts=train_counts,
+        class_weights=class_weights, data_config=data_config, dataset_fingerprint=fingerprint,
+        amp_dtype=runtime.amp_dtype(args.amp, device), channels_last=channels_last)
 
     trainable = models.HeadOnly(model) if args.stage == "head" else model
     if dist.is_initialized():
         trainable = torch.nn.parallel.DistributedDataParallel(
             trainable, device_ids=[device.index] if device.type == "cuda" else None)
-    optimizer = build_optimizer(model, args)
+    optimizer = engine.build_optimizer(model, args.lr, args.weight_decay, args.backbone_lr_scale)
 
     train_transform, targeted, eval_transform = build_transforms(args, data_config, train_counts)
     train_set = dataset.LeafDataset(metadata.train["path"], train_targets, train_transform, targeted)
@@ -589,63 +440,81 @@ def _run(args, process, resume_path, console_log):
                                                **loader_options)
     val_loader = torch.utils.data.DataLoader(val_set, batch_size=batch_size * 2, shuffle=False, **loader_options)
 
-    steps_per_epoch = len(sampler) // batch_size
-    scheduler = build_scheduler(optimizer, args, steps_per_epoch)
-    autocast_dtype = runtime.amp_dtype(args.amp, device)
-    scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype == torch.float16)
+    scheduler = engine.build_scheduler(optimizer, args.epochs, len(sampler) // batch_size, args.warmup_epochs,
+                                       args.warmup_lr, args.min_lr)
+    scaler = torch.amp.GradScaler(device.type, enabled=context.amp_dtype == torch.float16)
     ema = ModelEmaV3(model, decay=args.ema_decay) if args.ema_decay > 0 else None
     if args.compile and args.stage == "full":
         model.compile()  # in place (after the EMA's copy): state_dict keys stay the model's own
-    criterion = build_criterion(args, class_weights, train_counts).to(device)
+    criterion = engine.build_criterion(args.loss, None if args.class_weights == "none" else class_weights,
+                                       train_counts, args.label_smoothing, focal_gamma=args.focal_gamma,
+                                       tau=args.la_tau).to(device)
 
-    state = dict(args=args, rank=rank, device=device, model=model, trainable=trainable, optimizer=optimizer,
-                 scheduler=scheduler, scaler=scaler, ema=ema, criterion=criterion, amp_dtype=autocast_dtype,
-                 channels_last=channels_last, output=output, class_ids=class_ids, class_names=class_names,
-                 train_counts=train_counts, class_weights=class_weights, data_config=data_config,
-                 fingerprint=fingerprint, history=[], best_metric=None, best_epoch=None,
-                 global_step=0, parent=parent, best=None, tensorboard=None,
-                 trainable_parameters=[p for p in model.parameters() if p.requires_grad])
-    partial_progress = resume_and_rewrite_best(state, resume_checkpoint, resume_path) if resume_checkpoint else None
-    start_epoch = len(state["history"]) + 1
+    state = engine.TrainingState(model=model, trainable=trainable, optimizer=optimizer, scheduler=scheduler,
+                                 scaler=scaler, ema=ema, parent=parent)
+    partial_progress = (resume_and_rewrite_best(context, state, resume_checkpoint, resume_path)
+                        if resume_checkpoint else None)
+    start_epoch = len(state.history) + 1
 
+    tensorboard = None
     if rank == 0:
         output.mkdir(parents=True, exist_ok=True)
         console_log.open()  # the run starts writing: from here its console, earlier lines included, is in train.log
         remove_stale_temporaries(output)
-        print_and_write_setup(state, excluded, metadata, train_transform, targeted, workers, batch_size, world_size,
+        print_and_write_setup(context, excluded, metadata, train_transform, targeted, workers, batch_size,
                               resume_path, start_epoch)
         if args.log == "tensorboard":
-            state["tensorboard"] = run_log.TensorBoardLog(output, first_epoch=start_epoch)
+            tensorboard = run_log.TensorBoardLog(output, first_epoch=start_epoch)
     try:
         for epoch in range(start_epoch, args.epochs + 1):
-            progress = partial_progress or {"steps": 0, "loss_sum": 0.0, "correct": 0, "images": 0, "seconds": 0.0}
+            progress = partial_progress or engine.new_epoch_progress()
             partial_progress = None
             sampler.set_epoch(epoch, start_index=progress["steps"] * batch_size)
             if epoch == 1 and progress["steps"] == 0 and rank == 0:
-                write_batch_grid(state, train_loader)
+                write_batch_grid(context, train_loader)
             try:
-                train_one_epoch(state, train_loader, epoch, progress)
+                engine.train_one_epoch(
+                    state, criterion, train_loader, device, epoch, progress, epochs=args.epochs,
+                    backbone_frozen=args.stage == "head", clip_grad=args.clip_grad, amp_dtype=context.amp_dtype,
+                    channels_last=channels_last, show_progress=rank == 0,
+                    after_step=save_last_every_steps(context, state, epoch))
             except KeyboardInterrupt:
-                save_last(state, epoch_in_progress=epoch, progress=progress)
+                save_last(context, state, epoch_in_progress=epoch, progress=progress)
                 log(rank, f"interrupted in epoch {epoch} after {progress['steps']} steps; saved {output / 'last.pth'}; "
                           f"continue with --resume auto")
                 raise
-            end_epoch(state, epoch, progress, val_loader, world_size)
+            end_epoch(context, state, epoch, progress, val_loader, tensorboard)
     finally:
-        if state["tensorboard"] is not None:
-            state["tensorboard"].close()
+        if tensorboard is not None:
+            tensorboard.close()
         runtime.teardown_process(process)
-    best = state["best_metric"]
-    log(rank, f"done: best {args.select_metric} {best:.4f} at epoch {state['best_epoch']}; outputs in {output}/")
+    log(rank, f"done: best {args.select_metric} {state.best_metric:.4f} at epoch {state.best_epoch}; outputs in {output}/")
 
 
-def end_epoch(state, epoch, progress, val_loader, world_size):
-    args, rank = state["args"], state["rank"]
-    evaluated_model = state["ema"].module if state["ema"] is not None else state["model"]
+def save_last_every_steps(context, state, epoch):
+    """train_one_epoch's after_step for --save-every-steps N: a mid-epoch last.pth every N steps (None: never)."""
+    every = context.args.save_every_steps
+    if not every:
+        return None
+
+    def save_last_on_schedule(progress):
+        if progress["steps"] % every == 0:
+            save_last(context, state, epoch_in_progress=epoch, progress=progress)
+
+    return save_last_on_schedule
+
+
+def end_epoch(context, state, epoch, progress, val_loader, tensorboard=None):
+    """Validate, record the epoch in the history, and (rank 0) write last.pth, best.pth, the reports and the
+    TensorBoard events."""
+    args, rank, world_size = context.args, context.rank, context.world_size
+    evaluated_model = state.ema.module if state.ema is not None else state.model
     eval_start = time.perf_counter()
-    logits, targets = evaluate(evaluated_model, val_loader, state["device"], state["amp_dtype"],
-                               state["channels_last"], world_size, desc=f"validation {epoch}/{args.epochs}" if rank == 0 else None)
-    result, per_class, confusion = validation_metrics(logits, targets, state)
+    logits, targets = engine.evaluate(evaluated_model, val_loader, context.device, context.amp_dtype,
+                                      context.channels_last, world_size,
+                                      desc=f"validation {epoch}/{args.epochs}" if rank == 0 else None)
+    result, per_class, confusion = engine.validation_metrics(logits, targets, context.train_counts,
+                                                             args.many_threshold, args.few_threshold)
     if world_size > 1:
         totals = torch.tensor([progress["loss_sum"], progress["correct"], progress["images"]], dtype=torch.float64)
         dist.all_reduce(totals)
@@ -654,14 +523,14 @@ def end_epoch(state, epoch, progress, val_loader, world_size):
     row = {"epoch": epoch, "stage": args.stage, "train_loss": progress["loss_sum"] / images,
            "train_acc": progress["correct"] / images}
     row.update({f"val_{name}": value for name, value in result.items()})
-    row.update({"lr": current_lr(state["optimizer"]), "epoch_seconds": progress["seconds"],
+    row.update({"lr": engine.current_lr(state.optimizer), "epoch_seconds": progress["seconds"],
                 "eval_seconds": time.perf_counter() - eval_start,
                 "train_images_per_s": progress["images"] / max(progress["seconds"], 1e-9)})
-    state["history"].append(row)
+    state.history.append(row)
     selected = result[args.select_metric]
-    improved = is_better(selected, state["best_metric"], args.select_metric)
+    improved = is_better(selected, state.best_metric, args.select_metric)
     if improved:
-        state["best_metric"], state["best_epoch"] = selected, epoch
+        state.best_metric, state.best_epoch = selected, epoch
     log(rank, f"epoch {epoch}/{args.epochs} | train loss {row['train_loss']:.3f} | val loss {result['loss']:.3f} "
               f"acc {result['acc']:.3f} bal_acc {result['balanced_acc']:.3f} macro_f1 {result['macro_f1']:.3f} "
               f"top5 {result['top5']:.3f} | many/med/few {result['many_acc']:.2f}/{result['medium_acc']:.2f}/"
@@ -673,58 +542,58 @@ def end_epoch(state, epoch, progress, val_loader, world_size):
     if rank == 0:
         if improved:
             keep_best_epoch(state, evaluated_model, per_class, confusion)
-            write_best_epoch_reports(state, per_class, confusion)
-        save_last(state)
-        save_best(state)
-        write_history_and_curves(state)
-        if state["tensorboard"] is not None:
-            state["tensorboard"].epoch(row)
-            state["tensorboard"].figure("curves", state["output"] / "training_curves.png", epoch)
+            write_best_epoch_reports(context, state, per_class, confusion)
+        save_last(context, state)
+        save_best(context, state)
+        write_history_and_curves(context, state)
+        if tensorboard is not None:
+            tensorboard.epoch(row)
+            tensorboard.figure("curves", context.output / "training_curves.png", epoch)
             if improved:
-                state["tensorboard"].figure("confusion_matrix", state["output"] / "confusion_matrix.png", epoch)
-            state["tensorboard"].flush()
+                tensorboard.figure("confusion_matrix", context.output / "confusion_matrix.png", epoch)
+            tensorboard.flush()
 
 
-def print_and_write_setup(state, excluded, metadata, train_transform, targeted, workers, batch_size, world_size,
-                          resume_path, start_epoch):
+def print_and_write_setup(context, excluded, metadata, train_transform, targeted, workers, batch_size, resume_path,
+                          start_epoch):
     """Print and record what this run really uses: the seed's 'check the class weights are used'."""
-    args, output, weights = state["args"], state["output"], state["class_weights"]
+    args, output, weights = context.args, context.output, context.class_weights
     weight_line = (f"class weights: {args.class_weights} over {len(weights)} classes, min {weights.min():.3f}, "
                    f"max {weights.max():.3f}, ratio {weights.max() / weights.min():.1f}:1"
                    + (" (not used by the loss)" if args.class_weights == "none" else ""))
     print(f"run: {args.model}, stage {args.stage}, {args.epochs} epochs, lr {args.lr:g}, {args.img_size}px, "
-          f"batch {batch_size} x {world_size} process(es), {workers} loader worker(s), device {state['device']}")
+          f"batch {batch_size} x {context.world_size} process(es), {workers} loader worker(s), device {context.device}")
     print(f"data: {len(metadata.train)} train / {len(metadata.val)} val images, {len(weights)} classes, "
-          f"imbalance {state['train_counts'].max()}:{state['train_counts'].min()}")
+          f"imbalance {context.train_counts.max()}:{context.train_counts.min()}")
     print(weight_line)
     print(f"loss: {args.loss}, label smoothing {args.label_smoothing}; sampler: {args.sampler}; "
           f"augmentation: {args.augment}" + (f", heavy for {len(targeted)} classes under {args.targeted_aug_below} images"
                                               if targeted else ""))
     if resume_path:
         print(f"resuming from {resume_path} at epoch {start_epoch}")
-    weights_table = pd.DataFrame({"id": state["class_ids"], "name": state["class_names"],
-                                  "train_count": state["train_counts"], "weight": weights})
+    weights_table = pd.DataFrame({"id": context.class_ids, "name": context.class_names,
+                                  "train_count": context.train_counts, "weight": weights})
     write_csv(output / "class_weights_used.csv", weights_table)
     if len(excluded):
         write_csv(output / "excluded_classes.csv", excluded)
     config = {"args": {key: (str(value) if isinstance(value, Path) else value) for key, value in vars(args).items()},
-              "resolved": {"device": str(state["device"]), "world_size": world_size, "batch_size": batch_size,
+              "resolved": {"device": str(context.device), "world_size": context.world_size, "batch_size": batch_size,
                            "workers": workers, "num_classes": len(weights), "class_weights": weight_line,
-                           "mean": [float(v) for v in state["data_config"]["mean"]],
-                           "std": [float(v) for v in state["data_config"]["std"]],
+                           "mean": [float(v) for v in context.data_config["mean"]],
+                           "std": [float(v) for v in context.data_config["std"]],
                            "augmentation": dataset.describe_transform(train_transform),
-                           "targeted_heavy_classes": sorted(int(state["class_ids"][i]) for i in targeted),
-                           "amp": str(state["amp_dtype"]), "channels_last": state["channels_last"],
+                           "targeted_heavy_classes": sorted(int(context.class_ids[i]) for i in targeted),
+                           "amp": str(context.amp_dtype), "channels_last": context.channels_last,
                            "versions": library_versions()}}
     write_text(output / "config.yaml", yaml.safe_dump(config, sort_keys=False, width=120))
 
 
-def write_batch_grid(state, loader):
+def write_batch_grid(context, loader):
     """train_batch.png: the seed's 'verify augmentation is applied', from the loader itself."""
     images, targets = next(iter(loader))
-    plots.plot_batch_grid(images.numpy(), targets.numpy(), state["class_names"], state["data_config"]["mean"],
-                          state["data_config"]["std"], state["output"] / "train_batch.png",
-                          title=f"First training batch ({state['args'].augment} augmentation, {state['args'].img_size}px)")
+    plots.plot_batch_grid(images.numpy(), targets.numpy(), context.class_names, context.data_config["mean"],
+                          context.data_config["std"], context.output / "train_batch.png",
+                          title=f"First training batch ({context.args.augment} augmentation, {context.args.img_size}px)")
 
 
 @cli_entry

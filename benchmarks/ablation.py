@@ -35,15 +35,15 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 import checkpoint as checkpoint_format  # noqa: E402
+import cli  # noqa: E402
 import dataset  # noqa: E402
 import longtail  # noqa: E402
 import models  # noqa: E402
 import recipe  # noqa: E402
-import train  # noqa: E402
 from atomic_io import save_figure, write_csv, write_text  # noqa: E402
 from benchmarks.report import header_lines, markdown_table, start_snapshot  # noqa: E402
 from benchmarks.runner import (format_minutes, format_percent, is_complete, load_record, mean_and_spread,  # noqa: E402
-                               run_stage, settings_key)
+                               option_value, run_stage, settings_key)
 from errors import UserError, cli_entry  # noqa: E402
 
 BASELINE, HEAD, FULL = (recipe.settings(recipe.path_of(name)) for name in ("baseline", "fixed_stage1", "fixed_stage2"))
@@ -53,6 +53,10 @@ BASELINE_LR, HEAD_LR, FULL_LR = BASELINE["lr"], HEAD["lr"], FULL["lr"]
 METRICS = {"acc": "accuracy", "balanced_acc": "balanced acc.", "macro_f1": "macro-F1",
            "many_acc": "many-shot", "medium_acc": "medium-shot", "few_acc": "few-shot"}
 SHOT_COLORS = {"many_acc": "tab:blue", "medium_acc": "tab:orange", "few_acc": "tab:red"}
+IMG_SIZES = cli.Range(models.MIN_IMG_SIZE, models.MAX_IMG_SIZE, integer=True)
+# What train.py would refuse in a row's stages, refused here before any stage trains.
+OPTION_RULES = {"epochs": cli.POSITIVE_INT, "batch_size": cli.POSITIVE_INT, "img_size": IMG_SIZES,
+                "baseline_img_size": IMG_SIZES, "warmup_epochs": cli.NON_NEGATIVE, "workers": cli.NON_NEGATIVE_INT}
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,7 @@ def parse_args(argv=None):
     parser.add_argument("--workers", type=int, default=None, help="data-loading processes (default: train.py's)")
     parser.add_argument("--out", default="benchmarks", help="folder for runs/ and the reports")
     args = parser.parse_args(argv)
+    cli.check_options(parser, args, OPTION_RULES)
     if any(RECIPES[row].two_stage for row in args.rows) and args.epochs < 2:
         parser.error("--epochs: two-stage rows need at least 2 epochs (one per stage)")
     if not 0 < args.head_fraction < 1:
@@ -191,15 +196,15 @@ def calibrate_step_seconds(args, num_classes, img_size):
 
 def estimate_seconds(args, pending, metadata):
     """Compute-only estimate of the pending stages: full step ~ 3 forwards, head step and eval ~ 1 forward."""
-    stages = [train.parse_args(argv) for _, argv in pending]
-    step_seconds = {size: calibrate_step_seconds(args, len(metadata.classes), size)
-                    for size in {stage.img_size for stage in stages}}
+    stages = [(option_value(argv, "--stage"), int(option_value(argv, "--img-size")), int(option_value(argv, "--epochs")))
+              for _, argv in pending]
+    step_seconds = {size: calibrate_step_seconds(args, len(metadata.classes), size) for _, size, _ in stages}
     total = 0.0
-    for stage in stages:
-        seconds = step_seconds[stage.img_size]
-        train_seconds = len(metadata.train) // args.batch_size * seconds * (1 / 3 if stage.stage == "head" else 1)
+    for stage, img_size, epochs in stages:
+        seconds = step_seconds[img_size]
+        train_seconds = len(metadata.train) // args.batch_size * seconds * (1 / 3 if stage == "head" else 1)
         eval_seconds = len(metadata.val) / args.batch_size * seconds / 3
-        total += stage.epochs * (train_seconds + eval_seconds)
+        total += epochs * (train_seconds + eval_seconds)
     return total
 
 
@@ -320,7 +325,9 @@ def main(argv=None):
         print(f"== [{number}/{len(plan)}] {row}, seed {seed}: {RECIPES[row].title}", flush=True)
         records = []
         for stage_dir, stage_argv in stages:
-            records.append(run_stage(stage_dir, stage_argv))
+            # A finished stage is not started again: its record holds its result and wall time.
+            records.append(load_record(stage_dir, stage_argv) if is_complete(stage_dir, stage_argv)
+                           else run_stage(stage_dir, stage_argv))
             if records[-1]["diverged"]:
                 break
         results.append({"row": row, "seed": seed, **read_result([stage_dir for stage_dir, _ in stages], records)})

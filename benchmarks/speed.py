@@ -6,7 +6,7 @@
 1. Data pipeline: images/s of read + decode + strong augmentation at --img-size through a real DataLoader, per
    worker count, from large photos (synthetic --photo-size JPEGs standing in for AI Challenger's camera photos)
    against the same photos re-encoded by cleaning.py's --max-side logic (cleaning.reencode_image).
-2. Training on --data-dir (the cleaned demo dataset by default): train.py's train_one_epoch fed by a real
+2. Training on --data-dir (the cleaned demo dataset by default): train.py's loop (engine.train_one_epoch) fed by a real
    DataLoader against the same function stepping on random tensors already in memory (the compute limit),
    for the full stage and the head stage (frozen backbone); evaluation images/s; peak memory.
 3. On CUDA (the default device when there is one): the same at --gpu-img-size with bf16 AMP and channels_last, and how many loader workers it takes
@@ -21,6 +21,7 @@ import resource
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -39,7 +40,7 @@ import dataset  # noqa: E402
 import longtail  # noqa: E402
 import models  # noqa: E402
 import recipe  # noqa: E402
-import train  # noqa: E402
+import engine  # noqa: E402
 from atomic_io import write_text  # noqa: E402
 from benchmarks.photos import render_photo  # noqa: E402
 from benchmarks.report import header_lines, markdown_table, start_snapshot  # noqa: E402
@@ -179,29 +180,35 @@ class TimedLoader:
             requested = finished
 
 
-def training_state(args, stage, img_size, amp, channels_last, num_classes, train_counts, device):
-    """What train.train_one_epoch needs, built with train.py's own builders (AdamW, cosine schedule, sqrt-weighted
-    CE with label smoothing, frozen backbone and HeadOnly for the head stage)."""
-    run_args = train.parse_args(["--model", args.model, "--stage", stage, "--epochs", "1", "--img-size",
-                                 str(img_size), "--amp", amp, "--channels-last", channels_last, "--no-pretrained"])
-    model = models.create_model(run_args.model, num_classes, pretrained=False, drop_rate=run_args.drop_rate)
+@dataclass
+class Loop:
+    """One stage's training loop as train.py sets it up, and what engine.train_one_epoch is called with."""
+    state: engine.TrainingState
+    criterion: torch.nn.Module
+    stage: str
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    channels_last: bool
+
+
+def training_loop(args, stage, img_size, amp, channels_last, num_classes, train_counts, device):
+    """The loop of a default train.py run of `stage`, built with engine's builders (AdamW at the stage recipe's LR,
+    cosine schedule, sqrt-weighted CE with label smoothing, frozen backbone and HeadOnly for the head stage)."""
+    model = models.create_model(args.model, num_classes, pretrained=False)
     data_config = resolve_data_config(model=model)
     if stage == "head":
         models.freeze_backbone(model)
     use_channels_last = runtime.use_channels_last(channels_last, device)
     model = model.to(device, memory_format=runtime.memory_format(use_channels_last))
-    parameters = [parameter for parameter in model.parameters() if parameter.requires_grad]
-    optimizer = train.build_optimizer(model, run_args)
-    scheduler = train.build_scheduler(optimizer, run_args, steps_per_epoch=10 ** 6)
-    autocast_dtype = runtime.amp_dtype(run_args.amp, device)
-    criterion = train.build_criterion(run_args, longtail.compute_class_weights(train_counts, "sqrt"),
-                                      train_counts).to(device)
-    state = dict(args=run_args, rank=0, device=device, model=model,
-                 trainable=models.HeadOnly(model) if stage == "head" else model, optimizer=optimizer,
-                 scheduler=scheduler, scaler=torch.amp.GradScaler(device.type, enabled=autocast_dtype == torch.float16),
-                 ema=None, criterion=criterion, amp_dtype=autocast_dtype, channels_last=use_channels_last,
-                 global_step=0, trainable_parameters=parameters)
-    return state, data_config
+    optimizer = engine.build_optimizer(model, recipe.settings(recipe.path_of(recipe.STAGE_RECIPES[stage]))["lr"])
+    autocast_dtype = runtime.amp_dtype(amp, device)
+    state = engine.TrainingState(
+        model=model, trainable=models.HeadOnly(model) if stage == "head" else model, optimizer=optimizer,
+        scheduler=engine.build_scheduler(optimizer, epochs=1, steps_per_epoch=10 ** 6),
+        scaler=torch.amp.GradScaler(device.type, enabled=autocast_dtype == torch.float16))
+    criterion = engine.build_criterion("ce", longtail.compute_class_weights(train_counts, "sqrt"),
+                                       train_counts).to(device)
+    return Loop(state, criterion, stage, device, autocast_dtype, use_channels_last), data_config
 
 
 def reset_peak_memory(device):
@@ -214,31 +221,32 @@ def peak_memory_gib(device):
     return torch.cuda.max_memory_allocated(device) / 2 ** 30 if device.type == "cuda" else float("nan")
 
 
-def time_training(state, batches):
-    """One pass of train_one_epoch over `batches`."""
+def time_training(loop, batches):
+    """One pass of engine.train_one_epoch over `batches`."""
     timed = TimedLoader(batches)
-    reset_peak_memory(state["device"])
-    progress = train.train_one_epoch(state, timed, 1,
-                                     {"steps": 0, "loss_sum": 0.0, "correct": 0, "images": 0, "seconds": 0.0})
-    return timed, progress["images"], progress["seconds"], peak_memory_gib(state["device"])
+    reset_peak_memory(loop.device)
+    progress = engine.train_one_epoch(loop.state, loop.criterion, timed, loop.device, 1, engine.new_epoch_progress(),
+                                      epochs=1, backbone_frozen=loop.stage == "head", amp_dtype=loop.amp_dtype,
+                                      channels_last=loop.channels_last)
+    return timed, progress["images"], progress["seconds"], peak_memory_gib(loop.device)
 
 
-def time_evaluation(state, batches):
-    """One pass of train.evaluate over `batches`."""
+def time_evaluation(loop, batches):
+    """One pass of engine.evaluate over `batches`."""
     timed = TimedLoader(batches)
-    reset_peak_memory(state["device"])
+    reset_peak_memory(loop.device)
     started = time.perf_counter()
-    _, targets = train.evaluate(state["model"], timed, state["device"], state["amp_dtype"], state["channels_last"], 1)
-    return timed, len(targets), time.perf_counter() - started, peak_memory_gib(state["device"])
+    _, targets = engine.evaluate(loop.state.model, timed, loop.device, loop.amp_dtype, loop.channels_last)
+    return timed, len(targets), time.perf_counter() - started, peak_memory_gib(loop.device)
 
 
-def compare(timer, state, sources):
+def compare(timer, loop, sources):
     """Times every (label, batches) source ROUNDS times, alternating, so a change in the machine's load hits
     them alike. Per source: images/s of the median step, of the whole passes, share of time waiting for data."""
     passes = {label: [] for label, _ in sources}
     for _ in range(ROUNDS):
         for label, batches in sources:
-            passes[label].append(timer(state, batches))
+            passes[label].append(timer(loop, batches))
     results = {}
     for label, runs in passes.items():
         seconds = sum(run[2] for run in runs)
@@ -275,8 +283,8 @@ def measure_training(args, metadata, img_size, amp, channels_last, device):
     in_memory, through_loader = "random tensors in memory", f"DataLoader, {args.workers} workers"
     rows, loaders = [], {}
     for stage in ("full", "head"):
-        state, data_config = training_state(args, stage, img_size, amp, channels_last, len(class_ids),
-                                            train_counts, device)
+        loop, data_config = training_loop(args, stage, img_size, amp, channels_last, len(class_ids),
+                                          train_counts, device)
         if not loaders:
             common = dict(img_size=img_size, mean=data_config["mean"], std=data_config["std"])
             train_set = dataset.LeafDataset(train_rows["path"], train_rows["label"].map(index_of),
@@ -288,11 +296,11 @@ def measure_training(args, metadata, img_size, amp, channels_last, device):
             loaders["val"] = torch.utils.data.DataLoader(val_set, batch_size=args.batch_size * 2, **loader_options)
             next(iter(loaders["train"]))  # starts the persistent workers outside the timed loop
         random_input = random_batches(steps_per_round, args.batch_size, img_size, len(class_ids), device)
-        time_training(state, random_input[:WARMUP_STEPS])
-        results = compare(time_training, state, [(in_memory, random_input), (through_loader, loaders["train"])])
+        time_training(loop, random_input[:WARMUP_STEPS])
+        results = compare(time_training, loop, [(in_memory, random_input), (through_loader, loaders["train"])])
         rows += [{"measurement": f"{stage} stage training", "data": data, **result} for data, result in results.items()]
     random_input = random_batches(-(-steps_per_round // 2), args.batch_size * 2, img_size, len(class_ids), device)
-    results = compare(time_evaluation, state, [(in_memory, random_input), (through_loader, loaders["val"])])
+    results = compare(time_evaluation, loop, [(in_memory, random_input), (through_loader, loaders["val"])])
     rows += [{"measurement": "evaluation", "data": data, **result} for data, result in results.items()]
     for row in rows:
         print(f"{row['measurement']}, {row['data']}: {row['images_per_s']:.1f} img/s", flush=True)
@@ -423,7 +431,7 @@ def gpu_section(args, metadata, sources, device):
     loop_ratio = rate(training, "full stage training", False) / gpu_rate
     body = [f"{name}, {args.gpu_img_size} px, bf16 autocast, channels_last, batch {args.batch_size}, training loader "
             f"{args.workers} worker(s).", "",
-            f"`train.train_one_epoch` and `train.evaluate` on a sample of `{args.data_dir}` through the DataLoader "
+            f"`engine.train_one_epoch` and `engine.evaluate` on a sample of `{args.data_dir}` through the DataLoader "
             f"(strong augmentation) against the same calls on random tensors already on the device, {args.steps} "
             f"steps each in {ROUNDS} alternating rounds; median step and whole pass:",
             "", *markdown_table(training_table(training, with_gpu_memory=device.type == "cuda")), "",
@@ -469,7 +477,7 @@ def main(argv=None):
             (f"Data pipeline: read + decode + strong augmentation at {args.img_size} px",
              [*photo_lines(sources, args), *markdown_table(pipeline_table(pipeline))]),
             (f"Training and evaluation on {device}",
-             [f"`train.train_one_epoch` and `train.evaluate` on a sample of `{args.data_dir}` (strong augmentation; "
+             [f"`engine.train_one_epoch` and `engine.evaluate` on a sample of `{args.data_dir}` (strong augmentation; "
               f"evaluation: resize + centre crop, batch {2 * args.batch_size}) against the same calls on random "
               f"tensors already in memory, {args.steps} training steps each, timed in {ROUNDS} alternating rounds "
               f"(in memory, loader, in memory, loader) so that other load on the machine hits both alike. The median "

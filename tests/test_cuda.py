@@ -12,6 +12,7 @@ import torch
 import yaml
 
 import dataset
+import engine
 import runtime
 import train
 
@@ -114,10 +115,10 @@ def test_evaluation_under_autocast_matches_fp32(tiny_cleaned, device, dtype):
                                         crop_pct=data_config["crop_pct"])
     loader = torch.utils.data.DataLoader(dataset.LeafDataset(metadata.val["path"], metadata.val["label"], transform),
                                          batch_size=5)
-    reference, reference_targets = train.evaluate(model, loader, torch.device("cpu"), None, False, world_size=1)
+    reference, reference_targets = engine.evaluate(model, loader, torch.device("cpu"), None, False, world_size=1)
     channels_last = device == "cuda"
     on_device = model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-    logits, targets = train.evaluate(on_device, loader, torch.device(device), dtype, channels_last, world_size=1)
+    logits, targets = engine.evaluate(on_device, loader, torch.device(device), dtype, channels_last, world_size=1)
     assert logits.dtype == torch.float32 and logits.device.type == "cpu"
     assert torch.equal(targets, reference_targets) and logits.shape == reference.shape == (len(metadata.val), 4)
     scale = reference.abs().max().item()

@@ -10,6 +10,7 @@ import timm
 import torch
 
 import dataset
+import engine
 import train
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,7 +35,7 @@ def test_torchrun_two_processes_gathers_whole_validation_set(tiny_cleaned, tmp_p
     transform = dataset.build_transform("eval", 32, last["mean"], last["std"], crop_pct=last["crop_pct"])
     val_set = dataset.LeafDataset(metadata.val["path"], metadata.val["label"], transform)
     loader = torch.utils.data.DataLoader(val_set, batch_size=5)
-    logits, targets = train.evaluate(model, loader, torch.device("cpu"), None, False, world_size=1)
+    logits, targets = engine.evaluate(model, loader, torch.device("cpu"), None, False, world_size=1)
     assert len(targets) == len(metadata.val)  # the distributed run saw every image once, too
     single, _, _ = train.metrics.classification_metrics(logits.numpy(), targets.numpy(), last["train_counts"])
     distributed = last["history"][-1]

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import atomic_io
+import engine
 import train
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,7 +78,7 @@ def test_resumed_epoch_images_per_second_counts_only_timed_steps(tiny_cleaned, t
     spent on them, including the first session's (here inflated to 1000 s), not over the resumed part only."""
     output = tmp_path / "interrupted"
     argv = ["--data-dir", str(tiny_cleaned), "--output", str(output), "--epochs", "2", *TINY]
-    real_build_loss = train.build_criterion
+    real_build_loss = engine.build_criterion
     calls = {"count": 0}
 
     class InterruptedInEpoch2(torch.nn.Module):
@@ -94,7 +95,7 @@ def test_resumed_epoch_images_per_second_counts_only_timed_steps(tiny_cleaned, t
     def interrupt_in_epoch_2(*args, **kwargs):
         return InterruptedInEpoch2(real_build_loss(*args, **kwargs))
 
-    monkeypatch.setattr(train, "build_criterion", interrupt_in_epoch_2)
+    monkeypatch.setattr(engine, "build_criterion", interrupt_in_epoch_2)
     with pytest.raises(KeyboardInterrupt):
         train.run(train.parse_args(argv))
     last = torch.load(output / "last.pth", weights_only=True)
@@ -102,7 +103,7 @@ def test_resumed_epoch_images_per_second_counts_only_timed_steps(tiny_cleaned, t
     assert last["epoch_progress"]["seconds"] > 0, "the interrupted session's time is saved with its images"
     last["epoch_progress"]["seconds"] += 1000.0
     torch.save(last, output / "last.pth")
-    monkeypatch.setattr(train, "build_criterion", real_build_loss)
+    monkeypatch.setattr(engine, "build_criterion", real_build_loss)
     train.run(train.parse_args([*argv, "--resume", "auto"]))
     row = pd.read_csv(output / "history.csv").iloc[1]
     assert row["epoch_seconds"] > 1000

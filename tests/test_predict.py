@@ -12,6 +12,7 @@ from timm.data import resolve_data_config
 
 import cleaning
 import dataset
+import engine
 import inference
 import predict
 import train
@@ -44,7 +45,7 @@ def training_time_logits(checkpoint_path, paths):
     _, _, eval_transform = train.build_transforms(args, resolve_data_config(model=model), checkpoint["train_counts"])
     loader = torch.utils.data.DataLoader(dataset.LeafDataset(paths, np.zeros(len(paths)), eval_transform),
                                          batch_size=16, shuffle=False)
-    logits, _ = train.evaluate(model, loader, torch.device("cpu"), None, False, 1)
+    logits, _ = engine.evaluate(model, loader, torch.device("cpu"), None, False, 1)
     return logits
 
 

@@ -64,7 +64,7 @@ def test_missing_tensorboard_is_a_one_line_error(tiny_cleaned, tmp_path, monkeyp
 def test_a_failed_run_logs_its_error(tiny_cleaned, tmp_path, capsys, monkeypatch):
     output = tmp_path / "run"
 
-    def failing_reports(state):
+    def failing_reports(context, state):
         raise train.UserError("reports failed after epoch 1")
 
     monkeypatch.setattr(train, "write_history_and_curves", failing_reports)

@@ -3,6 +3,7 @@ import pytest
 import timm
 import torch
 
+import errors
 import longtail
 import losses
 import train
@@ -88,8 +89,8 @@ def test_resume_continues_at_next_epoch_with_the_same_lr(tiny_cleaned, tmp_path,
     uninterrupted = run_stage(tiny_cleaned, tmp_path / "straight", "--epochs", "3", "--warmup-epochs", "1")
     original_end_epoch = train.end_epoch
 
-    def crash_after_epoch_2(state, epoch, *args):
-        original_end_epoch(state, epoch, *args)
+    def crash_after_epoch_2(context, state, epoch, *args):
+        original_end_epoch(context, state, epoch, *args)
         if epoch == 2:
             raise KeyboardInterrupt
 
@@ -137,7 +138,7 @@ def test_nan_loss_stops_the_run_and_keeps_last_good_epoch(tiny_cleaned, tmp_path
 
     monkeypatch.setattr(losses, "build_loss", build_failing_loss)
     output = tmp_path / "nan"
-    with pytest.raises(train.TrainingDiverged, match="loss became nan at epoch 2"):
+    with pytest.raises(errors.TrainingDiverged, match="loss became nan at epoch 2"):
         run_stage(tiny_cleaned, output, "--epochs", "3")
     assert load(output / "last.pth")["epoch"] == 1
     assert load(output / "best.pth")["epoch"] == 1
