@@ -3,6 +3,8 @@ import torch
 import torch.nn.functional as F
 
 LOSSES = ("ce", "focal", "logit-adjusted")
+FOCAL_GAMMA = 2.0  # Lin et al.'s choice; train.py --focal-gamma
+LA_TAU = 1.0  # Menon et al.'s choice; train.py --la-tau
 
 
 class FocalLoss(torch.nn.Module):
@@ -11,7 +13,7 @@ class FocalLoss(torch.nn.Module):
     Reduced like weighted cross-entropy: sum(w_t * loss_t) / sum(w_t), so gamma=0 equals CrossEntropyLoss.
     """
 
-    def __init__(self, weight=None, gamma=2.0, label_smoothing=0.0):
+    def __init__(self, weight=None, gamma=FOCAL_GAMMA, label_smoothing=0.0):
         super().__init__()
         self.register_buffer("weight", weight)
         self.gamma = gamma
@@ -33,7 +35,7 @@ class LogitAdjustedLoss(torch.nn.Module):
     nothing needs correcting at inference. The prior is the training-split class frequency.
     """
 
-    def __init__(self, class_counts, tau=1.0, weight=None, label_smoothing=0.0):
+    def __init__(self, class_counts, tau=LA_TAU, weight=None, label_smoothing=0.0):
         super().__init__()
         counts = torch.as_tensor(class_counts, dtype=torch.float32)
         self.register_buffer("log_prior", torch.log(counts / counts.sum()))
@@ -46,7 +48,7 @@ class LogitAdjustedLoss(torch.nn.Module):
         return F.cross_entropy(adjusted, targets, weight=self.weight, label_smoothing=self.label_smoothing)
 
 
-def build_loss(name, class_weights=None, class_counts=None, label_smoothing=0.0, focal_gamma=2.0, tau=1.0):
+def build_loss(name, class_weights=None, class_counts=None, label_smoothing=0.0, focal_gamma=FOCAL_GAMMA, tau=LA_TAU):
     """The training criterion; `class_weights` is a float tensor (or None for unweighted)."""
     if name == "ce":
         return torch.nn.CrossEntropyLoss(weight=class_weights, label_smoothing=label_smoothing)

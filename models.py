@@ -6,6 +6,7 @@ from timm.utils import freeze
 from errors import UserError
 
 DEFAULT_MODEL = "tf_efficientnet_lite0"
+DEFAULT_DROP_RATE = 0.2  # dropout before the classifier (train.py --drop-rate)
 MIN_IMG_SIZE, MAX_IMG_SIZE = 32, 4096  # below 32 px the models' 32x downsampling leaves nothing to pool
 NO_WEIGHTS_HINT = "use --pretrained-file PATH for a local weights file or --no-pretrained to train from scratch"
 
@@ -35,7 +36,7 @@ def _offline_lite0_state_dict():
     return mapped
 
 
-def create_model(name, num_classes, pretrained=True, pretrained_file=None, drop_rate=0.2):
+def create_model(name, num_classes, pretrained=True, pretrained_file=None, drop_rate=DEFAULT_DROP_RATE):
     """A timm model with a fresh `num_classes` head.
 
     Weights: `pretrained_file` if given; else for the default model the offline package; else timm's own

@@ -103,7 +103,7 @@ def build_parser():
     model.add_argument("--no-pretrained", action="store_true", help="random initialisation")
     model.add_argument("--init-from", default=None, help="start from another run's checkpoint (stage 2 from stage 1)")
     model.add_argument("--img-size", type=int, default=recipe_default["img_size"], help=from_recipe)
-    model.add_argument("--drop-rate", type=float, default=0.2)
+    model.add_argument("--drop-rate", type=float, default=models.DEFAULT_DROP_RATE)
 
     stage = parser.add_argument_group("stage and optimisation")
     stage.add_argument("--stage", choices=tuple(recipe.STAGE_RECIPES), default=recipe_default["stage"],
@@ -125,8 +125,8 @@ def build_parser():
                                 "(auto: sqrt, or none with --loss logit-adjusted)")
     imbalance.add_argument("--effective-beta", type=float, default=0.999)
     imbalance.add_argument("--loss", choices=losses.LOSSES, default="ce")
-    imbalance.add_argument("--focal-gamma", type=float, default=2.0)
-    imbalance.add_argument("--la-tau", type=float, default=1.0, help="logit-adjusted loss temperature")
+    imbalance.add_argument("--focal-gamma", type=float, default=losses.FOCAL_GAMMA)
+    imbalance.add_argument("--la-tau", type=float, default=losses.LA_TAU, help="logit-adjusted loss temperature")
     imbalance.add_argument("--label-smoothing", type=float, default=engine.LABEL_SMOOTHING)
     imbalance.add_argument("--sampler", choices=longtail.WEIGHT_SCHEMES[:2] + ("none",), default="none",
                            help="class-aware sampling: sqrt or inverse oversample tail classes")
@@ -483,7 +483,7 @@ def _run(args, process, resume_path, console_log):
                 log(rank, f"interrupted in epoch {epoch} after {progress['steps']} steps; saved {output / 'last.pth'}; "
                           f"continue with --resume auto")
                 raise
-            end_epoch(context, state, epoch, progress, val_loader, tensorboard)
+            validate_and_save_epoch(context, state, epoch, progress, val_loader, tensorboard)
     finally:
         if tensorboard is not None:
             tensorboard.close()
@@ -504,7 +504,7 @@ def save_last_every_steps(context, state, epoch):
     return save_last_on_schedule
 
 
-def end_epoch(context, state, epoch, progress, val_loader, tensorboard=None):
+def validate_and_save_epoch(context, state, epoch, progress, val_loader, tensorboard=None):
     """Validate, record the epoch in the history, and (rank 0) write last.pth, best.pth, the reports and the
     TensorBoard events."""
     args, rank, world_size = context.args, context.rank, context.world_size

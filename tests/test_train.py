@@ -87,18 +87,18 @@ def test_checkpoint_loads_with_timm_create_model(tiny_cleaned, stage1):
 
 def test_resume_continues_at_next_epoch_with_the_same_lr(tiny_cleaned, tmp_path, monkeypatch):
     uninterrupted = run_stage(tiny_cleaned, tmp_path / "straight", "--epochs", "3", "--warmup-epochs", "1")
-    original_end_epoch = train.end_epoch
+    original_validate_and_save_epoch = train.validate_and_save_epoch
 
     def crash_after_epoch_2(context, state, epoch, *args):
-        original_end_epoch(context, state, epoch, *args)
+        original_validate_and_save_epoch(context, state, epoch, *args)
         if epoch == 2:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(train, "end_epoch", crash_after_epoch_2)
+    monkeypatch.setattr(train, "validate_and_save_epoch", crash_after_epoch_2)
     with pytest.raises(KeyboardInterrupt):
         run_stage(tiny_cleaned, tmp_path / "crashed", "--epochs", "3", "--warmup-epochs", "1")
     assert load(tmp_path / "crashed" / "last.pth")["epoch"] == 2
-    monkeypatch.setattr(train, "end_epoch", original_end_epoch)
+    monkeypatch.setattr(train, "validate_and_save_epoch", original_validate_and_save_epoch)
     run_stage(tiny_cleaned, tmp_path / "crashed", "--epochs", "3", "--warmup-epochs", "1", "--resume", "auto")
     straight = pd.read_csv(uninterrupted / "history.csv")
     resumed = pd.read_csv(tmp_path / "crashed" / "history.csv")
