@@ -53,6 +53,11 @@ def _weak_pipeline(img_size):
     ]
 
 
+# The seed's rotation range for strong augmentation (its checklist greps this line); train.py's --rotate-limit
+# default.
+STRONG_AUGMENTATION = dict(rotate_limit=45)
+
+
 def _strong_pipeline(img_size, rotate_limit):
     """The seed's "after": leaves have no canonical orientation, field photos have shadows and deformation.
 
@@ -94,8 +99,8 @@ def _eval_pipeline(img_size, crop_pct):
     ]
 
 
-def build_transform(kind, img_size, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), rotate_limit=45,
-                    crop_pct=0.875, normalize=True):
+def build_transform(kind, img_size, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
+                    rotate_limit=STRONG_AUGMENTATION["rotate_limit"], crop_pct=0.875, normalize=True):
     """An albumentations pipeline: 'plain', 'weak', 'strong' or 'heavy' for training, 'eval' (resize + center crop).
 
     With normalize=False it stops before Normalize/ToTensor and returns HWC uint8, for plotting.

@@ -134,7 +134,7 @@ def build_parser():
     augmentation = parser.add_argument_group("augmentation")
     augmentation.add_argument("--augment", choices=dataset.AUGMENTATIONS, default=recipe_default["augment"],
                               help=from_recipe)
-    augmentation.add_argument("--rotate-limit", type=int, default=45)
+    augmentation.add_argument("--rotate-limit", type=int, default=dataset.STRONG_AUGMENTATION["rotate_limit"])
     augmentation.add_argument("--targeted-aug-below", type=int, default=0,
                               help="classes with fewer training images get the 'heavy' pipeline (0 disables)")
 

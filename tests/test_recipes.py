@@ -36,6 +36,16 @@ def test_without_a_config_each_stage_takes_its_recipes_lr_and_warmup():
     assert (head.lr, head.warmup_epochs) == (1e-3, 0) and (full.lr, full.warmup_epochs) == (3e-4, 5)
 
 
+def test_the_seeds_rotation_range_is_the_default_of_train_py_and_of_the_strong_pipeline():
+    import albumentations as A
+
+    import dataset
+    assert train.parse_args([]).rotate_limit == 45
+    strong = dataset.build_transform("strong", img_size=32)
+    rotations = [step for step in strong.transforms if isinstance(step, A.Rotate)]
+    assert len(rotations) == 1 and tuple(rotations[0].limit) == (-45, 45)
+
+
 @pytest.mark.parametrize("content, message", [
     ("epochs: 3\nlearning_rate: 0.1\n", "'learning_rate' is not a train.py option"),
     ("augment: extreme\n", "augment: 'extreme' is not one of"),
