@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The seed's fix, end to end: sqrt class weights, strong augmentation, 320 px, and two stages:
+# The seed's fix, end to end: sqrt class weights, strong augmentation, 320 px, and two stages (plus class-aware
+# sqrt sampling, chosen on real photos: benchmarks/realdata_final.md; SAMPLER=none leaves it out):
 #   stage 1: frozen backbone, only the classifier trains (recipes/fixed_stage1.yaml) -> checkpoints/task1_stage1
 #   stage 2: everything trains from stage 1's best (recipes/fixed_stage2.yaml)      -> checkpoints/task1_stage2
 #   then:    post-hoc logit adjustment of stage 2's best.pth, tau chosen on validation (CALIBRATE=0 skips it)
@@ -11,7 +12,8 @@
 # Settings (environment variables; unset ones come from the two recipes, on the demo data with the changes in
 # recipes/demo.yaml; BATCH_SIZE and MODEL from train.py's defaults):
 #   IMG_SIZE   STAGE1_EPOCHS   STAGE1_LR   STAGE2_EPOCHS   STAGE2_LR   WARMUP_EPOCHS   BATCH_SIZE   MODEL
-#   CLASS_WEIGHTS   AUGMENT   PRETRAINED 1 (0: from scratch)   PRETRAINED_FILE (local weights)
+#   CLASS_WEIGHTS   AUGMENT   SAMPLER (the recipes' sqrt; none: the seed's fix exactly)
+#   PRETRAINED 1 (0: from scratch)   PRETRAINED_FILE (local weights)
 #   OUT_ROOT checkpoints   RUN_NAME task1
 #   EXTRA_ARGS (appended to both train.py calls, e.g. "--sampler sqrt --workers 4")   CALIBRATE 1 (0: skip step 3)
 #   DATA_SOURCE, DATA_FORMAT, VAL_LIST, DATA_DIR, PYTHON, LAUNCHER, DEMO_SCALE, DEMO_IMAGE_SIZE: see scripts/common.sh
@@ -35,6 +37,7 @@ add_if_set COMMON_ARGS --img-size "${IMG_SIZE:-}"
 add_if_set COMMON_ARGS --batch-size "${BATCH_SIZE:-}"
 add_if_set COMMON_ARGS --class-weights "${CLASS_WEIGHTS:-}"
 add_if_set COMMON_ARGS --augment "${AUGMENT:-}"
+add_if_set COMMON_ARGS --sampler "${SAMPLER:-}"
 COMMON_ARGS+=(--resume auto "${PRETRAINED_ARGS[@]}" "${EXTRA_TRAIN_ARGS[@]}")
 STAGE1_ARGS=(--config recipes/fixed_stage1.yaml --output "$STAGE1_DIR")
 add_if_set STAGE1_ARGS --epochs "${STAGE1_EPOCHS:-}"

@@ -77,8 +77,9 @@ def test_a_rank_that_cannot_see_the_checkpoint_fails_every_rank(tiny_cleaned, tm
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode != 0
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 2, result.stderr[-3000:]  # one line per rank, the same line
-    assert errors[0] == errors[1]
+    # Each rank prints the same line; torchrun stops the other rank as soon as one exits, so on a loaded machine
+    # the second line can be cut off before it is printed (the run still ends: the timeout would catch a hang).
+    assert 1 <= len(errors) <= 2 and len(set(errors)) == 1, result.stderr[-3000:]
     assert "rank 1 on" in errors[0] and "cannot read the checkpoint rank 0 resumes from" in errors[0]
     assert "shared filesystem" in errors[0]
     assert (tmp_path / "rank0" / "run" / "last.pth").read_bytes() == before

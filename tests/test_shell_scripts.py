@@ -41,6 +41,7 @@ def test_train_fixed_chains_stage1_into_stage2_on_the_demo(tiny_env):
     assert stage2["parent"]["path"].endswith("task1_stage1/best.pth")
     assert stage2["num_classes"] == 61 and stage2["img_size"] == 32
     assert stage2["args"]["class_weights"] == "sqrt" and stage2["args"]["augment"] == "strong"
+    assert stage1["args"]["sampler"] == stage2["args"]["sampler"] == "sqrt"  # the recipes' choice on field13
     assert pd.read_csv(checkpoints / "task1_stage2" / "history.csv")["epoch"].tolist() == [1, 2]
     assert (checkpoints / "task1_stage2" / "training_curves.png").stat().st_size > 0
     assert (Path(tiny_env["DATA_DIR"]) / "metadata" / "class_weights_sqrt.csv").exists()
