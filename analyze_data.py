@@ -313,7 +313,7 @@ def plot_augmentation_examples(metadata, path, seed):
         class_row = metadata.classes.loc[metadata.classes["id"] == class_id].iloc[0]
         image_path = metadata.train.loc[metadata.train["label"] == class_id, "path"].sort_values().iloc[0]
         image = read_image_rgb(image_path)
-        transform = build_transform(kind, AUGMENTATION_IMG_SIZE, normalize=False)
+        transform = build_transform(kind, AUGMENTATION_IMG_SIZE, to_tensor=False)
         transform.set_random_seed(seed + row)
         row_axes = axes[row]
         row_axes[0].imshow(image)

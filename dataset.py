@@ -99,12 +99,11 @@ def _eval_pipeline(img_size, crop_pct):
     ]
 
 
-def build_transform(kind, img_size, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
-                    rotate_limit=STRONG_AUGMENTATION["rotate_limit"], crop_pct=0.875, normalize=True):
+def build_transform(kind, img_size, rotate_limit=STRONG_AUGMENTATION["rotate_limit"], crop_pct=0.875, to_tensor=True):
     """An albumentations pipeline: 'plain', 'weak', 'strong' or 'heavy' for training, 'eval' (resize + center crop).
 
-    With normalize=False it stops before Normalize/ToTensor and returns HWC uint8, for plotting.
-    mean/std come from the model's pretrained config so the pretrained features see what they expect.
+    It returns a uint8 CHW tensor, which ModelInput turns into the model's normalised float input on the device; with
+    to_tensor=False it returns the HWC uint8 image, for plotting.
     """
     if kind == "plain":
         steps = _plain_pipeline(img_size)
@@ -118,9 +117,40 @@ def build_transform(kind, img_size, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
         steps = _eval_pipeline(img_size, crop_pct)
     else:
         raise UserError(f"unknown augmentation '{kind}' (choose plain, weak, strong, heavy or eval)")
-    if normalize:
-        steps += [A.Normalize(mean=mean, std=std, max_pixel_value=255.0), ToTensorV2()]
+    if to_tensor:
+        steps.append(ToTensorV2())
     return A.Compose(steps)
+
+
+class ModelInput:
+    """Turns a batch of transformed images (uint8, N x 3 x H x W, as a loader yields them) into the model's input:
+    on `device`, float, normalised with the pretrained mean and std (0-1 scale, the model's data config) so the
+    pretrained features see what they expect, in the model's memory format.
+
+    Normalising here rather than in each loader worker (timm's PrefetchLoader does the same) saves the workers a
+    float pass per image (benchmarks/feeding.md) and sends a quarter of the bytes through the workers' shared
+    memory and the pinned-memory copy; on a GPU the arithmetic costs nothing.
+    """
+
+    def __init__(self, device, mean, std, channels_last=False):
+        self.device = torch.device(device)
+        self.channels_last = channels_last
+        shape = (1, len(mean), 1, 1)
+        # Put on the device once: made per batch, they would be copied from pageable memory, and such a copy makes
+        # the host wait for the GPU's queued work at every step.
+        self.mean = (torch.tensor(mean, dtype=torch.float32) * 255).view(shape).to(self.device)
+        self.std = (torch.tensor(std, dtype=torch.float32) * 255).view(shape).to(self.device)
+
+    @classmethod
+    def for_config(cls, config, device, channels_last=False):
+        """From anything that carries the model's "mean" and "std": timm's data config, a checkpoint, an exported
+        model's card."""
+        return cls(device, [float(value) for value in config["mean"]], [float(value) for value in config["std"]],
+                   channels_last)
+
+    def __call__(self, images):
+        images = images.to(self.device, non_blocking=True).float().sub_(self.mean).div_(self.std)
+        return images.contiguous(memory_format=torch.channels_last) if self.channels_last else images
 
 
 def describe_transform(transform):

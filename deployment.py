@@ -174,7 +174,7 @@ def compare_logits(reference_model, exported_model, images, batch_size=8):
 
 
 def transformed_images(paths, card):
-    """The eval-transformed tensors of the readable `paths` (N, 3, H, W), as predict.py feeds the model."""
+    """The model's input for the readable `paths` (N, 3, H, W, float on the CPU), as predict.py feeds it."""
     transform = inference.eval_transform(card)
     tensors = [transform(image=dataset.read_image_rgb(path))["image"] for path in paths]
-    return torch.stack(tensors)
+    return inference.model_input(card, torch.device("cpu"))(torch.stack(tensors))

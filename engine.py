@@ -51,7 +51,7 @@ class RunContext:
     data_config: dict  # timm's resolve_data_config: mean, std, crop_pct
     dataset_fingerprint: str
     amp_dtype: torch.dtype | None
-    channels_last: bool
+    model_input: object  # dataset.ModelInput: the loaders' uint8 batches as the model's input on `device`
 
 
 @dataclass
@@ -156,13 +156,15 @@ def current_lr(optimizer):
 # ----------------------------------------------------------------------------------------------------
 # One epoch of training, one pass of evaluation
 # ----------------------------------------------------------------------------------------------------
-def train_one_epoch(state, criterion, loader, device, epoch, progress, *, epochs, backbone_frozen=False,
-                    clip_grad=CLIP_GRAD, amp_dtype=None, channels_last=False, show_progress=True, after_step=None):
+def train_one_epoch(state, criterion, loader, model_input, epoch, progress, *, epochs, backbone_frozen=False,
+                    clip_grad=CLIP_GRAD, amp_dtype=None, show_progress=True, after_step=None):
     """Trains `state` until the loader is exhausted, continuing a partly-done epoch's `progress`
     (new_epoch_progress() for a fresh one), which it updates in place and returns. backbone_frozen: the head
-    stage (state.trainable is HeadOnly): features under no_grad. after_step(progress) runs after every update
+    stage (state.trainable is HeadOnly): features under no_grad. model_input (dataset.ModelInput) puts the
+    loader's uint8 batches on its device as the model's input. after_step(progress) runs after every update
     (train.py's --save-every-steps). A non-finite loss raises TrainingDiverged before the update."""
     model, optimizer, scaler = state.model, state.optimizer, state.scaler
+    device = model_input.device
     trainable_parameters = [parameter for parameter in model.parameters() if parameter.requires_grad]
     models.set_train_mode(model, backbone_frozen=backbone_frozen)
     bar = progress_bar(loader, desc=f"epoch {epoch}/{epochs}", disable=not show_progress, leave=False,
@@ -174,7 +176,7 @@ def train_one_epoch(state, criterion, loader, device, epoch, progress, *, epochs
     seconds_before = progress["seconds"]
     images_this_session = 0
     for images, targets in bar:
-        images = runtime.to_device(images, device, channels_last)
+        images = model_input(images)
         targets = targets.to(device, non_blocking=True)
         if backbone_frozen:
             with torch.no_grad(), runtime.autocast(device, amp_dtype):
@@ -221,15 +223,15 @@ def train_one_epoch(state, criterion, loader, device, epoch, progress, *, epochs
 
 
 @torch.no_grad()
-def evaluate(model, loader, device, amp_dtype=None, channels_last=False, world_size=1, desc=None):
-    """Logits and targets for the whole validation set, gathered from every rank; a progress bar named `desc`
-    when given."""
+def evaluate(model, loader, model_input, amp_dtype=None, world_size=1, desc=None):
+    """Logits and targets for the whole validation set (the loader's uint8 batches made the model's input by
+    model_input, a dataset.ModelInput), gathered from every rank; a progress bar named `desc` when given."""
     model.eval()
     all_logits, all_targets = [], []
     for images, targets in progress_bar(loader, desc=desc, disable=desc is None, leave=False, dynamic_ncols=True,
                                         mininterval=1.0):
-        images = runtime.to_device(images, device, channels_last)
-        with runtime.autocast(device, amp_dtype):
+        images = model_input(images)
+        with runtime.autocast(model_input.device, amp_dtype):
             logits = model(images)
         all_logits.append(logits.float().cpu())
         all_targets.append(targets)

@@ -95,7 +95,7 @@ def main(argv=None):
     device = runtime.resolve_device(args.device)
     amp_dtype = runtime.amp_dtype(args.amp, device)
     scores, indices, unreadable = inference.predict_scores(
-        model, labelled.paths, inference.eval_transform(checkpoint), checkpoint["img_size"], device,
+        model, labelled.paths, checkpoint, device,
         batch_size=args.batch_size, workers=args.workers, tta=args.tta, amp_dtype=amp_dtype, desc="evaluate")
     write_csv(output / "unreadable.csv", pd.DataFrame(unreadable, columns=["path", "reason"]))
     if unreadable:

@@ -78,14 +78,15 @@ def overlay(rgb_image, heat_map, image_weight=0.55):
 def explained_images(model, checkpoint, paths, class_indices, device, batch_size=16):
     """Yield (path, eval crop, Grad-CAM overlay for the given class) per image, both uint8 RGB of the model's
     input size, computed a batch at a time on `device`."""
-    normalized = inference.eval_transform(checkpoint)
+    transform = inference.eval_transform(checkpoint)
+    to_input = inference.model_input(checkpoint, device)
     crop = inference.eval_crop_transform(checkpoint)
     cam = GradCam(model.to(device))
     try:
         for start in range(0, len(paths), batch_size):
             batch_paths = paths[start:start + batch_size]
             images = [cleaning.read_checked_rgb(path) for path in batch_paths]
-            tensors = torch.stack([normalized(image=image)["image"] for image in images]).to(device)
+            tensors = to_input(torch.stack([transform(image=image)["image"] for image in images]))
             heat_maps = cam.maps(tensors, class_indices[start:start + batch_size])
             for path, image, heat_map in zip(batch_paths, images, heat_maps):
                 cropped = crop(image=image)["image"]

@@ -39,14 +39,19 @@ def build_model(checkpoint, path):
 
 
 def eval_transform(checkpoint):
-    """The exact validation transform train.py used for this checkpoint."""
-    return dataset.build_transform("eval", checkpoint["img_size"], checkpoint["mean"], checkpoint["std"],
-                                   crop_pct=checkpoint["crop_pct"])
+    """The exact validation transform train.py used for this checkpoint (uint8 CHW tensors; model_input finishes
+    them)."""
+    return dataset.build_transform("eval", checkpoint["img_size"], crop_pct=checkpoint["crop_pct"])
 
 
 def eval_crop_transform(checkpoint):
     """eval_transform's resize and centre crop alone (HxWx3 uint8): the pixels the model sees, for display."""
-    return dataset.build_transform("eval", checkpoint["img_size"], crop_pct=checkpoint["crop_pct"], normalize=False)
+    return dataset.build_transform("eval", checkpoint["img_size"], crop_pct=checkpoint["crop_pct"], to_tensor=False)
+
+
+def model_input(checkpoint, device):
+    """The checkpoint's normalisation on `device` (dataset.ModelInput), channels_last where it pays."""
+    return dataset.ModelInput.for_config(checkpoint, device, runtime.use_channels_last("auto", device))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -86,7 +91,7 @@ class ImageFiles(torch.utils.data.Dataset):
     def __init__(self, paths, transform, img_size):
         self.paths = list(paths)
         self.transform = transform
-        self.blank = torch.zeros(3, img_size, img_size)
+        self.blank = torch.zeros(3, img_size, img_size, dtype=torch.uint8)
 
     def __len__(self):
         return len(self.paths)
@@ -100,17 +105,17 @@ class ImageFiles(torch.utils.data.Dataset):
 
 
 @torch.no_grad()
-def predict_scores(model, paths, transform, img_size, device, batch_size=64, workers=0, tta=False,
-                   amp_dtype=None, desc="predict"):
+def predict_scores(model, paths, checkpoint, device, batch_size=64, workers=0, tta=False, amp_dtype=None,
+                   desc="predict"):
     """Scores (N_readable, K) for the readable images, their indices into `paths`, and [(path, reason)] for the rest.
 
-    Scores are the logits, or with `tta` the log of the mean softmax over the image and its horizontal flip:
+    `checkpoint` (or an exported model's card) says how images are transformed. Scores are the logits, or with `tta` the log of the mean softmax over the image and its horizontal flip:
     either way softmax(scores) are the probabilities and argmax the prediction.
     """
-    channels_last = runtime.use_channels_last("auto", device)
-    model = model.to(device, memory_format=runtime.memory_format(channels_last)).eval()
+    to_input = model_input(checkpoint, device)
+    model = model.to(device, memory_format=runtime.memory_format(to_input.channels_last)).eval()
     loader = torch.utils.data.DataLoader(
-        ImageFiles(paths, transform, img_size), batch_size=batch_size, shuffle=False, num_workers=workers,
+        ImageFiles(paths, eval_transform(checkpoint), checkpoint["img_size"]), batch_size=batch_size, shuffle=False, num_workers=workers,
         pin_memory=device.type == "cuda", worker_init_fn=dataset.worker_init)
     all_scores, all_indices, rejected = [], [], []
     with progress.bar(total=len(paths), desc=desc, unit="img", dynamic_ncols=True, mininterval=1.0) as bar:
@@ -120,7 +125,7 @@ def predict_scores(model, paths, transform, img_size, device, batch_size=64, wor
             bar.update(len(indices))
             if not ok.any():
                 continue
-            images = runtime.to_device(images[ok], device, channels_last)
+            images = to_input(images[ok])
             views = [images, torch.flip(images, dims=[3])] if tta else [images]
             with runtime.autocast(device, amp_dtype):
                 view_logits = [model(view).float() for view in views]

@@ -38,20 +38,18 @@ def plot_training_curves(history, path, title="Training curves"):
     save_figure(fig, path)
 
 
-def plot_batch_grid(images, labels, class_names, mean, std, path, title="First training batch after augmentation"):
-    """A grid of (normalised CHW tensor) images un-normalised for display, each titled with its class."""
-    images = np.asarray(images, dtype=np.float32)
+def plot_batch_grid(images, labels, class_names, path, title="First training batch after augmentation"):
+    """A grid of a loader's images (uint8 CHW, as the augmentation left them), each titled with its class."""
+    images = np.asarray(images)
     count = min(len(images), 32)
     columns = min(8, count)
     rows = math.ceil(count / columns)
     fig, axes = plt.subplots(rows, columns, figsize=(2.0 * columns, 2.2 * rows), squeeze=False)
-    mean = np.asarray(mean, dtype=np.float32)[:, None, None]
-    std = np.asarray(std, dtype=np.float32)[:, None, None]
     for index, axis in enumerate(axes.flat):
         axis.axis("off")
         if index >= count:
             continue
-        picture = np.clip(images[index] * std + mean, 0, 1).transpose(1, 2, 0)
+        picture = images[index].transpose(1, 2, 0)
         axis.imshow(picture)
         axis.set_title(abbreviate(class_names[labels[index]], 24), fontsize=7)
     fig.suptitle(title)

@@ -241,10 +241,9 @@ def main(argv=None):
     images, skipped = inference.find_images(args.paths) if args.paths else ([], [])
     device = runtime.resolve_device(args.device)
     amp_dtype = runtime.amp_dtype(args.amp, device)
-    transform = inference.eval_transform(checkpoint)
 
     def score_images(paths, desc):
-        return inference.predict_scores(model, paths, transform, checkpoint["img_size"], device,
+        return inference.predict_scores(model, paths, checkpoint, device,
                                         batch_size=args.batch_size, workers=args.workers, tta=args.tta,
                                         amp_dtype=amp_dtype, desc=desc)
 

@@ -142,12 +142,3 @@ def memory_format(channels_last):
     import torch
 
     return torch.channels_last if channels_last else torch.contiguous_format
-
-
-def to_device(images, device, channels_last):
-    """A batch of images on the device, in the memory format the model was put in."""
-    import torch
-
-    images = images.to(device, non_blocking=True)
-    return images.contiguous(memory_format=torch.channels_last) if channels_last else images
-

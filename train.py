@@ -206,13 +206,12 @@ def resolve_class_weights(args, class_ids, train_counts, excluded):
 
 def build_transforms(args, data_config, train_counts):
     """Training transform, per-class overrides for targeted augmentation, and the eval transform."""
-    common = dict(img_size=args.img_size, mean=data_config["mean"], std=data_config["std"])
-    train_transform = dataset.build_transform(args.augment, rotate_limit=args.rotate_limit, **common)
+    train_transform = dataset.build_transform(args.augment, args.img_size, rotate_limit=args.rotate_limit)
     targeted = {}
     if args.targeted_aug_below > 0:
-        heavy = dataset.build_transform("heavy", **common)
+        heavy = dataset.build_transform("heavy", args.img_size)
         targeted = {index: heavy for index, count in enumerate(train_counts) if count < args.targeted_aug_below}
-    eval_transform = dataset.build_transform("eval", crop_pct=data_config["crop_pct"], **common)
+    eval_transform = dataset.build_transform("eval", args.img_size, crop_pct=data_config["crop_pct"])
     return train_transform, targeted, eval_transform
 
 
@@ -418,7 +417,8 @@ def _run(args, process, resume_path, console_log):
         args=args, device=device, rank=rank, world_size=world_size, output=output, class_ids=class_ids,
         class_names=[str(name) for name in metadata.classes["name"]], train_counts=train_counts,
         class_weights=class_weights, data_config=data_config, dataset_fingerprint=fingerprint,
-        amp_dtype=runtime.amp_dtype(args.amp, device), channels_last=channels_last)
+        amp_dtype=runtime.amp_dtype(args.amp, device),
+        model_input=dataset.ModelInput.for_config(data_config, device, channels_last))
 
     trainable = models.HeadOnly(model) if args.stage == "head" else model
     if dist.is_initialized():
@@ -474,9 +474,9 @@ def _run(args, process, resume_path, console_log):
                 write_batch_grid(context, train_loader)
             try:
                 engine.train_one_epoch(
-                    state, criterion, train_loader, device, epoch, progress, epochs=args.epochs,
+                    state, criterion, train_loader, context.model_input, epoch, progress, epochs=args.epochs,
                     backbone_frozen=args.stage == "head", clip_grad=args.clip_grad, amp_dtype=context.amp_dtype,
-                    channels_last=channels_last, show_progress=rank == 0,
+                    show_progress=rank == 0,
                     after_step=save_last_every_steps(context, state, epoch))
             except KeyboardInterrupt:
                 save_last(context, state, epoch_in_progress=epoch, progress=progress)
@@ -510,8 +510,7 @@ def validate_and_save_epoch(context, state, epoch, progress, val_loader, tensorb
     args, rank, world_size = context.args, context.rank, context.world_size
     evaluated_model = state.ema.module if state.ema is not None else state.model
     eval_start = time.perf_counter()
-    logits, targets = engine.evaluate(evaluated_model, val_loader, context.device, context.amp_dtype,
-                                      context.channels_last, world_size,
+    logits, targets = engine.evaluate(evaluated_model, val_loader, context.model_input, context.amp_dtype, world_size,
                                       desc=f"validation {epoch}/{args.epochs}" if rank == 0 else None)
     result, per_class, confusion = engine.validation_metrics(logits, targets, context.train_counts,
                                                              args.many_threshold, args.few_threshold)
@@ -583,7 +582,7 @@ def print_and_write_setup(context, excluded, metadata, train_transform, targeted
                            "std": [float(v) for v in context.data_config["std"]],
                            "augmentation": dataset.describe_transform(train_transform),
                            "targeted_heavy_classes": sorted(int(context.class_ids[i]) for i in targeted),
-                           "amp": str(context.amp_dtype), "channels_last": context.channels_last,
+                           "amp": str(context.amp_dtype), "channels_last": context.model_input.channels_last,
                            "versions": library_versions()}}
     write_text(output / "config.yaml", yaml.safe_dump(config, sort_keys=False, width=120))
 
@@ -591,8 +590,7 @@ def print_and_write_setup(context, excluded, metadata, train_transform, targeted
 def write_batch_grid(context, loader):
     """train_batch.png: the seed's 'verify augmentation is applied', from the loader itself."""
     images, targets = next(iter(loader))
-    plots.plot_batch_grid(images.numpy(), targets.numpy(), context.class_names, context.data_config["mean"],
-                          context.data_config["std"], context.output / "train_batch.png",
+    plots.plot_batch_grid(images.numpy(), targets.numpy(), context.class_names, context.output / "train_batch.png",
                           title=f"First training batch ({context.args.augment} augmentation, {context.args.img_size}px)")
 
 

@@ -6,7 +6,9 @@
 One process, one thread (as a DataLoader worker runs: OpenCV single-threaded), so the figures are the cost per
 core. For each source (a large camera-like photo, and the copies cleaning.py's --max-side writes) and each
 decoding (full size, or OpenCV's IMREAD_REDUCED_COLOR_2/4 for the large photo), the median time of: read +
-decode, the strong augmentation up to the crop at --img-size, Normalize + ToTensor, and the evaluation
+decode, the strong augmentation up to the crop at --img-size, what the worker then does to the crop (now: to a
+uint8 tensor, normalised later on the device by dataset.ModelInput; before: Normalize to float + to tensor, kept
+as the reference), collating a batch of them (per image; uint8 now, float32 before), and the evaluation
 transform. Medians over --repeats images resist other load on the machine; the load average is recorded.
 The report turns the per-core cost into the loader's rate on a machine with N cores and into the time of the
 AI Challenger-scale job, as formulas in the GPU's still-unmeasured model-only rate.
@@ -25,6 +27,8 @@ import albumentations as A  # noqa: E402
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from albumentations.pytorch import ToTensorV2  # noqa: E402
+from torch.utils.data import default_collate  # noqa: E402
 
 import cleaning  # noqa: E402
 import dataset  # noqa: E402
@@ -50,7 +54,11 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-STAGES = ("read + decode", "strong augmentation", "normalize + to tensor", "evaluation transform")
+STAGES = ("read + decode", "strong augmentation", "to tensor, uint8 (now)", "collate, uint8 (now)",
+          "normalize + to tensor, float (before)", "collate, float32 (before)", "evaluation transform")
+NOW = STAGES[:4]
+BEFORE = STAGES[:2] + STAGES[4:6]
+COLLATED = 64  # images per collated batch; its cost is reported per image
 
 
 def cpu_ms(function):
@@ -63,15 +71,21 @@ def cpu_ms(function):
 
 def stage_functions(path, flag, img_size):
     """The stages of one training image, for one file decoded with one OpenCV flag."""
-    augment = A.Compose(dataset.build_transform("strong", img_size).transforms[:-2])  # up to the crop, uint8
-    finish = A.Compose(dataset.build_transform("strong", img_size).transforms[-2:])  # Normalize + ToTensorV2
+    augment = A.Compose(dataset.build_transform("strong", img_size, to_tensor=False).transforms)  # up to the crop
+    to_tensor = A.Compose([ToTensorV2()])
+    # What the workers did before dataset.ModelInput normalised on the device: the pretrained normalisation of
+    # tf_efficientnet_lite0 (0.5, 0.5, 0.5) in float, per image.
+    normalize_to_tensor = A.Compose([A.Normalize(mean=(0.5,) * 3, std=(0.5,) * 3, max_pixel_value=255.0), ToTensorV2()])
     evaluate = dataset.build_transform("eval", img_size)
     augment.set_random_seed(0)
     image = cv2.cvtColor(cv2.imread(path, flag), cv2.COLOR_BGR2RGB)
     crop = augment(image=image)["image"]
+    batch_uint8 = [(to_tensor(image=crop)["image"], 0)] * COLLATED
+    batch_float = [(normalize_to_tensor(image=crop)["image"], 0)] * COLLATED
     functions = dict(zip(STAGES, (lambda: cv2.cvtColor(cv2.imread(path, flag), cv2.COLOR_BGR2RGB),
-                                  lambda: augment(image=image), lambda: finish(image=crop),
-                                  lambda: evaluate(image=image))))
+                                  lambda: augment(image=image), lambda: to_tensor(image=crop),
+                                  lambda: default_collate(batch_uint8), lambda: normalize_to_tensor(image=crop),
+                                  lambda: default_collate(batch_float), lambda: evaluate(image=image))))
     return f"{image.shape[1]}x{image.shape[0]}", functions
 
 
@@ -84,8 +98,13 @@ def measure(cases, img_size, repeats):
         for (_, functions), case_times in zip(prepared, times):
             for stage, function in functions.items():
                 case_times[stage].append(cpu_ms(function))
-    return [{"decoded size": size, **{stage: statistics.median(values) for stage, values in case_times.items()}}
-            for (size, _), case_times in zip(prepared, times)]
+    medians = []
+    for (size, _), case_times in zip(prepared, times):
+        row = {stage: statistics.median(values) for stage, values in case_times.items()}
+        for stage in ("collate, uint8 (now)", "collate, float32 (before)"):
+            row[stage] /= COLLATED
+        medians.append({"decoded size": size, **row})
+    return medians
 
 
 def sources(folder, args):
@@ -107,14 +126,17 @@ def estimate_lines(table, args):
     """Per-core cost -> loader rate on args.cores cores -> the job's time, as formulas in the GPU's rates."""
     workers = args.cores - 1
     lines = [f"Loader rate on a machine with C = {args.cores} cores: W = C - 1 = {workers} workers (the main process "
-             f"drives the GPU), each delivering 1000 / t images/s, t the per-image cost in ms from the table "
-             f"(read + decode + augmentation + normalize/to-tensor):", "",
-             "| source, decoding | t (ms per image, one core) | P = W x 1000 / t (img/s) |", "|---|---|---|"]
+             f"drives the GPU), each delivering 1000 / t images/s, t the per-image cost in ms from the table: now "
+             f"read + decode + augmentation + to uint8 tensor + its collation; before, with float normalisation and "
+             f"collation in the worker instead:", "",
+             "| source, decoding | t before (ms) | P before (img/s) | t now (ms) | P now (img/s) | P now / before |",
+             "|---|---|---|---|---|---|"]
     rates = {}
-    for row in table.itertuples(index=False):
-        cost = row[3] + row[4] + row[5]
-        rates[f"{row[0]}, {row[1]}"] = workers * 1000 / cost
-        lines.append(f"| {row[0]}, {row[1]} | {cost:.2f} | {workers * 1000 / cost:,.0f} |")
+    for row in table.to_dict("records"):
+        before, now = sum(row[stage] for stage in BEFORE), sum(row[stage] for stage in NOW)
+        rates[f"{row['source']}, {row['decoding']}"] = workers * 1000 / now
+        lines.append(f"| {row['source']}, {row['decoding']} | {before:.2f} | {workers * 1000 / before:,.0f} | "
+                     f"{now:.2f} | {workers * 1000 / now:,.0f} | {before / now:.2f}x |")
     images = TRAIN_IMAGES * (HEAD_EPOCHS + FULL_EPOCHS)
     lines += ["", "With R_full and R_head the GPU's model-only training rates (img/s, random tensors already on "
               "the GPU; `benchmarks/gpu_check.sh` measures them, they are not known yet), the training loop runs "
@@ -149,18 +171,17 @@ def main(argv=None):
                                                        for key, value in result.items()), flush=True)
             rows.append({"source": name, "decoding": decoding, **result,
                          "file KiB": os.path.getsize(path) / 1024})
-    table = pd.DataFrame(rows)[["source", "decoding", "decoded size", "read + decode", "strong augmentation",
-                                "normalize + to tensor", "evaluation transform", "file KiB"]]
+    table = pd.DataFrame(rows)[["source", "decoding", "decoded size", *STAGES, "file KiB"]]
     shown = table.copy()
-    for column in ("read + decode", "strong augmentation", "normalize + to tensor", "evaluation transform"):
+    for column in STAGES:
         shown[column] = shown[column].map("{:.2f}".format)
     shown["file KiB"] = shown["file KiB"].map("{:.0f}".format)
     lines = header_lines(f"Feeding a GPU at {args.img_size} px: CPU cost per training image", started,
                          "benchmarks/feeding.py", argv)
     lines += [f"Median CPU milliseconds per image (process CPU time, so other load on a shared machine does not "
               f"inflate it; one process, OpenCV single-threaded, as a loader worker), {args.repeats} repeats, the "
-              f"cases interleaved; the strong augmentation is everything before Normalize, ending in the "
-              f"{args.img_size} px crop. The photo is a synthetic camera-like JPEG (`speed.render_photo`); the "
+              f"cases interleaved; the strong augmentation ends in the {args.img_size} px crop; collation is "
+              f"default_collate of {COLLATED} images, per image. The photo is a synthetic camera-like JPEG (`speed.render_photo`); the "
               f"cleaned copies are written by `cleaning.reencode_image`.", "", *markdown_table(shown), "",
               "## From per-core cost to the job's time", "", *estimate_lines(table, args)]
     load = ", ".join(f"{value:.2f}" for value in os.getloadavg())

@@ -192,12 +192,11 @@ def score_run(args, checkpoint_path, checkpoint):
     if cache.exists() and cache.stat().st_mtime >= checkpoint_path.stat().st_mtime:
         return torch.load(cache, weights_only=True)
     model = inference.build_model(checkpoint, checkpoint_path)
-    transform = inference.eval_transform(checkpoint)
     scored = {}
     for split, data in (("val", args.data_dir), ("test", args.test)):
         labelled = evaluation.read_labelled_set(data, checkpoint)
         scores, indices, unreadable = inference.predict_scores(
-            model, labelled.paths, transform, checkpoint["img_size"], torch.device("cpu"), batch_size=64,
+            model, labelled.paths, checkpoint, torch.device("cpu"), batch_size=64,
             workers=0, desc=f"scoring {split}")
         if unreadable:
             raise UserError(f"{data}: {len(unreadable)} unreadable image(s), e.g. {unreadable[0][0]}")

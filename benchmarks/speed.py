@@ -186,9 +186,12 @@ class Loop:
     state: engine.TrainingState
     criterion: torch.nn.Module
     stage: str
-    device: torch.device
+    model_input: dataset.ModelInput
     amp_dtype: torch.dtype | None
-    channels_last: bool
+
+    @property
+    def device(self):
+        return self.model_input.device
 
 
 def training_loop(args, stage, img_size, amp, channels_last, num_classes, train_counts, device):
@@ -208,7 +211,8 @@ def training_loop(args, stage, img_size, amp, channels_last, num_classes, train_
         scaler=torch.amp.GradScaler(device.type, enabled=autocast_dtype == torch.float16))
     criterion = engine.build_criterion("ce", longtail.compute_class_weights(train_counts, "sqrt"),
                                        train_counts).to(device)
-    return Loop(state, criterion, stage, device, autocast_dtype, use_channels_last), data_config
+    model_input = dataset.ModelInput.for_config(data_config, device, use_channels_last)
+    return Loop(state, criterion, stage, model_input, autocast_dtype), data_config
 
 
 def reset_peak_memory(device):
@@ -225,9 +229,9 @@ def time_training(loop, batches):
     """One pass of engine.train_one_epoch over `batches`."""
     timed = TimedLoader(batches)
     reset_peak_memory(loop.device)
-    progress = engine.train_one_epoch(loop.state, loop.criterion, timed, loop.device, 1, engine.new_epoch_progress(),
-                                      epochs=1, backbone_frozen=loop.stage == "head", amp_dtype=loop.amp_dtype,
-                                      channels_last=loop.channels_last)
+    progress = engine.train_one_epoch(loop.state, loop.criterion, timed, loop.model_input, 1,
+                                      engine.new_epoch_progress(), epochs=1, backbone_frozen=loop.stage == "head",
+                                      amp_dtype=loop.amp_dtype)
     return timed, progress["images"], progress["seconds"], peak_memory_gib(loop.device)
 
 
@@ -236,7 +240,7 @@ def time_evaluation(loop, batches):
     timed = TimedLoader(batches)
     reset_peak_memory(loop.device)
     started = time.perf_counter()
-    _, targets = engine.evaluate(loop.state.model, timed, loop.device, loop.amp_dtype, loop.channels_last)
+    _, targets = engine.evaluate(loop.state.model, timed, loop.model_input, loop.amp_dtype)
     return timed, len(targets), time.perf_counter() - started, peak_memory_gib(loop.device)
 
 
@@ -258,8 +262,9 @@ def compare(timer, loop, sources):
 
 
 def random_batches(count, batch_size, img_size, num_classes, device):
-    """The compute limit's input: one batch of random tensors already on the device, served `count` times."""
-    images = torch.randn(batch_size, 3, img_size, img_size, device=device)
+    """The compute limit's input: one batch of random uint8 images already on the device (as a loader's batch
+    arrives there; normalising it is part of the timed step, as in train.py), served `count` times."""
+    images = torch.randint(0, 256, (batch_size, 3, img_size, img_size), dtype=torch.uint8, device=device)
     targets = torch.randint(0, num_classes, (batch_size,), device=device)
     return [(images, targets)] * count
 
@@ -286,11 +291,10 @@ def measure_training(args, metadata, img_size, amp, channels_last, device):
         loop, data_config = training_loop(args, stage, img_size, amp, channels_last, len(class_ids),
                                           train_counts, device)
         if not loaders:
-            common = dict(img_size=img_size, mean=data_config["mean"], std=data_config["std"])
             train_set = dataset.LeafDataset(train_rows["path"], train_rows["label"].map(index_of),
-                                            dataset.build_transform("strong", **common))
+                                            dataset.build_transform("strong", img_size))
             val_set = dataset.LeafDataset(val_rows["path"], val_rows["label"].map(index_of),
-                                          dataset.build_transform("eval", crop_pct=data_config["crop_pct"], **common))
+                                          dataset.build_transform("eval", img_size, crop_pct=data_config["crop_pct"]))
             loaders["train"] = torch.utils.data.DataLoader(train_set, batch_size=args.batch_size, shuffle=True,
                                                            drop_last=True, **loader_options)
             loaders["val"] = torch.utils.data.DataLoader(val_set, batch_size=args.batch_size * 2, **loader_options)

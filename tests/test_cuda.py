@@ -111,14 +111,15 @@ def test_evaluation_under_autocast_matches_fp32(tiny_cleaned, device, dtype):
         model.get_classifier().weight.mul_(20)
     data_config = timm.data.resolve_data_config(model=model)
     metadata = dataset.load_metadata(tiny_cleaned)
-    transform = dataset.build_transform("eval", 32, data_config["mean"], data_config["std"],
-                                        crop_pct=data_config["crop_pct"])
+    transform = dataset.build_transform("eval", 32, crop_pct=data_config["crop_pct"])
     loader = torch.utils.data.DataLoader(dataset.LeafDataset(metadata.val["path"], metadata.val["label"], transform),
                                          batch_size=5)
-    reference, reference_targets = engine.evaluate(model, loader, torch.device("cpu"), None, False, world_size=1)
+    reference, reference_targets = engine.evaluate(model, loader, dataset.ModelInput.for_config(data_config, torch.device("cpu")),
+                                                   None, world_size=1)
     channels_last = device == "cuda"
     on_device = model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-    logits, targets = engine.evaluate(on_device, loader, torch.device(device), dtype, channels_last, world_size=1)
+    on_device_input = dataset.ModelInput.for_config(data_config, torch.device(device), channels_last)
+    logits, targets = engine.evaluate(on_device, loader, on_device_input, dtype, world_size=1)
     assert logits.dtype == torch.float32 and logits.device.type == "cpu"
     assert torch.equal(targets, reference_targets) and logits.shape == reference.shape == (len(metadata.val), 4)
     scale = reference.abs().max().item()

@@ -32,10 +32,11 @@ def test_torchrun_two_processes_gathers_whole_validation_set(tiny_cleaned, tmp_p
     model = timm.create_model("test_efficientnet", num_classes=4)
     model.load_state_dict(last["state_dict"])
     metadata = dataset.load_metadata(tiny_cleaned)
-    transform = dataset.build_transform("eval", 32, last["mean"], last["std"], crop_pct=last["crop_pct"])
+    transform = dataset.build_transform("eval", 32, crop_pct=last["crop_pct"])
     val_set = dataset.LeafDataset(metadata.val["path"], metadata.val["label"], transform)
     loader = torch.utils.data.DataLoader(val_set, batch_size=5)
-    logits, targets = engine.evaluate(model, loader, torch.device("cpu"), None, False, world_size=1)
+    logits, targets = engine.evaluate(model, loader, dataset.ModelInput.for_config(last, torch.device("cpu")), None,
+                                      world_size=1)
     assert len(targets) == len(metadata.val)  # the distributed run saw every image once, too
     single, _, _ = train.metrics.classification_metrics(logits.numpy(), targets.numpy(), last["train_counts"])
     distributed = last["history"][-1]

@@ -1,18 +1,23 @@
 """Issue 12: engine.py's TrainingState saves and restores everything training continues from, and
-benchmarks/runner.py runs train.py's command line for a stage, recording a diverged stage as a result."""
+benchmarks/runner.py runs train.py's command line for a stage, recording a diverged stage as a result.
+Issue 14: the loaders ship uint8 images, and dataset.ModelInput makes them the model's input on the device."""
 import json
 
+import albumentations as A
+import numpy as np
 import pytest
 import torch
 from timm.utils import ModelEmaV3
 
 import checkpoint
+import dataset
 import engine
 import models
 from benchmarks import runner
 from errors import UserError
 
 NUM_CLASSES, BATCH = 3, 4
+CPU_INPUT = dataset.ModelInput.for_config({"mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)}, torch.device("cpu"))
 
 
 def fresh_state(seed):
@@ -28,14 +33,14 @@ def fresh_state(seed):
 
 def batches(seed, count=4):
     generator = torch.Generator().manual_seed(seed)
-    return [(torch.randn(BATCH, 3, 32, 32, generator=generator), torch.randint(0, NUM_CLASSES, (BATCH,), generator=generator))
-            for _ in range(count)]
+    return [(torch.randint(0, 256, (BATCH, 3, 32, 32), dtype=torch.uint8, generator=generator),
+             torch.randint(0, NUM_CLASSES, (BATCH,), generator=generator)) for _ in range(count)]
 
 
 def train_epoch(state, epoch, seed):
     criterion = engine.build_criterion("ce", [1.0, 2.0, 3.0], [8, 4, 1])
     torch.manual_seed(seed)  # dropout draws the same masks in both runs
-    return engine.train_one_epoch(state, criterion, batches(seed), torch.device("cpu"), epoch,
+    return engine.train_one_epoch(state, criterion, batches(seed), CPU_INPUT, epoch,
                                   engine.new_epoch_progress(), epochs=3, show_progress=False)
 
 
@@ -64,6 +69,25 @@ def test_a_saved_state_loaded_into_a_fresh_one_continues_identically(tmp_path):
         assert torch.equal(restored.model.state_dict()[name], value), name
     for name, value in original.ema.module.state_dict().items():
         assert torch.equal(restored.ema.module.state_dict()[name], value), f"EMA {name}"
+
+
+def test_model_input_normalises_a_loaders_uint8_batch_as_albumentations_normalises_an_image(tiny_cleaned):
+    """Moving the normalisation from the workers to the device changes no input the model sees."""
+    metadata = dataset.load_metadata(tiny_cleaned)
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    transform = dataset.build_transform("eval", 32)
+    loader = torch.utils.data.DataLoader(dataset.LeafDataset(metadata.val["path"], metadata.val["label"], transform),
+                                         batch_size=4)
+    images, _ = next(iter(loader))
+    assert images.dtype == torch.uint8 and images.shape == (4, 3, 32, 32)  # a quarter of float32's bytes
+
+    to_input = dataset.ModelInput.for_config({"mean": mean, "std": std}, torch.device("cpu"), channels_last=True)
+    model_input = to_input(images)
+    assert model_input.dtype == torch.float32 and model_input.is_contiguous(memory_format=torch.channels_last)
+    normalize = A.Normalize(mean=mean, std=std, max_pixel_value=255.0)
+    expected = np.stack([normalize(image=image.permute(1, 2, 0).numpy())["image"] for image in images])
+    assert model_input.permute(0, 2, 3, 1).numpy() == pytest.approx(expected, abs=1e-5)
+    assert np.abs(expected).max() > 1.5  # the check compares normalised values, not raw pixels
 
 
 def stage_argv(data_dir, output, *extra):

@@ -42,10 +42,11 @@ def training_time_logits(checkpoint_path, paths):
     model = timm.create_model(checkpoint["model_name"], num_classes=checkpoint["num_classes"])
     model.load_state_dict(checkpoint["state_dict"])
     args = train.parse_args(["--img-size", str(checkpoint["img_size"])])
-    _, _, eval_transform = train.build_transforms(args, resolve_data_config(model=model), checkpoint["train_counts"])
+    data_config = resolve_data_config(model=model)
+    _, _, eval_transform = train.build_transforms(args, data_config, checkpoint["train_counts"])
     loader = torch.utils.data.DataLoader(dataset.LeafDataset(paths, np.zeros(len(paths)), eval_transform),
                                          batch_size=16, shuffle=False)
-    logits, _ = engine.evaluate(model, loader, torch.device("cpu"), None, False, 1)
+    logits, _ = engine.evaluate(model, loader, dataset.ModelInput.for_config(data_config, torch.device("cpu")), None, 1)
     return logits
 
 
@@ -137,7 +138,8 @@ def test_tta_averages_image_and_its_mirror(trained, val_paths, tmp_path):
     checkpoint = load(trained)
     model = inference.build_model(checkpoint, trained)
     transform = inference.eval_transform(checkpoint)
-    images = torch.stack([transform(image=dataset.read_image_rgb(path))["image"] for path in val_paths])
+    images = inference.model_input(checkpoint, torch.device("cpu"))(
+        torch.stack([transform(image=dataset.read_image_rgb(path))["image"] for path in val_paths]))
     with torch.no_grad():
         expected = (torch.softmax(model(images), 1) + torch.softmax(model(images.flip(3)), 1)) / 2
     assert probability_matrix(pd.read_csv(tmp_path / "tta.csv"), [0, 1, 2, 3]) == pytest.approx(expected.numpy(), abs=2e-6)
