@@ -11,6 +11,7 @@ synthetic demo into data/demo and cleans that. --visualize writes three figures 
 """
 import argparse
 import json
+import math
 import time
 from pathlib import Path
 
@@ -26,8 +27,9 @@ import atomic_io  # noqa: E402
 import cli  # noqa: E402
 import demo_data  # noqa: E402
 import near_duplicates  # noqa: E402
+import recipe  # noqa: E402
 from cleaning import MIN_MAX_SIDE, WEIGHT_SCHEMES_WRITTEN, clean_dataset  # noqa: E402
-from dataset import build_transform, load_metadata, read_image_rgb  # noqa: E402
+from dataset import build_transform, load_metadata, read_image_rgb, short_side_for_crops  # noqa: E402
 from errors import UserError, cli_entry  # noqa: E402
 from longtail import FEW_SHOT_THRESHOLD, MANY_SHOT_THRESHOLD, shot_group_captions, shot_groups  # noqa: E402
 from plots import SHOT_GROUP_COLORS, abbreviate  # noqa: E402
@@ -36,7 +38,7 @@ from sources import FORMATS  # noqa: E402
 TOP_N = 5
 NEAR_DUPLICATES_SHOWN = 10
 AUGMENTATION_DRAWS = 5
-AUGMENTATION_IMG_SIZE = 320  # the seed's training resolution
+TRAINING_IMG_SIZE = recipe.settings(recipe.path_of(recipe.DEFAULT))["img_size"]  # train.py's default resolution
 SCHEME_STYLES = {"inverse": ("tab:red", "o"), "sqrt": ("tab:green", "s"), "effective": ("tab:purple", "^")}
 OPTION_RULES = {"demo_scale": cli.POSITIVE, "demo_image_size": cli.at_least(demo_data.MIN_IMAGE_SIZE),
                 "max_side": cli.at_least(MIN_MAX_SIDE), "val_fraction": cli.Range(0, 1, low_open=True, high_open=True),
@@ -109,8 +111,10 @@ def main(argv=None):
     weights = {scheme: _read_metadata_table(metadata_dir / f"class_weights_{scheme}.csv").set_index("id")["weight"]
                for scheme in WEIGHT_SCHEMES_WRITTEN}
     rejected = _read_metadata_table(metadata_dir / "rejected.csv")
+    summary = read_summary(metadata_dir)
     print_report(metadata.classes, weights, rejected, args)
-    print_near_duplicates(metadata_dir)
+    print_near_duplicates(summary, metadata_dir)
+    print_image_size_advice(summary)
     if args.visualize:
         started = time.monotonic()
         plots_dir = Path(args.plots_dir)
@@ -204,13 +208,32 @@ def print_report(classes, weights, rejected, args):
         print(f"\nRejected images: {len(rejected)} ({by_reason}); see {Path(args.out) / 'metadata' / 'rejected.csv'}")
 
 
-def print_near_duplicates(metadata_dir):
-    """The near-duplicate train/val pairs cleaning found (nothing for a dataset cleaned before the check)."""
-    summary_path, pairs_path = metadata_dir / "summary.json", metadata_dir / "near_duplicates.csv"
+def read_summary(metadata_dir):
+    """summary.json as cleaning wrote it; {} when it is missing or unreadable (its parts are extras in the report)."""
     try:
-        found = json.loads(summary_path.read_text()).get("near_duplicates")
+        return json.loads((metadata_dir / "summary.json").read_text())
     except (OSError, json.JSONDecodeError):
-        found = None
+        return {}
+
+
+def print_image_size_advice(summary, img_size=TRAINING_IMG_SIZE):
+    """Photos several times larger than training needs make decoding most of a loader worker's time, and then the
+    loader, not a GPU, sets the pace (benchmarks/feeding.md): name the --max-side whose cached copies still cover
+    the smallest training crop."""
+    sizes = summary.get("image_sizes")
+    needed = short_side_for_crops(img_size)
+    if not sizes or sizes["median_short_side"] < 2 * needed:
+        return
+    suggested = math.ceil(needed * sizes["median_long_side"] / sizes["median_short_side"])
+    print(f"\nImage size: the median image is {sizes['median_long_side']} x {sizes['median_short_side']} px, at "
+          f"least twice what training at {img_size} px uses (a short side of {needed} px covers its smallest "
+          f"crop). Decoding such photos is most of the data loader's work and can leave a GPU waiting "
+          f"(benchmarks/feeding.md). To cache smaller copies once, clean again with --max-side {suggested}.")
+
+
+def print_near_duplicates(summary, metadata_dir):
+    """The near-duplicate train/val pairs cleaning found (nothing for a dataset cleaned before the check)."""
+    found, pairs_path = summary.get("near_duplicates"), metadata_dir / "near_duplicates.csv"
     if not found:
         return
     if found["threshold"] == 0:
@@ -313,7 +336,7 @@ def plot_augmentation_examples(metadata, path, seed):
         class_row = metadata.classes.loc[metadata.classes["id"] == class_id].iloc[0]
         image_path = metadata.train.loc[metadata.train["label"] == class_id, "path"].sort_values().iloc[0]
         image = read_image_rgb(image_path)
-        transform = build_transform(kind, AUGMENTATION_IMG_SIZE, to_tensor=False)
+        transform = build_transform(kind, TRAINING_IMG_SIZE, to_tensor=False)
         transform.set_random_seed(seed + row)
         row_axes = axes[row]
         row_axes[0].imshow(image)
@@ -327,7 +350,7 @@ def plot_augmentation_examples(metadata, path, seed):
         for axis in row_axes:
             axis.set_xticks([])
             axis.set_yticks([])
-    fig.suptitle(f"Augmentation examples at {AUGMENTATION_IMG_SIZE}px, largest (head) and smallest (tail) class: "
+    fig.suptitle(f"Augmentation examples at {TRAINING_IMG_SIZE}px, largest (head) and smallest (tail) class: "
                  f"'weak' = the seed's before (rotate 15, occasional colour jitter/cutout),\n"
                  f"'strong' = the seed's after (rotate 45, flips, grid distortion, frequent colour jitter, shadow, "
                  f"cutout)", fontsize=11)

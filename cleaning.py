@@ -364,6 +364,7 @@ def _summary(source, source_data, settings, split_from_source, kept, rejected, c
         "smallest_class": _class_record(smallest),
         "rejected_by_reason": {reason: int(count) for reason, count in rejected["reason"].value_counts().items()},
         "color_kinds": {kind: int(count) for kind, count in kept["color"].value_counts().items()},
+        "image_sizes": _median_sides(kept, settings["max_side"]),
         "reencoded_by_reason": {reason: int(count) for reason, count
                                 in kept.loc[kept["reencode"] != "", "reencode"].value_counts().items()},
         "weight_ranges": {scheme: {"min": float(w.min()), "max": float(w.max()), "ratio": float(w.max() / w.min())}
@@ -372,6 +373,17 @@ def _summary(source, source_data, settings, split_from_source, kept, rejected, c
         "seconds": round(time.monotonic() - started, 1),
         "fingerprint": fingerprint,
     }
+
+
+def _median_sides(kept, max_side):
+    """The median short and long side (pixels) of the images as training reads them, after --max-side."""
+    if kept.empty:
+        return None
+    sides = np.sort(kept[["width", "height"]].to_numpy(dtype=float), axis=1)
+    if max_side:
+        sides *= np.minimum(1.0, max_side / sides[:, 1:])
+    return {"median_short_side": int(round(np.median(sides[:, 0]))),
+            "median_long_side": int(round(np.median(sides[:, 1])))}
 
 
 def _shot_summary(classes, many_threshold, few_threshold):

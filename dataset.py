@@ -28,8 +28,18 @@ _CV2_INTERPOLATION = {"bilinear": cv2.INTER_LINEAR}
 # ----------------------------------------------------------------------------------------------------
 # Augmentation
 # ----------------------------------------------------------------------------------------------------
+# The weak and strong pipelines' crops keep at least this share of the image's area.
+MIN_CROP_AREA = 0.5
+
+
 def _random_resized_crop(img_size):
-    return A.RandomResizedCrop(size=(img_size, img_size), scale=(0.5, 1.0), ratio=(0.75, 1.333))
+    return A.RandomResizedCrop(size=(img_size, img_size), scale=(MIN_CROP_AREA, 1.0), ratio=(0.75, 1.333))
+
+
+def short_side_for_crops(img_size):
+    """The shortest image side at which the strong augmentation's smallest (square) crop still spans img_size
+    pixels, so is not upsampled: larger images only cost decoding time."""
+    return math.ceil(img_size / math.sqrt(MIN_CROP_AREA))
 
 
 def _plain_pipeline(img_size):

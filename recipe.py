@@ -15,6 +15,9 @@ from errors import UserError
 RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
 # The seed's recipe for each train.py --stage: without --config, a stage's LR and warmup are its recipe's.
 STAGE_RECIPES = {"head": "fixed_stage1", "full": "fixed_stage2"}
+# Without --config (or a value in it), train.py's stage, epochs, resolution and augmentation are those of the seed's
+# main stage; analyze_data.py sizes its advice for that resolution.
+DEFAULT = STAGE_RECIPES["full"]
 # Settings a finished run's config.yaml records that say where it ran, not how it trains.
 NOT_REPLAYED = ("config", "profile")
 

@@ -45,8 +45,7 @@ from errors import UserError, cli_entry
 
 SELECT_METRICS = metrics.METRIC_NAMES + ("loss",)
 # Without --config (or a value in it), a stage's LR and warmup are those of its recipe (recipe.STAGE_RECIPES),
-# and the stage, epochs, resolution and augmentation those of the seed's main stage.
-DEFAULT_RECIPE = recipe.STAGE_RECIPES["full"]
+# and the stage, epochs, resolution and augmentation those of recipe.DEFAULT.
 RUN_FILES = ("last.pth", "best.pth", "history.csv")  # a folder holding one of these holds a run
 OPTION_RULES = {
     "min_samples": cli.POSITIVE_INT, "batch_size": cli.POSITIVE_INT, "workers": cli.NON_NEGATIVE_INT,
@@ -84,8 +83,8 @@ def parse_args(argv=None):
 
 
 def build_parser():
-    recipe_default = recipe.settings(recipe.path_of(DEFAULT_RECIPE))
-    from_recipe = f"(default: recipes/{DEFAULT_RECIPE}.yaml's)"
+    recipe_default = recipe.settings(recipe.path_of(recipe.DEFAULT))
+    from_recipe = f"(default: recipes/{recipe.DEFAULT}.yaml's)"
     parser = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=None,
                         help="a recipe (recipes/*.yaml) or a finished run's config.yaml; flags here override it")

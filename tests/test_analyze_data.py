@@ -129,3 +129,33 @@ def test_val_list_needs_a_list_source(tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [
         "error: --val-list val.txt: only for --format list, and src is read as imagefolder"]
+
+
+def test_photos_far_larger_than_training_needs_get_a_max_side_advice(tmp_path, monkeypatch, capsys):
+    """Issue 14: raw camera photos make decoding the loader's bottleneck; the report names a --max-side that still
+    covers the smallest crop at train.py's default resolution (320 px: a 453 px short side, 680 for 3:2 photos)."""
+    rng = np.random.default_rng(0)
+    for name in ("rust/a.jpg", "rust/b.jpg", "blight/c.jpg", "blight/d.jpg"):
+        (tmp_path / "photos" / name).parent.mkdir(parents=True, exist_ok=True)
+        smooth = cv2.resize(rng.integers(0, 256, (8, 12, 3), dtype=np.uint8), (1500, 1000))
+        assert cv2.imwrite(str(tmp_path / "photos" / name), smooth)
+    monkeypatch.chdir(tmp_path)
+    analyze_data.main(["--source", "photos", "--out", "cleaned", "--workers", "1", "--val-fraction", "0.5"])
+    summary = json.loads((tmp_path / "cleaned" / "metadata" / "summary.json").read_text())
+    assert summary["image_sizes"] == {"median_short_side": 1000, "median_long_side": 1500}
+    assert "clean again with --max-side 680." in capsys.readouterr().out
+
+    analyze_data.main(["--source", "photos", "--out", "cached", "--workers", "1", "--val-fraction", "0.5",
+                       "--max-side", "680"])
+    summary = json.loads((tmp_path / "cached" / "metadata" / "summary.json").read_text())
+    assert summary["image_sizes"] == {"median_short_side": 453, "median_long_side": 680}
+    assert "--max-side" not in capsys.readouterr().out
+
+
+def test_image_size_advice_only_for_images_at_least_twice_the_needed_side(capsys):
+    analyze_data.print_image_size_advice({"image_sizes": {"median_short_side": 905, "median_long_side": 1200}}, 320)
+    analyze_data.print_image_size_advice({}, 320)  # cleaned before sizes were recorded
+    assert capsys.readouterr().out == ""
+    analyze_data.print_image_size_advice({"image_sizes": {"median_short_side": 512, "median_long_side": 512}}, 128)
+    advice = capsys.readouterr().out
+    assert "short side of 182 px" in advice and "--max-side 182." in advice
