@@ -51,6 +51,9 @@ NEEDS = {
                "optimizer", "scheduler", "scaler", "global_step"),
 }
 LEGACY_KEYS = {"ema_state_dict": "state_dict_ema"}
+# The needs that use no tensor: load() maps the file's tensors instead of reading them (torch.load's mmap), so a
+# reader of a run's header and history does not read its weights and optimiser state (gigabytes for a large model).
+HEADER_ONLY_NEEDS = ("history", "result", "progress")
 
 
 def header(*, model_name, class_ids, class_names, train_counts, class_weights, img_size, data_config, stage, args,
@@ -98,7 +101,7 @@ def load(path, need="weights"):
         raise UserError(f"{path}: not a readable checkpoint: not a torch.save file at all (empty, truncated or "
                         f"another format); {expected}")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=need in HEADER_ONLY_NEEDS)
     except Exception as error:  # pickle, zip and torch errors alike: name the file, no traceback
         reason = ("it holds pickled Python objects (a whole model or another class), which a safe load refuses"
                   if "Weights only load failed" in str(error) else f"{type(error).__name__}")

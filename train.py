@@ -359,7 +359,8 @@ def plan_run(args):
                             f"--resume auto, or choose a fresh --output")
     if resume_path is None:
         return None
-    saved = checkpoint.load(resume_path, need="resume")
+    # Its header only: every rank reads the whole checkpoint later, and refuses one that cannot be resumed.
+    saved = checkpoint.load(resume_path, need="progress")
     planned, done = (saved.get("args") or {}).get("epochs"), saved.get("epoch")
     if planned is not None and planned != args.epochs:
         raise UserError(f"--epochs {args.epochs}: {resume_path} is a {planned}-epoch run ({done} done) and its "

@@ -36,6 +36,11 @@ def test_round_trip_keeps_every_value_and_stamps_the_version(tmp_path):
     assert loaded["class_ids"] == [0, 2] and loaded["num_classes"] == 2 and loaded["mean"] == [0.5] * 3
     assert all(torch.equal(loaded["state_dict"][key], value) for key, value in weights.items())
     assert not list(tmp_path.glob(".*tmp*")), "saved through a temporary name"
+    # A header-only reader maps the tensors from the file instead of reading them; they still read back the same.
+    assert "history" in checkpoint.HEADER_ONLY_NEEDS
+    mapped = checkpoint.load(path, need="history")
+    assert mapped["history"] == [{"epoch": 1}] and mapped["class_names"] == ["a", "b"]
+    assert all(torch.equal(mapped["state_dict_ema"][key], value) for key, value in weights.items())
     # timm reads it, and prefers the EMA weights under its own key
     model = timm.create_model("test_efficientnet", num_classes=2, checkpoint_path=str(path))
     assert model.state_dict().keys() == weights.keys()
