@@ -15,8 +15,9 @@ as OMP_WAIT_POLICY take effect before torch loads) for 2 epochs on the same samp
 second epoch's training images/s from history.csv (the first includes the loader workers' start-up), and the
 CPU time of the whole run (train.py and its loader workers, start-up and validation included). Images/s is what a
 user waits for, but on a shared machine it moves with other tenants' load; the CPU time tells whether a variant
-does less work. Variants run in alternating rounds (A, B, C, A, B, C, ...), so load from other processes on a shared machine hits them
-alike; the report gives each variant's median and spread, and its rate relative to `as-is` within each round.
+does less work. Variants run in alternating rounds (A, B, C, A, B, C, ...), so load from other processes on a
+shared machine hits them alike; the report gives each variant's median and spread, and its rate and CPU time
+relative to `as-is` within each round.
 """
 import os
 
@@ -197,7 +198,8 @@ def main(argv=None):
     lines += ["## One setting at a time", "", f"`train.py --stage full`, model `{args.model}` (random init), {args.img_size} px, batch "
               f"{args.batch_size}, {args.train_images} training / {args.val_images} validation images sampled from "
               f"`{args.data_dir}`, 2 epochs; the second epoch's training images/s (history.csv) and the CPU "
-              f"seconds of the whole run (train.py and its loader workers). {args.rounds} alternating rounds. Load average at the end: "
+              f"seconds of the whole run (train.py and its loader workers). {args.rounds} alternating rounds. "
+              f"Load average at the end: "
               f"{', '.join(f'{value:.2f}' for value in os.getloadavg())}.", "", *markdown_table(pd.DataFrame(summary))]
     out = Path(args.out) / "cpu_gap.md"
     write_text(out, "\n".join(lines) + "\n")
