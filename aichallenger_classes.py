@@ -70,3 +70,17 @@ AICHALLENGER_CLASS_TABLE = (
 AICHALLENGER_CLASS_NAMES = tuple(
     f"{crop}_{disease}" + (f"_{severity}" if severity else "") for crop, disease, severity in AICHALLENGER_CLASS_TABLE
 )
+
+# Images per class id in the official download's text lists (train_list.txt: 31,541 lines; ttest_list.txt: 4,533),
+# as counted in the project's issue 20: the seed's 2445:1 (class 59 against 44 and 45). Class 45 has no validation
+# image. The training JSON lists 31,718 entries, some ids two or three times.
+OFFICIAL_TRAIN_COUNTS = (
+    1185, 211, 151, 427, 142, 40, 598, 116, 110, 376, 191, 167, 483, 355, 205, 480, 815, 294, 381, 462, 503, 419, 61,
+    629, 367, 1824, 1787, 251, 857, 770, 1025, 287, 377, 1430, 203, 510, 251, 446, 242, 192, 583, 1208, 319, 966, 1, 1,
+    251, 442, 264, 1075, 325, 336, 43, 22, 421, 807, 542, 271, 1338, 2445, 261,
+)
+OFFICIAL_VAL_COUNTS = (
+    169, 30, 22, 61, 20, 6, 85, 12, 18, 54, 27, 24, 69, 51, 29, 70, 116, 42, 54, 66, 74, 59, 9, 90, 52, 269, 262, 36,
+    122, 110, 147, 40, 54, 204, 29, 73, 36, 64, 35, 27, 83, 173, 46, 138, 1, 0, 36, 63, 38, 157, 46, 48, 4, 5, 60, 115,
+    77, 39, 197, 353, 37,
+)

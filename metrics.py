@@ -34,7 +34,9 @@ def classification_metrics(logits, targets, train_counts, many_threshold=MANY_SH
 
     Averages over classes count only classes present in the validation set. Shot-group accuracy is the mean
     per-class recall within the group (groups by *training* count), so a group's score is not dominated by
-    its most frequent validation class; a group with no validation class is NaN.
+    its most frequent validation class; a group with no validation class is NaN. `prior_acc` weighs each present
+    class's recall by its share of the training images (renormalised over the present classes): on a balanced
+    test set, the top-1 accuracy a field where classes occur as in training would see.
     """
     logits = np.asarray(logits, dtype=np.float64)
     targets = np.asarray(targets, dtype=np.int64)
@@ -50,6 +52,7 @@ def classification_metrics(logits, targets, train_counts, many_threshold=MANY_SH
         "acc": float((predictions == targets).mean()) if len(targets) else float("nan"),
         "balanced_acc": float(per_class["recall"][present].mean()) if present.any() else float("nan"),
         "macro_f1": float(per_class["f1"][present].mean()) if present.any() else float("nan"),
+        "prior_acc": prior_weighted_recall(per_class["recall"], train_counts, present),
         "top5": float((top_k_predictions == targets[:, None]).any(axis=1).mean()) if len(targets) else float("nan"),
     }
     for group in SHOT_GROUPS:
@@ -57,6 +60,12 @@ def classification_metrics(logits, targets, train_counts, many_threshold=MANY_SH
         result[f"{group}_acc"] = float(per_class["recall"][in_group].mean()) if in_group.any() else float("nan")
     result["zero_recall_classes"] = int((present & (per_class["recall"] == 0)).sum())
     return result, per_class, confusion
+
+
+def prior_weighted_recall(recall, train_counts, present):
+    """Sum over the present classes of (training share x recall); NaN when no class is present."""
+    shares = np.asarray(train_counts, dtype=np.float64) * present
+    return float((shares * np.nan_to_num(recall)).sum() / shares.sum()) if shares.sum() > 0 else float("nan")
 
 
 def collapse_warning(metrics, num_present_classes, max_gap=0.15):

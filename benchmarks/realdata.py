@@ -3,6 +3,8 @@
     python benchmarks/realdata.py --profile screen                     # every row, one seed, 96 px, 12 epochs
     python benchmarks/realdata.py --profile final --seeds 0 1 2 \
         --rows plain baseline fixed sampler                             # leading rows and references, 128 px, 20 ep.
+    python benchmarks/realdata.py --profile final --variant seed-shaped --seeds 0 1 2 \
+        --rows fixed sampler sampler_unweighted                         # the same at the seed's imbalance
 
 The bench is ../shared/realdata/field13 (13 classes of real leaf photos, long-tailed train, val and test splits;
 see its README). Its train and val splits are cleaned once into --data-dir; test/ is never trained or tuned on.
@@ -10,12 +12,17 @@ Every row of a profile gets the same epoch budget. Two-stage rows split it into 
 full fine-tune epochs (as train_fixed.sh does); single-stage rows train the whole model for all of it. Rows with
 post-hoc logit adjustment pick tau on validation only (inference.search_tau) and apply it to test.
 
+`--variant seed-shaped` trains on a subsample of field13's train split shaped like the seed's AI Challenger
+distribution (seed_shaped_counts: largest class 300 photos, two classes with one photo and one with two; val and test
+unchanged), written once into OUT/sources/ and cleaned into its own --data-dir.
+
 Each run goes to OUT/runs/<profile>/<row>_seed<k>/ and is resumable: re-running skips finished runs and
 continues interrupted ones (train.py --resume auto). Results are written after every run, so the report grows
 while the benchmark runs: OUT/realdata_<profile>.md, .csv (one line per run) and .png.
 """
 import argparse
 import json
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -35,6 +42,7 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 import checkpoint as checkpoint_format  # noqa: E402
+from aichallenger_classes import OFFICIAL_TRAIN_COUNTS  # noqa: E402
 import cleaning  # noqa: E402
 import evaluation  # noqa: E402
 import inference  # noqa: E402
@@ -91,6 +99,9 @@ ROWS = {
     "fixed": Row("the seed's fix (train_fixed.sh): sqrt weights, strong aug., full resolution, two stages", common=FIX),
     "fixed_tau": Row("fixed + post-hoc logit adjustment (tau chosen on val)", posthoc_tau=True, runs_of="fixed"),
     "sampler": Row("fixed + class-aware sqrt sampler", common=FIX + ("--sampler", "sqrt")),
+    "sampler_unweighted": Row("class-aware sqrt sampler without class weights (sqrt balance instead of the full "
+                              "balance sampler x weights give)",
+                              common=("--class-weights", "none", "--augment", "strong", "--sampler", "sqrt")),
     "sampler_tau": Row("sampler + post-hoc logit adjustment (tau chosen on val)", posthoc_tau=True,
                        runs_of="sampler"),
     "logit_adjusted": Row("fixed with logit-adjusted loss instead of class weights, + tau chosen on val",
@@ -103,15 +114,22 @@ ROWS = {
     "targeted": Row("fixed + heavy augmentation for few-shot classes (< 20 images)", common=FIX,
                     full=("--targeted-aug-below", "20")),
 }
-METRICS = {"balanced_acc": "bal. acc.", "acc": "accuracy", "macro_f1": "macro-F1", "many_acc": "many",
-           "medium_acc": "medium", "few_acc": "few"}
+METRICS = {"balanced_acc": "bal. acc.", "acc": "accuracy", "prior_acc": "acc. at train prior",
+           "macro_f1": "macro-F1", "many_acc": "many", "medium_acc": "medium", "few_acc": "few",
+           "tiny_acc": "1-2 photo classes"}
+TINY_CLASS_MAX_IMAGES = 2  # the seed's classes 44 and 45 have one training photo each
+VARIANTS = ("as-is", "seed-shaped")
+SEED_SHAPED_LARGEST, SEED_SHAPED_TAIL, SEED_SHAPED_SEED = 300, (2, 1, 1), 2018
 SHOT_COLORS = {"many_acc": "tab:blue", "medium_acc": "tab:orange", "few_acc": "tab:red"}
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--source", default=str(DEFAULT_SOURCE), help="field13 root (train/, val/, test/)")
-    parser.add_argument("--data-dir", default="data/field13", help="where its train and val splits are cleaned")
+    parser.add_argument("--data-dir", default=None,
+                        help="where its train and val splits are cleaned (default data/field13[_seed_shaped])")
+    parser.add_argument("--variant", choices=VARIANTS, default="as-is",
+                        help="train split as it is, or subsampled to the seed's imbalance (test and val unchanged)")
     parser.add_argument("--test", default=None, help="labelled test folder (default SOURCE/test)")
     parser.add_argument("--profile", choices=tuple(PROFILES), default="screen")
     parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS), metavar="ROW",
@@ -126,14 +144,57 @@ def parse_args(argv=None):
     args.rows = list(dict.fromkeys(args.rows))
     args.seeds = list(dict.fromkeys(args.seeds))
     args.test = args.test or str(Path(args.source) / "test")
+    args.data_dir = args.data_dir or ("data/field13" if args.variant == "as-is" else "data/field13_seed_shaped")
+    args.suffix = "" if args.variant == "as-is" else "_" + args.variant.replace("-", "_")
     return args
+
+
+# ----------------------------------------------------------------------------------------------------
+# The seed-shaped variant
+# ----------------------------------------------------------------------------------------------------
+def seed_shaped_counts(available):
+    """Training images per class (by the classes' order in `available`) for a subsample shaped like the seed's
+    distribution: classes ranked by their available photos take the seed's counts at evenly spaced ranks, scaled
+    so the largest is SEED_SHAPED_LARGEST (capped by what the class has); the smallest classes get
+    SEED_SHAPED_TAIL (the seed's 1-photo classes 44 and 45, and a 2-photo one)."""
+    available = np.asarray(available)
+    order = np.argsort(-available, kind="stable")
+    seed_sorted = np.sort(OFFICIAL_TRAIN_COUNTS)[::-1]
+    ranks = np.linspace(0, len(seed_sorted) - 1, len(available)).round().astype(int)
+    targets = np.maximum(1, np.round(seed_sorted[ranks] * SEED_SHAPED_LARGEST / seed_sorted[0])).astype(int)
+    targets[-len(SEED_SHAPED_TAIL):] = SEED_SHAPED_TAIL
+    counts = np.zeros(len(available), dtype=int)
+    counts[order] = np.minimum(targets, available[order])
+    return counts
+
+
+def write_seed_shaped_source(source, out):
+    """OUT/sources/<name>_seed_shaped: train/ subsampled by seed_shaped_counts (seeded), val/ copied; returns it
+    and the {class: (available, kept)} table. Written once (to a temporary name, then renamed)."""
+    target = Path(out) / "sources" / f"{Path(source).name}_seed_shaped"
+    classes = sorted(folder.name for folder in (Path(source) / "train").iterdir() if folder.is_dir())
+    photos = {name: sorted((Path(source) / "train" / name).iterdir()) for name in classes}
+    counts = seed_shaped_counts([len(photos[name]) for name in classes])
+    table = {name: (len(photos[name]), int(count)) for name, count in zip(classes, counts)}
+    if target.exists():
+        return target, table
+    staging = target.with_name(target.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    rng = np.random.default_rng(SEED_SHAPED_SEED)
+    for name, count in zip(classes, counts):
+        (staging / "train" / name).mkdir(parents=True)
+        for index in sorted(rng.choice(len(photos[name]), size=count, replace=False)):
+            shutil.copy2(photos[name][index], staging / "train" / name / photos[name][index].name)
+    shutil.copytree(Path(source) / "val", staging / "val")
+    staging.rename(target)
+    return target, table
 
 
 # ----------------------------------------------------------------------------------------------------
 # The train.py commands of a run
 # ----------------------------------------------------------------------------------------------------
 def run_dir(args, row, seed):
-    return Path(args.out) / "runs" / args.profile / f"{ROWS[row].runs_of or row}_seed{seed}"
+    return Path(args.out) / "runs" / (args.profile + args.suffix) / f"{ROWS[row].runs_of or row}_seed{seed}"
 
 
 def stage_commands(args, row, seed):
@@ -219,10 +280,14 @@ def run_result(args, row, seed, record):
         tau = inference.search_tau(scored["val"]["scores"], scored["val"]["targets"].numpy(),
                                    checkpoint["train_counts"], TAU_GRID, many, few).tau
     result["tau"] = tau
+    tiny = np.asarray(checkpoint["train_counts"]) <= TINY_CLASS_MAX_IMAGES
     for split in ("val", "test"):
-        values, _, _ = evaluation.score_metrics(scored[split]["scores"], scored[split]["targets"].numpy(), checkpoint,
-                                                tau)
+        values, per_class, _ = evaluation.score_metrics(scored[split]["scores"], scored[split]["targets"].numpy(),
+                                                        checkpoint, tau)
+        present_tiny = tiny & (per_class["support"] > 0).to_numpy()
+        values["tiny_acc"] = float(per_class["recall"][present_tiny].mean()) if present_tiny.any() else float("nan")
         result.update({f"{split}_{name}": values[name] for name in METRICS})
+        result[f"{split}_recall"] = dict(zip(checkpoint["class_names"], map(float, per_class["recall"])))
     return result
 
 
@@ -247,12 +312,23 @@ def summary_table(runs, args):
     return pd.DataFrame(table)
 
 
+def variant_lines(args):
+    if args.variant_table is None:
+        return []
+    kept = {name: counts[1] for name, counts in args.variant_table.items()}
+    return [f"- Seed-shaped train split (`seed_shaped_counts`, sampling seed {SEED_SHAPED_SEED}): "
+            + ", ".join(f"{name} {count}/{available}" for name, (available, count) in args.variant_table.items())
+            + f" (kept/available; {sum(kept.values())} photos, imbalance {max(kept.values())}:{min(kept.values())}; "
+              f"\"1-2 photo classes\" is their mean recall)"]
+
+
 def write_markdown(path, runs, args, started, argv):
     profile = PROFILES[args.profile]
     lines = header_lines(f"Real photos (field13): recipes chosen on validation, reported on test ({args.profile} "
                          f"profile)", started, "benchmarks/realdata.py", argv)
     lines += [f"- Data: `{args.source}`: train and val cleaned into `{args.data_dir}`, test `{args.test}` "
               f"(never trained or tuned on)",
+              *variant_lines(args),
               f"- Budget per row: {profile.epochs} epochs at {profile.img_size} px (the seed's baseline at "
               f"{profile.baseline_img_size} px), batch {args.batch_size}, `{args.model}` with ImageNet weights. "
               f"Two-stage rows: {profile.head_epochs} head epochs (frozen backbone, LR {HEAD_LR:g}) + the rest full "
@@ -305,7 +381,7 @@ def plot(path, runs, args):
         axis.set_ylim(0, 105)
         axis.grid(axis="y", alpha=0.3)
     profile = PROFILES[args.profile]
-    fig.suptitle(f"field13, {args.profile} profile: {profile.epochs} epochs at {profile.img_size} px, "
+    fig.suptitle(f"field13 ({args.variant}), {args.profile} profile: {profile.epochs} epochs at {profile.img_size} px, "
                  f"seeds {' '.join(map(str, args.seeds))}")
     save_figure(fig, path)
 
@@ -313,8 +389,8 @@ def plot(path, runs, args):
 def write_reports(args, results, started, argv):
     runs = pd.DataFrame(results)
     out = Path(args.out)
-    stem = f"realdata_{args.profile}"
-    write_csv(out / f"{stem}.csv", runs)
+    stem = f"realdata_{args.profile}{args.suffix}"
+    write_csv(out / f"{stem}.csv", runs.drop(columns=[column for column in runs if column.endswith("_recall")]))
     write_markdown(out / f"{stem}.md", runs, args, started, argv)
     plot(out / f"{stem}.png", runs, args)
     return runs
@@ -324,8 +400,11 @@ def write_reports(args, results, started, argv):
 # main
 # ----------------------------------------------------------------------------------------------------
 def prepare_data(args):
-    summary = cleaning.clean_dataset(args.source, args.data_dir, progress=False)
-    print(f"data: {args.source} -> {args.data_dir} ({'reused' if summary['reused'] else 'cleaned'}); "
+    source, args.variant_table = args.source, None
+    if args.variant == "seed-shaped":
+        source, args.variant_table = write_seed_shaped_source(args.source, args.out)
+    summary = cleaning.clean_dataset(source, args.data_dir, progress=False)
+    print(f"data: {source} -> {args.data_dir} ({'reused' if summary['reused'] else 'cleaned'}); "
           f"test: {args.test}", flush=True)
 
 
@@ -354,7 +433,7 @@ def main(argv=None):
               f"({time.perf_counter() - started_run:.0f} s)", flush=True)
     runs = write_reports(args, results, started, argv)
     print("\n".join(markdown_table(summary_table(runs, args))))
-    print(f"wrote {Path(args.out) / f'realdata_{args.profile}.md'}")
+    print(f"wrote {Path(args.out) / f'realdata_{args.profile}{args.suffix}.md'}")
 
 
 if __name__ == "__main__":

@@ -71,3 +71,33 @@ def test_rows_are_trained_scored_and_resumed(tmp_path, tiny_profile, capsys):
     realdata.main(argv)
     assert "== [" not in capsys.readouterr().out
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "out" / "realdata_screen.csv"), runs)
+
+
+def test_seed_shaped_counts_follow_the_seed_profile_and_fit_the_photos():
+    counts = realdata.seed_shaped_counts([200, 120, 300, 60, 30, 7, 14, 80, 20, 10, 45, 5, 4])
+    # The largest class is capped at 300; the three smallest get the seed's 2, 1 and 1 photos.
+    assert counts[2] == 300 and sorted(counts)[:3] == [1, 1, 2]
+    assert (counts <= [200, 120, 300, 60, 30, 7, 14, 80, 20, 10, 45, 5, 4]).all()
+    assert list(counts) == [148, 105, 300, 59, 30, 2, 14, 73, 20, 10, 45, 1, 1]
+
+
+def test_seed_shaped_variant_trains_on_the_subsample_and_reports_the_tiny_classes(tmp_path, tiny_profile):
+    source = write_image_folder(tmp_path / "field", {"train": [20, 12, 8, 4, 3], "val": [2, 2, 2, 2, 1],
+                                                     "test": [3, 3, 3, 2, 2]})
+    argv = ["--source", str(source), "--variant", "seed-shaped", "--out", str(tmp_path / "out"),
+            "--data-dir", str(tmp_path / "cleaned"), "--rows", "sampler_unweighted", "--model", "test_efficientnet",
+            "--no-pretrained", "--batch-size", "8", "--workers", "0"]
+    realdata.main(argv)
+    kept = {folder.name: len(list(folder.iterdir()))
+            for folder in (tmp_path / "out" / "sources" / "field_seed_shaped" / "train").iterdir()}
+    assert sorted(kept.values()) == [1, 1, 2, 12, 20]
+    classes = pd.read_csv(tmp_path / "cleaned" / "metadata" / "classes.csv")
+    assert sorted(classes["train_count"]) == [1, 1, 2, 12, 20]
+    runs = pd.read_csv(tmp_path / "out" / "realdata_screen_seed_shaped.csv")
+    assert runs["test_tiny_acc"].between(0, 1).all() and runs["test_prior_acc"].between(0, 1).all()
+    result = json.loads((tmp_path / "out" / "runs" / "screen_seed_shaped" / "sampler_unweighted_seed0"
+                         / "sampler_unweighted_result.json").read_text())
+    tiny = [name for name, count in zip(classes["name"], classes["train_count"]) if count <= 2]
+    assert result["test_tiny_acc"] == pytest.approx(np.mean([result["test_recall"][name] for name in tiny]))
+    report = (tmp_path / "out" / "realdata_screen_seed_shaped.md").read_text()
+    assert "Seed-shaped train split" in report and "leaf_0 20/20" in report
