@@ -155,6 +155,12 @@ def prepare_cleaned_dataset(args):
     if imageless:
         print(f"{len(imageless)} class(es) of the source have no image and are left out: "
               + ", ".join(f"{entry['id']} '{entry['name']}'" for entry in imageless))
+    unvalidated = summary.get("classes_without_val_images") or []
+    if unvalidated:
+        print(f"{len(unvalidated)} class(es) have training images but no validation image: "
+              + ", ".join(f"{entry['id']} '{entry['name']}'" for entry in unvalidated)
+              + "; they are trained on, and validation metrics (balanced accuracy, shot groups, calibration) average "
+                "over the classes that have validation images")
     if summary["reused"]:
         print(f"{out} is up to date with {summary['source']} (nothing changed since it was cleaned).")
     else:

@@ -370,6 +370,8 @@ def _summary(source, source_data, settings, split_from_source, kept, rejected, c
         "weight_ranges": {scheme: {"min": float(w.min()), "max": float(w.max()), "ratio": float(w.max() / w.min())}
                           for scheme, w in weights.items()},
         "classes_without_images": [{"id": int(i), "name": source_data.class_names[i]} for i in imageless],
+        "classes_without_val_images": [{"id": int(row.id), "name": row.name}
+                                       for row in classes.loc[classes["val_count"] == 0].itertuples()],
         "seconds": round(time.monotonic() - started, 1),
         "fingerprint": fingerprint,
     }
@@ -464,8 +466,9 @@ def _fingerprint(source_data, settings):
     for path, label, split in sorted(source_data.images[["path", "label", "split"]].itertuples(index=False)):
         stat = os.stat(path)
         digest.update(f"{path}\0{label}\0{split}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-    for path in sorted(source_data.rejected["path"]):
-        digest.update(f"missing\0{path}\n".encode())
+    for path, reason, label in sorted(source_data.rejected[["path", "reason", "label"]].astype(str).itertuples(
+            index=False)):
+        digest.update(f"{reason}\0{path}\0{label}\n".encode())
     return digest.hexdigest()
 
 

@@ -22,10 +22,14 @@ whitespace are ignored. In the AI Challenger lists a path starting with a set fo
 root, any other relative to its set folder.
 
 Rules a user can rely on:
-- A malformed annotation (not a list, missing key, non-integer / negative / unknown label, duplicate image id,
-  no entries at all) is fatal: a UserError naming the file and the entry, because nothing downstream can be
-  trusted. Entries are numbered from 0 in JSON lists; CSV rows and text-list lines by their line number in the
-  file. A text-list line without both a path and a label is malformed too.
+- A malformed annotation (not a list, missing key, non-integer / negative / unknown label, no entries at all) is
+  fatal: a UserError naming the file and the entry, because nothing downstream can be trusted. Entries are
+  numbered from 0 in JSON lists; CSV rows and text-list lines by their line number in the file. A text-list line
+  without both a path and a label is malformed too.
+- An image listed more than once (the official AI Challenger JSON repeats 172 ids) is not fatal: listed again
+  with the same label, it is kept once (its first listing, a training one before a validation one) and each repeat
+  is a 'duplicate_entry' row of the rejected table; listed with different labels, every listing is a
+  'label_conflict' row (there is no way to know which label is right). The detail names every listing.
 - A listed image whose file does not exist is not fatal: it becomes a 'missing_file' row of the rejected table
   (rejected.csv after cleaning), since one lost file should not stop a 30k-image dataset. If none of the
   listed files exist, the layout is wrong and that is fatal.
@@ -68,6 +72,8 @@ SPLIT_COLUMN_CANDIDATES = ("split", "subset")
 SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val"}
 VAL_FOLDER_NAMES = ("val", "valid", "validation")
 SOURCE_COLUMNS = ["path", "label", "split"]
+# Where each row of an annotated layout was listed ("train_list.txt line 12"), to name repeats; dropped after.
+ENTRY_COLUMN = "entry"
 # rejected.csv: the contract's path,split,reason,detail plus the label, so a lost image's class is visible.
 REJECTED_COLUMNS = ["path", "split", "reason", "detail", "label"]
 INTEGER_PATTERN = re.compile(r"^[+-]?\d+$")
@@ -79,7 +85,8 @@ class Source:
 
     images: path (absolute str), label (int), split ("train", "val", or "" when the source has no split).
     class_names: {id: name} for every class the source declares (may include ids without images).
-    rejected: listed images that do not exist (reason 'missing_file'), columns REJECTED_COLUMNS.
+    rejected: listings not read as images: files that do not exist ('missing_file'), repeated listings
+        ('duplicate_entry', 'label_conflict'); columns REJECTED_COLUMNS.
     """
 
     root: Path
@@ -139,6 +146,7 @@ def read_source(path, fmt=None, path_column=None, label_column=None, split_colum
         source = _read_csv_source(path, path_column, label_column, split_column)
     else:
         source = _read_list_source(path, val_list)
+    _reject_repeated_entries(source)
     _drop_missing_files(source)
     return source
 
@@ -169,7 +177,7 @@ def _read_aichallenger(root, from_lists):
         if not annotations.is_file():
             raise UserError(f"{annotations}: not found (AI Challenger {split} annotations)")
         rows += _read_aichallenger_annotations(annotations, root / folder / "images", split, valid_ids, range_text)
-    images = pd.DataFrame(rows, columns=SOURCE_COLUMNS)
+    images = pd.DataFrame(rows, columns=SOURCE_COLUMNS + [ENTRY_COLUMN])
     # Without class_names.csv every id is within 0..60 (checked above), so each has its official name.
     class_names = declared or {class_id: AICHALLENGER_CLASS_NAMES[class_id]
                                for class_id in sorted(set(images["label"]))}
@@ -189,7 +197,6 @@ def _read_aichallenger_annotations(annotations, images_dir, split, valid_ids, ra
                         f"got a JSON {type(entries).__name__}")
     if not entries:
         raise UserError(f"{annotations}: no entries")
-    first_entry_of_image = {}
     rows = []
     for index, entry in enumerate(entries):
         where = f"{annotations}: entry {index}"
@@ -208,10 +215,7 @@ def _read_aichallenger_annotations(annotations, images_dir, split, valid_ids, ra
             raise UserError(f"{where}: disease_class {label!r} is not an integer")
         if label not in valid_ids:
             raise UserError(f"{where}: disease_class {label} is out of range (expected {range_text})")
-        if image_id in first_entry_of_image:
-            raise UserError(f"{where}: duplicate image_id (first listed at entry {first_entry_of_image[image_id]})")
-        first_entry_of_image[image_id] = index
-        rows.append((os.path.abspath(images_dir / image_id), label, split))
+        rows.append((os.path.abspath(images_dir / image_id), label, split, f"{annotations.name} entry {index}"))
     return rows
 
 
@@ -237,7 +241,7 @@ def _read_aichallenger_list(root, set_folder, split, valid_ids, range_text):
         label = int(raw_label)
         if label not in valid_ids:
             raise UserError(f"{where}: class id {label} is out of range (expected {range_text})")
-        rows.append((image_path, label, split))
+        rows.append((image_path, label, split, f"{list_path.name} line {line_number}"))
     return rows
 
 
@@ -329,16 +333,10 @@ def _read_csv_source(path, path_column, label_column, split_column):
                                         lambda row: f"{csv_path}: line {line_of[row]}")
 
     paths = []
-    first_line_of_path = {}
     for row, raw in table[path_column].items():
         if not raw.strip():
             raise UserError(f"{csv_path}: line {line_of[row]}: empty {path_column}")
-        image_path = os.path.abspath(csv_path.parent / raw.strip())
-        if image_path in first_line_of_path:
-            raise UserError(f"{csv_path}: line {line_of[row]}: image '{raw}' is listed twice "
-                            f"(first at line {first_line_of_path[image_path]})")
-        first_line_of_path[image_path] = line_of[row]
-        paths.append(image_path)
+        paths.append(os.path.abspath(csv_path.parent / raw.strip()))
 
     if split_column is None:
         splits = [""] * len(table)
@@ -349,7 +347,8 @@ def _read_csv_source(path, path_column, label_column, split_column):
             if split is None:
                 raise UserError(f"{csv_path}: line {line_of[row]}: {split_column} '{raw}' is not train or val")
             splits.append(split)
-    images = pd.DataFrame({"path": paths, "label": labels, "split": splits}, columns=SOURCE_COLUMNS)
+    images = pd.DataFrame({"path": paths, "label": labels, "split": splits,
+                           ENTRY_COLUMN: [f"{csv_path.name} line {line_of[row]}" for row in table.index]})
     return Source(root=csv_path.parent, fmt="csv", images=images, class_names=class_names,
                   rejected=_no_rejections())
 
@@ -445,7 +444,9 @@ def _read_list_source(list_path, val_list):
     labels, class_names = _parse_labels(entries["label"], "label", read_class_names(list_path.parent),
                                         list_path.parent / CLASS_NAMES_FILE,
                                         lambda row: f"{entries.at[row, 'file']}: line {entries.at[row, 'line']}")
-    images = entries[SOURCE_COLUMNS].assign(label=labels)
+    images = entries[SOURCE_COLUMNS].assign(
+        label=labels, **{ENTRY_COLUMN: [f"{Path(file).name} line {line}"
+                                        for file, line in zip(entries["file"], entries["line"])]})
     return Source(root=list_path.parent, fmt="list", images=images, class_names=class_names,
                   rejected=_no_rejections())
 
@@ -458,7 +459,6 @@ def _read_list(list_path, resolve):
     except (OSError, UnicodeDecodeError) as error:
         raise UserError(f"{list_path}: cannot read ({error})") from None
     entries = []
-    first_line_of_path = {}
     for line_number, line in enumerate(text.split("\n"), start=1):
         line = line.strip()
         if not line:
@@ -467,10 +467,6 @@ def _read_list(list_path, resolve):
         if match is None:
             raise UserError(f"{list_path}: line {line_number}: expected '<image path> <label>', got '{line:.80}'")
         image_path = resolve(match["path"].replace("\\", "/"))
-        if image_path in first_line_of_path:
-            raise UserError(f"{list_path}: line {line_number}: image '{match['path']}' is listed twice "
-                            f"(first at line {first_line_of_path[image_path]})")
-        first_line_of_path[image_path] = line_number
         entries.append((line_number, image_path, match["label"]))
     if not entries:
         raise UserError(f"{list_path}: no entries")
@@ -511,6 +507,31 @@ def _no_rejections():
     return pd.DataFrame(columns=REJECTED_COLUMNS)
 
 
+def _reject_repeated_entries(source):
+    """Keep one listing of each image (see the module docstring's rule); repeats and label conflicts move to
+    rejected, each naming every listing of its image."""
+    images = source.images
+    if ENTRY_COLUMN not in images:
+        return
+    # A training listing before a validation one: a repeat across splits keeps the image for training.
+    order = images.assign(_train_first=images["split"] != "train").sort_values(["_train_first"], kind="stable")
+    repeated = order.loc[order["path"].duplicated(keep=False)]
+    rejected_rows, dropped = [], []
+    for path, listings in repeated.groupby("path", sort=False):
+        named = "; ".join(f"{entry} ({split or 'unsplit'}, label {label})"
+                          for entry, split, label in zip(listings[ENTRY_COLUMN], listings["split"], listings["label"]))
+        conflict = listings["label"].nunique() > 1
+        rejects = listings if conflict else listings.iloc[1:]
+        reason = "label_conflict" if conflict else "duplicate_entry"
+        detail = f"listed {len(listings)} times: {named}"
+        rejected_rows += [(path, split, reason, detail, label)
+                          for split, label in zip(rejects["split"], rejects["label"])]
+        dropped += list(rejects.index)
+    source.images = images.drop(index=dropped).drop(columns=ENTRY_COLUMN).reset_index(drop=True)
+    source.rejected = pd.concat([source.rejected, pd.DataFrame(rejected_rows, columns=REJECTED_COLUMNS)],
+                                ignore_index=True)
+
+
 def _drop_missing_files(source):
     """Move listed-but-absent files from images to rejected; all absent means the layout is wrong."""
     images = source.images
@@ -519,8 +540,8 @@ def _drop_missing_files(source):
         raise UserError(f"{source.root}: none of the {len(images)} listed images exist "
                         f"(first: {images['path'].iloc[0]}); is the image folder in place?")
     missing = images.loc[~exists]
-    source.rejected = pd.DataFrame({
+    source.rejected = pd.concat([source.rejected, pd.DataFrame({
         "path": missing["path"], "split": missing["split"], "reason": "missing_file",
         "detail": "listed in the source but the file does not exist", "label": missing["label"],
-    }, columns=REJECTED_COLUMNS).reset_index(drop=True)
+    }, columns=REJECTED_COLUMNS)], ignore_index=True)
     source.images = images.loc[exists].reset_index(drop=True).astype({"label": "int64"})

@@ -172,6 +172,30 @@ def test_leakage_and_label_conflicts(tmp_path):
     assert classes[["id", "train_count", "val_count"]].values.tolist() == [[0, 2, 1], [1, 1, 1], [2, 1, 0]]
 
 
+def test_repeated_annotation_entries_are_counted_in_rejected_csv_and_summary(tmp_path):
+    """The official JSON repeats ids: a repeat with the same label is kept once, one with two labels is dropped;
+    a class with training images and no validation image is cleaned and named in the summary."""
+    source = write_aichallenger(tmp_path / "src", {"a.png": (0, None), "b.png": (1, None), "c.png": (1, None),
+                                                   "d.png": (2, None)}, {"v.png": (0, None), "w.png": (1, None)})
+    annotations = source / TRAIN_DIR / TRAIN_JSON
+    entries = json.loads(annotations.read_text())
+    annotations.write_text(json.dumps(entries + [{"image_id": "a.png", "disease_class": 0},
+                                                 {"image_id": "c.png", "disease_class": 0}, entries[1]]))
+    out = tmp_path / "cleaned"
+    summary = clean_dataset(source, out)
+    rejected = read_metadata(out, "rejected.csv")
+    assert sorted(zip(rejected["path"].map(os.path.basename), rejected["reason"], rejected["label"])) == [
+        ("a.png", "duplicate_entry", 0), ("b.png", "duplicate_entry", 1), ("c.png", "label_conflict", 0),
+        ("c.png", "label_conflict", 1)]
+    assert summary["rejected_by_reason"] == {"duplicate_entry": 2, "label_conflict": 2}
+    assert summary["totals"]["listed"] == 9 and summary["totals"]["kept"] == 5
+    assert summary["classes_without_val_images"] == [{"id": 2, "name": "Apple_scab_serious"}]
+    classes = read_metadata(out, "classes.csv")
+    assert classes[["id", "train_count", "val_count"]].values.tolist() == [[0, 1, 1], [1, 1, 1], [2, 1, 0]]
+    # The same source again is reused: the repeats are part of the fingerprint, not a reason to re-clean.
+    assert clean_dataset(source, out)["reused"] is True
+
+
 def _split_of(out_dir):
     return {os.path.basename(p): split for split in ("train", "val")
             for p in read_metadata(out_dir, f"{split}.csv")["path"]}

@@ -1,6 +1,7 @@
 """sources.py: each layout read from a tiny fixture, and every malformed input a UserError naming file and entry."""
 import json
 import os
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -236,6 +237,62 @@ def test_missing_listed_file_is_a_rejection_not_an_error(tmp_path):
     assert source.rejected[["reason", "label", "split"]].values.tolist() == [["missing_file", 1, "train"]]
 
 
+def _by_reason(source):
+    return {reason: sorted(zip(rows["path"].map(lambda p: Path(p).name), rows["split"], rows["label"]))
+            for reason, rows in source.rejected.groupby("reason")}
+
+
+def test_repeated_json_entries_keep_one_listing_and_reject_repeats_and_conflicts(tmp_path):
+    """The official download: ids repeated with the same label (twice, three times) and with two labels, in train
+    and val, and one id in both splits (two different files)."""
+    root = write_aichallenger(tmp_path, train=[("a.jpg", 0), ("b.jpg", 1), ("c.jpg", 2), ("d.jpg", 3)],
+                              val=[("a.jpg", 0), ("e.jpg", 1)])
+    (root / TRAIN_DIR / TRAIN_JSON).write_text(json.dumps([
+        {"image_id": image_id, "disease_class": label}
+        for image_id, label in [("a.jpg", 0), ("b.jpg", 1), ("b.jpg", 1), ("c.jpg", 58), ("c.jpg", 59),
+                                ("d.jpg", 3), ("d.jpg", 3), ("d.jpg", 3)]]))
+    (root / VAL_DIR / VAL_JSON).write_text(json.dumps([{"image_id": "a.jpg", "disease_class": 0},
+                                                       {"image_id": "e.jpg", "disease_class": 1},
+                                                       {"image_id": "e.jpg", "disease_class": 1}]))
+    source = read_source(root)
+    kept = sorted(zip(source.images["path"].map(lambda p: Path(p).name), source.images["split"]))
+    assert kept == [("a.jpg", "train"), ("a.jpg", "val"), ("b.jpg", "train"), ("d.jpg", "train"), ("e.jpg", "val")]
+    assert _by_reason(source) == {
+        "duplicate_entry": [("b.jpg", "train", 1), ("d.jpg", "train", 3), ("d.jpg", "train", 3),
+                            ("e.jpg", "val", 1)],
+        "label_conflict": [("c.jpg", "train", 58), ("c.jpg", "train", 59)]}
+    conflict = source.rejected.loc[source.rejected["reason"] == "label_conflict", "detail"].iloc[0]
+    assert conflict == (f"listed 2 times: {TRAIN_JSON} entry 3 (train, label 58); "
+                        f"{TRAIN_JSON} entry 4 (train, label 59)")
+    triple = source.rejected.loc[source.rejected["reason"] == "duplicate_entry", "detail"]
+    assert f"listed 3 times: {TRAIN_JSON} entry 5 (train, label 3); {TRAIN_JSON} entry 6" in triple.iloc[1]
+
+
+def test_repeated_list_and_csv_lines_and_a_path_in_both_splits(tmp_path):
+    root = write_aichallenger_lists(tmp_path / "aic", "images/a.jpg 0\nimages\\a.jpg 0\nimages/b.jpg 1\n"
+                                    "images/b.jpg 2\n", images=[f"{TRAIN_DIR}/images/a.jpg", f"{TRAIN_DIR}/images/b.jpg"])
+    source = read_source(root)
+    assert list(source.images["path"].map(lambda p: Path(p).name)) == ["a.jpg"]
+    assert _by_reason(source) == {"duplicate_entry": [("a.jpg", "train", 0)],
+                                  "label_conflict": [("b.jpg", "train", 1), ("b.jpg", "train", 2)]}
+    assert "train_list.txt line 1 (train, label 0); train_list.txt line 2" in source.rejected["detail"].iloc[0]
+
+    # A CSV listing one image for validation first and for training after: the training listing is kept.
+    _csv("path,label,split\na.png,0,val\n./a.png,0,train\nb.png,1,train\n")(tmp_path / "csv")
+    source = read_source(tmp_path / "csv")
+    assert sorted(zip(source.images["path"].map(lambda p: Path(p).name), source.images["split"])) == [
+        ("a.png", "train"), ("b.png", "train")]
+    assert _by_reason(source) == {"duplicate_entry": [("a.png", "val", 0)]}
+    assert "labels.csv line 3 (train, label 0); labels.csv line 2 (val, label 0)" in source.rejected["detail"].iloc[0]
+
+    # A generic list and its --val-list naming the same image with two labels: dropped from both.
+    _text_list("a.png 0\nb.png 1\n")(tmp_path / "list")
+    (tmp_path / "list" / "val.txt").write_text("a.png 1\nb.png 1\n")
+    source = read_source(tmp_path / "list" / "labels.txt", val_list=tmp_path / "list" / "val.txt")
+    assert _by_reason(source) == {"duplicate_entry": [("b.png", "val", 1)],
+                                  "label_conflict": [("a.png", "train", 0), ("a.png", "val", 1)]}
+
+
 def test_format_override_beats_detection(tmp_path):
     write_imagefolder(tmp_path, {"images": 2})
     (tmp_path / "index.csv").write_text("path,label\nimages/img0.png,0\nimages/img1.png,1\n")
@@ -330,8 +387,6 @@ BAD_INPUTS = {
                        [TRAIN_JSON, "out of range", "0..60"]),
     "label 61": (_aic_entries([{"image_id": "a.jpg", "disease_class": 61}]), [TRAIN_JSON, "entry 0", "out of range"]),
     "bad image id": (_aic_entries([{"image_id": "", "disease_class": 0}]), [TRAIN_JSON, "entry 0", "image_id"]),
-    "duplicate image id": (_aic_entries([{"image_id": "a.jpg", "disease_class": 0}] * 2),
-                           [TRAIN_JSON, "entry 1", "duplicate image_id", "entry 0"]),
     "no listed file exists": (_all_missing, ["none of the 1 listed images exist"]),
     "training annotations missing": (_no_training_annotations, [TRAIN_JSON, "not found"]),
     "label not in class_names.csv": (_label_not_in_class_names, [TRAIN_JSON, "entry 0", "class_names.csv"]),
@@ -346,8 +401,6 @@ BAD_INPUTS = {
     "csv empty label": (_csv("path,label\na.png,\n"), ["labels.csv", "line 2", "empty label"]),
     "csv empty path": (_csv("path,label\n,1\n"), ["labels.csv", "line 2", "empty path"]),
     "csv bad split": (_csv("path,label,split\na.png,0,test\n"), ["labels.csv", "line 2", "'test' is not train or val"]),
-    "csv duplicate path": (_csv("path,label\na.png,0\n./a.png,0\n"),
-                           ["labels.csv", "line 3", "listed twice", "line 2"]),
     "csv no rows": (_csv("path,label\n"), ["labels.csv", "no rows"]),
     "list line without label": (_aic_lists("images/a.jpg 0\n\nimages/b.jpg\n"),
                                 ["train_list.txt", "line 3", "expected '<image path> <label>'", "'images/b.jpg'"]),
@@ -355,8 +408,6 @@ BAD_INPUTS = {
                                   ["train_list.txt", "line 2", "class id 'rust' is not an integer"]),
     "list class id 61": (_aic_lists("images/a.jpg 61\n"), ["train_list.txt", "line 1", "out of range", "0..60"]),
     "list negative class id": (_aic_lists("images/a.jpg -1\n"), ["train_list.txt", "line 1", "out of range"]),
-    "list duplicate path": (_aic_lists("images/a.jpg 0\nimages\\a.jpg 0\n"),
-                            ["train_list.txt", "line 2", "listed twice", "line 1"]),
     "list only blank lines": (_aic_lists("images/a.jpg 0\n", val_text="\n  \n"), ["ttest_list.txt", "no entries"]),
     "list bad val line": (_aic_lists("images/a.jpg 0\n", val_text="images/a.jpg 0\n0\n"),
                           ["ttest_list.txt", "line 2", "expected"]),
