@@ -164,8 +164,11 @@ def summary_lines(result, per_class, labelled, checkpoint):
     """The one-screen summary evaluate.py prints."""
     lines = [f"{len(labelled.targets)} images of {int((per_class['support'] > 0).sum())} classes from "
              f"{labelled.description}",
-             f"balanced accuracy {result['balanced_acc']:.4f} | accuracy {result['acc']:.4f} | macro-F1 "
-             f"{result['macro_f1']:.4f} | top-5 {result['top5']:.4f}",
+             f"balanced accuracy {result['balanced_acc']:.4f} | accuracy {result['acc']:.4f} | accuracy at the "
+             f"training prior {result['prior_acc']:.4f} | macro-F1 {result['macro_f1']:.4f} | top-5 "
+             f"{result['top5']:.4f}",
+             "(balanced accuracy: mean recall over the classes present here; accuracy at the training prior: their "
+             "recall weighted by training shares, the top-1 a field where classes occur as in training would see)",
              f"many/medium/few-shot {result['many_acc']:.3f}/{result['medium_acc']:.3f}/{result['few_acc']:.3f} "
              f"(groups by training count, thresholds {checkpoint_format.shot_thresholds(checkpoint)})"]
     if labelled.absent:

@@ -177,32 +177,45 @@ def tau_grid(tau_min, tau_max, tau_step):
     return [round(index * tau_step, 10) for index in range(-below, above + 1)]
 
 
-def one_image_gain(targets, num_classes):
-    """The most that one validation image can move balanced accuracy: one image of the smallest present class,
-    1 / (present classes x its images). A smaller gain from tuning tau is indistinguishable from luck."""
-    support = np.bincount(np.asarray(targets, dtype=np.int64), minlength=num_classes)
-    present = support[support > 0]
-    return 1.0 / (len(present) * int(present.min())) if len(present) else float("nan")
+def one_image_gain(targets, train_counts, metric=metrics.DEFAULT_TARGET_METRIC):
+    """The most that one validation image can move `metric`. A smaller gain from tuning tau is indistinguishable
+    from luck. Accuracy: 1 / images; accuracy at the training prior: the largest (training share / validation
+    images) of a present class; class means (balanced accuracy, ...): one image of the smallest present class,
+    1 / (present classes x its images)."""
+    support = np.bincount(np.asarray(targets, dtype=np.int64), minlength=len(train_counts))
+    present = support > 0
+    if not present.any():
+        return float("nan")
+    if metric in metrics.IMAGE_MEAN_METRICS:
+        return 1.0 / int(support.sum())
+    if metric == "prior_acc":
+        shares = np.asarray(train_counts, dtype=np.float64) * present
+        return float((shares[present] / shares.sum() / support[present]).max())
+    return 1.0 / (int(present.sum()) * int(support[present].min()))
 
 
 @dataclass
 class TauSearch:
     """tau: the chosen strength; best_tau: the grid's best (tau is 0 instead when its gain is within margin);
-    rows: one metrics row per candidate tau; margin: one_image_gain of the validation set."""
+    rows: one metrics row per candidate tau; margin: one_image_gain of the validation set; metric: what tau was
+    chosen for."""
 
     tau: float
     best_tau: float
     rows: list
     margin: float
+    metric: str = metrics.DEFAULT_TARGET_METRIC
 
     def row(self, tau):
         return next(row for row in self.rows if row["tau"] == tau)
 
 
-def search_tau(scores, targets, train_counts, taus, many_threshold, few_threshold):
-    """Pick tau by validation balanced accuracy. Ties go to the smaller |tau|; the best tau is kept only when it
-    beats tau = 0 by more than one validation image could (one_image_gain), so a tiny validation set cannot
-    talk calibration into noise, and the result never scores below the plain model on validation."""
+def search_tau(scores, targets, train_counts, taus, many_threshold, few_threshold,
+               metric=metrics.DEFAULT_TARGET_METRIC):
+    """Pick tau by the validation `metric` (the run's target: balanced accuracy by default). Ties go to the smaller
+    |tau|; the best tau is kept only when it beats tau = 0 by more than one validation image could
+    (one_image_gain), so a tiny validation set cannot talk calibration into noise, and the result never scores
+    below the plain model on validation."""
     taus = sorted(set(float(tau) for tau in taus) | {0.0})
     rows = []
     for tau in taus:
@@ -210,11 +223,12 @@ def search_tau(scores, targets, train_counts, taus, many_threshold, few_threshol
             adjust_scores(scores, train_counts, tau).numpy(), np.asarray(targets), train_counts,
             many_threshold, few_threshold)
         rows.append({"tau": tau, **result})
-    scored = [row for row in rows if not math.isnan(row["balanced_acc"])]
+    scored = [row for row in rows if not math.isnan(row[metric])]
     if not scored:
-        raise UserError("tau calibration: balanced accuracy is undefined (no validation image of a checkpoint class)")
-    best = max(scored, key=lambda row: (row["balanced_acc"], -abs(row["tau"])))
+        raise UserError(f"tau calibration: {metric} is undefined on this validation set (no validation image of "
+                        f"the classes it averages over)")
+    best = max(scored, key=lambda row: (row[metric], -abs(row["tau"])))
     plain = next(row for row in rows if row["tau"] == 0.0)
-    margin = one_image_gain(targets, len(train_counts))
-    chosen = best["tau"] if best["balanced_acc"] - plain["balanced_acc"] > margin else 0.0
-    return TauSearch(tau=chosen, best_tau=best["tau"], rows=rows, margin=margin)
+    margin = one_image_gain(targets, train_counts, metric)
+    chosen = best["tau"] if best[metric] - plain[metric] > margin else 0.0
+    return TauSearch(tau=chosen, best_tau=best["tau"], rows=rows, margin=margin, metric=metric)

@@ -3,9 +3,23 @@ import numpy as np
 
 from longtail import FEW_SHOT_THRESHOLD, MANY_SHOT_THRESHOLD, SHOT_GROUPS, shot_groups
 
-METRIC_NAMES = ("acc", "balanced_acc", "macro_f1", "top5", "many_acc", "medium_acc", "few_acc")
+METRIC_NAMES = ("acc", "balanced_acc", "prior_acc", "macro_f1", "top5", "many_acc", "medium_acc", "few_acc")
+# What a run is judged on: train.py's --select-metric chooses best.pth by it and post-hoc calibration tunes tau for
+# it. Balanced accuracy when every disease matters equally (a balanced test set, the field's rare diseases);
+# plain accuracy when the test set is as long-tailed as training (the AI Challenger 2018 leaderboard).
+DEFAULT_TARGET_METRIC = "balanced_acc"
+
+
+# Metrics that are a mean over images, not over classes: one image moves them by 1 / images.
+IMAGE_MEAN_METRICS = ("acc", "top5")
 # The --min-confidence values evaluate.py reports coverage and accuracy at, so a user can pick one for predict.py.
 CONFIDENCE_THRESHOLDS = (0.0, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+
+
+def calibration_target(select_metric):
+    """The metric post-hoc calibration tunes tau for: the run's --select-metric, or the default target when that
+    is the validation loss (a score of the logits' scale, not of the decisions tau changes)."""
+    return select_metric if select_metric in METRIC_NAMES else DEFAULT_TARGET_METRIC
 
 
 def confusion_matrix(targets, predictions, num_classes):
@@ -16,15 +30,18 @@ def confusion_matrix(targets, predictions, num_classes):
 
 
 def per_class_metrics(confusion):
-    """precision, recall, f1, support per class; 0 where undefined (no prediction / no support)."""
+    """precision, recall, f1, support per class. A class with no support (no validation image) has recall and F1
+    NaN: undefined, not 0, so tables and plots can say "no validation images"; precision is 0 where a class is
+    never predicted."""
     confusion = np.asarray(confusion, dtype=np.float64)
     true_positive = np.diag(confusion)
     support = confusion.sum(axis=1)
     predicted = confusion.sum(axis=0)
     precision = np.divide(true_positive, predicted, out=np.zeros_like(true_positive), where=predicted > 0)
-    recall = np.divide(true_positive, support, out=np.zeros_like(true_positive), where=support > 0)
+    recall = np.divide(true_positive, support, out=np.full_like(true_positive, np.nan), where=support > 0)
     denominator = precision + recall
     f1 = np.divide(2 * precision * recall, denominator, out=np.zeros_like(true_positive), where=denominator > 0)
+    f1[support == 0] = np.nan
     return {"precision": precision, "recall": recall, "f1": f1, "support": support.astype(np.int64)}
 
 

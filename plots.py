@@ -245,15 +245,18 @@ def plot_recall_change(classes, first_label, last_label, first_color, last_color
     save_figure(fig, path)
 
 
-def plot_tau_curve(rows, chosen_tau, margin, path, title):
-    """Balanced and shot-group accuracy against the logit-adjustment strength tau, with the chosen tau and the
-    band within which a gain over tau 0 is no more than one validation image."""
+def plot_tau_curve(rows, chosen_tau, margin, metric, path, title):
+    """Balanced, plain and shot-group accuracy against the logit-adjustment strength tau, with the chosen tau and
+    the band within which a gain in the target `metric` over tau 0 is no more than one validation image."""
     taus = [row["tau"] for row in rows]
     fig, axis = plt.subplots(figsize=(8, 4.5))
-    axis.plot(taus, [row["balanced_acc"] for row in rows], marker="o", color="black", label="balanced accuracy")
+    for name, label, color in (("balanced_acc", "balanced accuracy", "black"), ("acc", "accuracy", "tab:purple"),
+                               ("prior_acc", "accuracy at training prior", "tab:brown")):
+        axis.plot(taus, [row[name] for row in rows], marker="o" if name == metric else ".", color=color,
+                  linewidth=2 if name == metric else 1, label=label + (" (target)" if name == metric else ""))
     for group, color in SHOT_GROUP_COLORS.items():
         axis.plot(taus, [row[f"{group}_acc"] for row in rows], marker=".", color=color, alpha=0.8, label=f"{group}-shot")
-    plain = next(row["balanced_acc"] for row in rows if row["tau"] == 0.0)
+    plain = next(row[metric] for row in rows if row["tau"] == 0.0)
     axis.axhspan(plain - margin, plain + margin, color="grey", alpha=0.15, label="tau 0 ± one validation image")
     axis.axvline(chosen_tau, color="tab:green", linestyle="--", label=f"chosen tau {chosen_tau:g}")
     axis.set(xlabel="tau (logits - tau x log prior)", ylabel="validation accuracy", title=title, ylim=(0, 1.02))

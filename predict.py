@@ -36,6 +36,7 @@ import dataset
 import deployment
 import explain
 import inference
+import metrics
 import plots
 from atomic_io import atomic_path, write_csv, write_json
 from errors import UserError, cli_entry
@@ -121,8 +122,8 @@ def report_rejected(rejected, output):
 
 
 def metric_line(row):
-    return (f"balanced acc {row['balanced_acc']:.4f}, acc {row['acc']:.4f}, many/medium/few "
-            f"{row['many_acc']:.3f}/{row['medium_acc']:.3f}/{row['few_acc']:.3f}")
+    return (f"balanced acc {row['balanced_acc']:.4f}, acc {row['acc']:.4f}, acc at train prior "
+            f"{row['prior_acc']:.4f}, many/medium/few {row['many_acc']:.3f}/{row['medium_acc']:.3f}/{row['few_acc']:.3f}")
 
 
 def calibrate_tau(args, checkpoint, score_images):
@@ -147,26 +148,31 @@ def calibrate_tau(args, checkpoint, score_images):
     targets = val["label"].iloc[indices.numpy()].map(index_of).to_numpy()
     many, few = checkpoint_format.shot_thresholds(checkpoint)
     grid = inference.tau_grid(args.tau_min, args.tau_max, args.tau_step)
-    search = inference.search_tau(scores, targets, checkpoint["train_counts"], grid, many, few)
+    target = metrics.calibration_target(checkpoint.get("select_metric") or metrics.DEFAULT_TARGET_METRIC)
+    search = inference.search_tau(scores, targets, checkpoint["train_counts"], grid, many, few, target)
     before, after = search.row(0.0), search.row(search.tau)
     val_counts = np.bincount(targets, minlength=len(checkpoint["class_ids"]))
-    print(f"tau calibration on {len(targets)} validation images{' with TTA' if args.tta else ''}; images per class: "
-          f"min {val_counts.min()}, median {int(np.median(val_counts))}, max {val_counts.max()}"
-          + (f" ({(val_counts == 0).sum()} classes have none)" if (val_counts == 0).any() else ""))
+    absent = int((val_counts == 0).sum())
+    print(f"tau calibration for validation {target} (the run's --select-metric) on {len(targets)} validation images"
+          f"{' with TTA' if args.tta else ''}; images per class: min {val_counts[val_counts > 0].min()}, median "
+          f"{int(np.median(val_counts))}, max {val_counts.max()}"
+          + (f"; {absent} class(es) have none: class averages are over the {len(val_counts) - absent} that do"
+             if absent else ""))
     for row in search.rows:
         print(f"  tau {row['tau']:<5g} {metric_line(row)}" + ("  <- chosen" if row["tau"] == search.tau else ""))
     if search.tau != search.best_tau:
         print(f"tau {search.best_tau:g} scored best, but its gain over tau 0 "
-              f"({search.row(search.best_tau)['balanced_acc'] - before['balanced_acc']:+.4f}) is within what one "
+              f"({search.row(search.best_tau)[target] - before[target]:+.4f} {target}) is within what one "
               f"validation image can change ({search.margin:.4f}): keeping tau 0")
     print(f"before: tau {0:<5g} {metric_line(before)}")
     print(f"after:  tau {search.tau:<5g} {metric_line(after)}")
     curve_path = Path(args.checkpoint).with_name("tau_calibration.png")
-    plots.plot_tau_curve(search.rows, search.tau, search.margin, curve_path,
+    plots.plot_tau_curve(search.rows, search.tau, search.margin, target, curve_path,
                          title=f"Post-hoc logit adjustment on {len(targets)} validation images ({Path(args.checkpoint).name})")
     checkpoint["logit_adjust_tau"] = search.tau
     checkpoint["logit_adjust_report"] = {
-        "tau": search.tau, "best_tau": search.best_tau, "margin": search.margin, "before": before, "after": after,
+        "tau": search.tau, "best_tau": search.best_tau, "margin": search.margin, "metric": target,
+        "before": before, "after": after,
         "grid": search.rows, "data_dir": str(args.data_dir), "val_images": int(len(targets)),
         "val_counts": val_counts.tolist(), "tta": bool(args.tta), "many_threshold": many, "few_threshold": few,
         "left_out_class_ids": left_out, "unreadable": [{"path": path, "reason": reason} for path, reason in unreadable],

@@ -138,8 +138,11 @@ def build_parser():
                               help="classes with fewer training images get the 'heavy' pipeline (0 disables)")
 
     evaluation = parser.add_argument_group("evaluation and checkpoints")
-    evaluation.add_argument("--select-metric", choices=SELECT_METRICS, default="balanced_acc",
-                            help="chooses best.pth; plain accuracy is what hid the seed's collapse")
+    evaluation.add_argument("--select-metric", choices=SELECT_METRICS, default=metrics.DEFAULT_TARGET_METRIC,
+                            help="the metric the run is judged on: chooses best.pth, and predict.py --calibrate-tau "
+                                 "tunes tau for it. balanced_acc when every class matters equally; acc for a test "
+                                 "set as long-tailed as training (AI Challenger's leaderboard); prior_acc: recall "
+                                 "weighted by the training shares. Plain accuracy is what hid the seed's collapse"),
     evaluation.add_argument("--many-threshold", type=int, default=longtail.MANY_SHOT_THRESHOLD)
     evaluation.add_argument("--few-threshold", type=int, default=longtail.FEW_SHOT_THRESHOLD)
     evaluation.add_argument("--output", default="checkpoints/run")
@@ -531,7 +534,8 @@ def validate_and_save_epoch(context, state, epoch, progress, val_loader, tensorb
     if improved:
         state.best_metric, state.best_epoch = selected, epoch
     log(rank, f"epoch {epoch}/{args.epochs} | train loss {row['train_loss']:.3f} | val loss {result['loss']:.3f} "
-              f"acc {result['acc']:.3f} bal_acc {result['balanced_acc']:.3f} macro_f1 {result['macro_f1']:.3f} "
+              f"acc {result['acc']:.3f} bal_acc {result['balanced_acc']:.3f} prior_acc {result['prior_acc']:.3f} "
+              f"macro_f1 {result['macro_f1']:.3f} "
               f"top5 {result['top5']:.3f} | many/med/few {result['many_acc']:.2f}/{result['medium_acc']:.2f}/"
               f"{result['few_acc']:.2f} | lr {row['lr']:.2e} | {row['train_images_per_s']:.1f} img/s"
               + (" | best" if improved else ""))
@@ -564,6 +568,13 @@ def print_and_write_setup(context, excluded, metadata, train_transform, targeted
           f"batch {batch_size} x {context.world_size} process(es), {workers} loader worker(s), device {context.device}")
     print(f"data: {len(metadata.train)} train / {len(metadata.val)} val images, {len(weights)} classes, "
           f"imbalance {context.train_counts.max()}:{context.train_counts.min()}")
+    val_counts = metadata.val["label"].value_counts()
+    unvalidated = [f"{class_id} '{name}'" for class_id, name in zip(context.class_ids, context.class_names)
+                   if val_counts.get(class_id, 0) == 0]
+    if unvalidated:
+        print(f"no validation image for {len(unvalidated)} class(es): {', '.join(unvalidated)}; validation metrics "
+              f"average over the {len(weights) - len(unvalidated)} classes that have one")
+    print(f"best.pth chosen by validation {args.select_metric}")
     print(weight_line)
     print(f"loss: {args.loss}, label smoothing {args.label_smoothing}; sampler: {args.sampler}; "
           f"augmentation: {args.augment}" + (f", heavy for {len(targeted)} classes under {args.targeted_aug_below} images"

@@ -5,7 +5,7 @@
 #
 # Usage:  bash train_baseline.sh          |   DATA_SOURCE=/data/ai_challenger_2018 bash train_baseline.sh
 # Settings (unset ones from the recipe, on the demo data with recipes/demo.yaml's changes): IMG_SIZE  EPOCHS  LR
-#   BATCH_SIZE  MODEL  PRETRAINED, PRETRAINED_FILE, OUT_ROOT, EXTRA_ARGS, DATA_SOURCE, DATA_FORMAT, VAL_LIST,
+#   BATCH_SIZE  MODEL  SELECT_METRIC  PRETRAINED, PRETRAINED_FILE, OUT_ROOT, EXTRA_ARGS, DATA_SOURCE, DATA_FORMAT, VAL_LIST,
 #   DATA_DIR, PYTHON, LAUNCHER: as train_fixed.sh
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
@@ -24,5 +24,6 @@ add_if_set BASELINE_ARGS --lr "${LR:-}"
 add_if_set BASELINE_ARGS --img-size "${IMG_SIZE:-}"
 add_if_set BASELINE_ARGS --model "${MODEL:-}"
 add_if_set BASELINE_ARGS --batch-size "${BATCH_SIZE:-}"
+add_if_set BASELINE_ARGS --select-metric "${SELECT_METRIC:-}"
 "${LAUNCHER_CMD[@]}" train.py "${BASELINE_ARGS[@]}" --data-dir "$DATA_DIR" --output "$OUT_ROOT/baseline" --resume auto \
   "${PRETRAINED_ARGS[@]}" "${EXTRA_TRAIN_ARGS[@]}"

@@ -13,6 +13,8 @@
 # recipes/demo.yaml; BATCH_SIZE and MODEL from train.py's defaults):
 #   IMG_SIZE   STAGE1_EPOCHS   STAGE1_LR   STAGE2_EPOCHS   STAGE2_LR   WARMUP_EPOCHS   BATCH_SIZE   MODEL
 #   CLASS_WEIGHTS   AUGMENT   SAMPLER (the recipes' sqrt; none: the seed's fix exactly)
+#   SELECT_METRIC balanced_acc (what the run is judged on: picks best.pth in both stages and the tau of step 3;
+#                 acc for a test set as long-tailed as training, e.g. the AI Challenger leaderboard)
 #   PRETRAINED 1 (0: from scratch)   PRETRAINED_FILE (local weights)
 #   OUT_ROOT checkpoints   RUN_NAME task1
 #   EXTRA_ARGS (appended to both train.py calls, e.g. "--sampler sqrt --workers 4")   CALIBRATE 1 (0: skip step 3)
@@ -38,6 +40,7 @@ add_if_set COMMON_ARGS --batch-size "${BATCH_SIZE:-}"
 add_if_set COMMON_ARGS --class-weights "${CLASS_WEIGHTS:-}"
 add_if_set COMMON_ARGS --augment "${AUGMENT:-}"
 add_if_set COMMON_ARGS --sampler "${SAMPLER:-}"
+add_if_set COMMON_ARGS --select-metric "${SELECT_METRIC:-}"
 COMMON_ARGS+=(--resume auto "${PRETRAINED_ARGS[@]}" "${EXTRA_TRAIN_ARGS[@]}")
 STAGE1_ARGS=(--config recipes/fixed_stage1.yaml --output "$STAGE1_DIR")
 add_if_set STAGE1_ARGS --epochs "${STAGE1_EPOCHS:-}"
@@ -54,7 +57,7 @@ echo "== stage 2/2: full fine-tune from $STAGE1_DIR/best.pth (recipes/fixed_stag
 "${LAUNCHER_CMD[@]}" train.py "${STAGE2_ARGS[@]}" "${COMMON_ARGS[@]}"
 
 if [[ "${CALIBRATE:-1}" != 0 ]]; then
-  echo "== calibration: post-hoc logit adjustment of $STAGE2_DIR/best.pth, tau chosen on the validation set"
+  echo "== calibration: post-hoc logit adjustment of $STAGE2_DIR/best.pth, tau chosen on the validation set for its --select-metric"
   "$PYTHON" predict.py --checkpoint "$STAGE2_DIR/best.pth" --calibrate-tau --data-dir "$DATA_DIR"
 fi
 

@@ -11,14 +11,16 @@ sys.path.insert(0, str(ROOT))
 
 
 def write_cleaned_dataset(root, train_counts, val_per_class=3, image_size=40, seed=0):
-    """A cleaned dataset (data/cleaned layout) of flat-coloured noisy images, one colour per class."""
+    """A cleaned dataset (data/cleaned layout) of flat-coloured noisy images, one colour per class;
+    val_per_class: one count for every class, or a list of counts per class."""
+    val_counts = [val_per_class] * len(train_counts) if isinstance(val_per_class, int) else list(val_per_class)
     rng = np.random.default_rng(seed)
     (root / "metadata").mkdir(parents=True)
     (root / "images").mkdir()
     rows = {"train": [], "val": []}
     for class_id, count in enumerate(train_counts):
         colour = np.array([(class_id * 70) % 256, (class_id * 130) % 256, (class_id * 190) % 256], np.uint8)
-        for split, number in (("train", count), ("val", val_per_class)):
+        for split, number in (("train", count), ("val", val_counts[class_id])):
             for index in range(number):
                 noise = rng.integers(0, 30, (image_size, image_size, 3)).astype(np.uint8)
                 relative = f"images/{split}_{class_id}_{index}.png"
@@ -27,7 +29,7 @@ def write_cleaned_dataset(root, train_counts, val_per_class=3, image_size=40, se
     for split, split_rows in rows.items():
         pd.DataFrame(split_rows, columns=["path", "label", "class_name"]).to_csv(root / "metadata" / f"{split}.csv", index=False)
     pd.DataFrame({"id": range(len(train_counts)), "name": [f"class_{i}" for i in range(len(train_counts))],
-                  "train_count": train_counts, "val_count": [val_per_class] * len(train_counts)}
+                  "train_count": train_counts, "val_count": val_counts}
                  ).to_csv(root / "metadata" / "classes.csv", index=False)
     return root
 

@@ -174,6 +174,23 @@ def test_search_tau_keeps_tau_0_when_the_gain_is_one_validation_image():
     assert search.tau == 0.0
 
 
+def test_search_tau_follows_the_target_metric():
+    """Tuned for plain accuracy (a long-tailed test set), tau serves the head; tuned for balanced accuracy, the
+    tail: with 40 head and 4 tail images the two targets pick taus of opposite sign."""
+    targets = np.array([0] * 40 + [1] * 4)
+    # Head: 30 clear, 6 barely head, 4 leaning to the tail. Tail: 2 clear, 2 that look like the head.
+    scores = torch.tensor([[3.0, 0.0]] * 30 + [[0.3, 0.0]] * 6 + [[0.0, 0.5]] * 4 + [[0.0, 3.0]] * 2 + [[0.5, 0.0]] * 2)
+    grid, counts = inference.tau_grid(-2.0, 2.0, 0.25), [400, 4]
+    by_accuracy = inference.search_tau(scores, targets, counts, grid, 50, 20, metric="acc")
+    assert by_accuracy.tau < 0 and by_accuracy.metric == "acc" and by_accuracy.margin == pytest.approx(1 / 44)
+    assert by_accuracy.row(by_accuracy.tau)["acc"] > by_accuracy.row(0.0)["acc"]
+    by_balanced = inference.search_tau(scores, targets, counts, grid, 50, 20)
+    assert by_balanced.tau > 0 and by_balanced.metric == "balanced_acc"
+    # One image's worth of accuracy at the training prior: the largest share / images of a present class.
+    assert inference.one_image_gain(targets, counts, "prior_acc") == pytest.approx(max(400 / 404 / 40, 4 / 404 / 4))
+    assert inference.one_image_gain(targets, counts, "balanced_acc") == pytest.approx(1 / 8)
+
+
 def test_tau_grid_is_symmetric_and_always_holds_0():
     assert inference.tau_grid(-1.0, 1.0, 0.5) == [-1.0, -0.5, 0.0, 0.5, 1.0]
     assert inference.tau_grid(0.0, 0.6, 0.25) == [0.0, 0.25, 0.5]

@@ -58,9 +58,11 @@ def test_train_baseline_runs_the_seeds_before_recipe(tiny_env, tmp_path):
     weights = tmp_path / "pre trained" / "test efficientnet.pth"
     weights.parent.mkdir()
     torch.save(timm.create_model("test_efficientnet").state_dict(), weights)
-    env = dict(tiny_env, PRETRAINED="1", PRETRAINED_FILE=str(weights), EXTRA_ARGS="--workers 0  --seed 3")
+    env = dict(tiny_env, PRETRAINED="1", PRETRAINED_FILE=str(weights), EXTRA_ARGS="--workers 0  --seed 3",
+               SELECT_METRIC="acc")
     run_script("train_baseline.sh", env)
     baseline = torch.load(Path(tiny_env["OUT_ROOT"]) / "baseline" / "best.pth", weights_only=True)
+    assert baseline["select_metric"] == "acc"  # SELECT_METRIC reaches train.py
     assert baseline["args"]["pretrained_file"] == str(weights) and baseline["args"]["seed"] == 3
     assert baseline["stage"] == "full" and baseline["parent"] is None
     assert baseline["args"]["class_weights"] == "inverse" and baseline["args"]["augment"] == "weak"

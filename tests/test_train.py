@@ -151,6 +151,34 @@ def test_min_samples_leaves_out_rare_classes_and_records_them(tiny_cleaned, tmp_
     assert pd.read_csv(output / "excluded_classes.csv")["id"].tolist() == [3]
 
 
+def test_a_class_without_validation_images_is_named_and_the_target_metric_is_followed(tmp_path, capsys):
+    """The seed's class 45: training images, no validation image. It is named at setup, its recall is undefined
+    (not 0) in per_class_metrics.csv, and --select-metric acc is recorded for calibration to follow."""
+    import predict
+    from conftest import write_cleaned_dataset
+
+    data = write_cleaned_dataset(tmp_path / "data", [20, 10, 4, 1], val_per_class=[4, 3, 2, 0])
+    output = run_stage(data, tmp_path / "run", "--stage", "head", "--epochs", "1", "--select-metric", "acc")
+    printed = capsys.readouterr().out
+    assert ("no validation image for 1 class(es): 3 'class_3'; validation metrics average over the 3 classes that "
+            "have one") in printed
+    assert "best.pth chosen by validation acc" in printed and " prior_acc " in printed
+    per_class = pd.read_csv(output / "per_class_metrics.csv")
+    assert per_class["support"].tolist() == [4, 3, 2, 0] and per_class["recall"].isna().tolist() == [False] * 3 + [True]
+    history = pd.read_csv(output / "history.csv")
+    recall = per_class["recall"].to_numpy()[:3]
+    expected_prior = (recall * [20, 10, 4]).sum() / 34
+    assert history["val_prior_acc"].iloc[0] == pytest.approx(expected_prior)
+    assert load(output / "best.pth")["select_metric"] == "acc"
+
+    predict.main(["--checkpoint", str(output / "best.pth"), "--calibrate-tau", "--data-dir", str(data)])
+    printed = capsys.readouterr().out
+    assert "tau calibration for validation acc (the run's --select-metric) on 9 validation images" in printed
+    assert "1 class(es) have none: class averages are over the 3 that do" in printed
+    report = load(output / "best.pth")["logit_adjust_report"]
+    assert report["metric"] == "acc" and report["margin"] == pytest.approx(1 / 9)
+
+
 def test_class_weights_used_are_recorded(tiny_cleaned, stage1):
     used = pd.read_csv(stage1 / "class_weights_used.csv")
     expected = longtail.compute_class_weights([24, 12, 4, 1], "sqrt")
