@@ -42,7 +42,7 @@ from longtail import SHOT_GROUPS, shot_group_captions, shot_groups
 
 CHECKPOINT_NAMES = ("best.pth", "last.pth")
 HISTORY_COLUMNS = ("epoch", "train_loss", "val_loss", "val_acc", "val_balanced_acc", "val_macro_f1", "lr")
-TABLE_METRICS = ("val_balanced_acc", "val_acc", "val_macro_f1", "val_top5", "val_many_acc", "val_medium_acc",
+TABLE_METRICS = ("val_balanced_acc", "val_acc", "val_prior_acc", "val_macro_f1", "val_top5", "val_many_acc", "val_medium_acc",
                  "val_few_acc", "val_zero_recall_classes", "val_loss", "train_loss")
 TOP_CHANGES = 5
 
@@ -177,8 +177,15 @@ def print_best_epoch(run):
     row, checkpoint = run.best_row, run.checkpoint
     print(f"best epoch {int(row['epoch'])} of {len(run.history)} (chosen by validation "
           f"{checkpoint.get('select_metric', 'balanced_acc')}):")
-    print(f"  balanced accuracy {row['val_balanced_acc']:.3f} | accuracy {row['val_acc']:.3f} | "
-          f"macro-F1 {row['val_macro_f1']:.3f} | top-5 {row.get('val_top5', np.nan):.3f}")
+    print(f"  balanced accuracy {row['val_balanced_acc']:.3f} | accuracy {row['val_acc']:.3f} | accuracy at the "
+          f"training prior {row.get('val_prior_acc', np.nan):.3f} | macro-F1 {row['val_macro_f1']:.3f} | top-5 "
+          f"{row.get('val_top5', np.nan):.3f}")
+    without = len(run.classes) - present_classes(run)
+    if without:
+        print(f"  class averages are over the {present_classes(run)} classes with validation images ({without} "
+              f"without: " + ", ".join(f"{class_id} '{name}'" for class_id, name in zip(
+                  run.classes.loc[run.classes["support"] == 0, "id"], run.classes.loc[run.classes["support"] == 0, "name"]))
+              + ")")
     print(f"  many/medium/few-shot accuracy {row.get('val_many_acc', np.nan):.3f} / "
           f"{row.get('val_medium_acc', np.nan):.3f} / {row.get('val_few_acc', np.nan):.3f} | "
           f"val loss {row['val_loss']:.3f} | train loss {row['train_loss']:.3f}")
