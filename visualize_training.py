@@ -42,8 +42,8 @@ from longtail import SHOT_GROUPS, shot_group_captions, shot_groups
 
 CHECKPOINT_NAMES = ("best.pth", "last.pth")
 HISTORY_COLUMNS = ("epoch", "train_loss", "val_loss", "val_acc", "val_balanced_acc", "val_macro_f1", "lr")
-TABLE_METRICS = ("val_balanced_acc", "val_acc", "val_prior_acc", "val_macro_f1", "val_top5", "val_many_acc", "val_medium_acc",
-                 "val_few_acc", "val_zero_recall_classes", "val_loss", "train_loss")
+TABLE_METRICS = ("val_balanced_acc", "val_acc", "val_prior_acc", "val_macro_f1", "val_top5", "val_many_acc",
+                 "val_medium_acc", "val_few_acc", "val_zero_recall_classes", "val_loss", "train_loss")
 TOP_CHANGES = 5
 
 
