@@ -26,6 +26,13 @@ Rules a user can rely on:
   no entries at all) is fatal: a UserError naming the file and the entry, because nothing downstream can be
   trusted. Entries are numbered from 0 in JSON lists; CSV rows and text-list lines by their line number in the
   file. A text-list line without both a path and a label is malformed too.
+- A listed path that leaves its dataset (a '..' too many, or an absolute path elsewhere) in the AI Challenger
+  layouts (JSON and lists) and text lists becomes an 'outside_dataset' row of the rejected table, and the file is
+  never opened: a downloaded annotation file must not make cleaning read files outside the dataset. The dataset
+  is the root folder for AI Challenger, the folder of the list (each list's own with --val-list) for text lists.
+  The check is on the path as written (symlinks inside the dataset are followed as usual). A CSV names any file
+  (absolute, or relative to the CSV's folder, '..' included): the user wrote it; ImageFolder reads the files
+  under its class folders.
 - A listed image whose file does not exist is not fatal: it becomes a 'missing_file' row of the rejected table
   (rejected.csv after cleaning), since one lost file should not stop a 30k-image dataset. If none of the
   listed files exist, the layout is wrong and that is fatal.
@@ -79,7 +86,8 @@ class Source:
 
     images: path (absolute str), label (int), split ("train", "val", or "" when the source has no split).
     class_names: {id: name} for every class the source declares (may include ids without images).
-    rejected: listed images that do not exist (reason 'missing_file'), columns REJECTED_COLUMNS.
+    rejected: listed images outside the dataset ('outside_dataset') or that do not exist ('missing_file'),
+    columns REJECTED_COLUMNS.
     """
 
     root: Path
@@ -139,6 +147,12 @@ def read_source(path, fmt=None, path_column=None, label_column=None, split_colum
         source = _read_csv_source(path, path_column, label_column, split_column)
     else:
         source = _read_list_source(path, val_list)
+    # The folder each split's listed paths must stay in (see the module docstring); a CSV or ImageFolder has none.
+    if fmt in ("aichallenger", "aichallenger-list"):
+        _reject_outside_dataset(source, path, {"train": path, "val": path})
+    elif fmt == "list":
+        _reject_outside_dataset(source, path, {"": path.parent, "train": path.parent,
+                                               "val": Path(val_list or path).parent})
     _drop_missing_files(source)
     return source
 
@@ -511,6 +525,26 @@ def _no_rejections():
     return pd.DataFrame(columns=REJECTED_COLUMNS)
 
 
+def _reject_outside_dataset(source, listing, folder_of_split):
+    """Move the images whose path leaves their split's folder to rejected ('outside_dataset'), without touching
+    those files; all of them outside is an error naming `listing` (the dataset or list given)."""
+    images = source.images
+    folders = {split: os.path.abspath(folder) for split, folder in folder_of_split.items()}
+    outside = pd.Series([os.path.commonpath([path, folders[split]]) != folders[split]
+                         for path, split in zip(images["path"], images["split"])], index=images.index, dtype=bool)
+    if not outside.any():
+        return
+    if outside.all():
+        raise UserError(f"{listing}: all {len(images)} listed images lie outside the dataset folder "
+                        f"(first: {images['path'].iloc[0]}); a CSV source may name images anywhere")
+    rows = images.loc[outside]
+    source.rejected = pd.concat([source.rejected, pd.DataFrame({
+        "path": rows["path"], "split": rows["split"], "reason": "outside_dataset",
+        "detail": [f"the listed path leaves {folders[split]}" for split in rows["split"]], "label": rows["label"],
+    }, columns=REJECTED_COLUMNS)], ignore_index=True)
+    source.images = images.loc[~outside].reset_index(drop=True)
+
+
 def _drop_missing_files(source):
     """Move listed-but-absent files from images to rejected; all absent means the layout is wrong."""
     images = source.images
@@ -519,8 +553,8 @@ def _drop_missing_files(source):
         raise UserError(f"{source.root}: none of the {len(images)} listed images exist "
                         f"(first: {images['path'].iloc[0]}); is the image folder in place?")
     missing = images.loc[~exists]
-    source.rejected = pd.DataFrame({
+    source.rejected = pd.concat([source.rejected, pd.DataFrame({
         "path": missing["path"], "split": missing["split"], "reason": "missing_file",
         "detail": "listed in the source but the file does not exist", "label": missing["label"],
-    }, columns=REJECTED_COLUMNS).reset_index(drop=True)
+    }, columns=REJECTED_COLUMNS)], ignore_index=True)
     source.images = images.loc[exists].reset_index(drop=True).astype({"label": "int64"})
