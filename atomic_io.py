@@ -2,10 +2,14 @@
 
 The temporary file is flushed to disk (fsync) before the rename and the folder after it: without that, a power
 loss shortly after the rename can leave the new name pointing at an empty or partial file on common filesystems
-(ext4 delayed allocation, XFS).
+(ext4 delayed allocation, XFS). A read-only file is never replaced. JSON is strict (RFC 8259): NaN and infinities
+are written as null, which every parser reads, where Python's default would write bare NaN.
 """
 import json
+import math
+import numbers
 import os
+import stat
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +25,8 @@ def atomic_path(path):
     pandas) still do the right thing.
     """
     path = Path(path)
+    if path.is_file() and is_read_only(path):
+        raise UserError(f"{path}: read-only; not replaced (make it writable, or write elsewhere)")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
@@ -38,6 +44,12 @@ def atomic_path(path):
         raise UserError(f"{path}: write failed ({error.strerror}); the previous file, if any, is intact") from None
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def is_read_only(path):
+    """Whether an existing file or folder is read-only: this user may not write it, or no one may by its permission
+    bits (root may write anything, so for root the bits are what says 'read-only')."""
+    return not os.access(path, os.W_OK) or not stat.S_IMODE(os.stat(path).st_mode) & 0o222
 
 
 def default_permissions(path):
@@ -68,8 +80,27 @@ def write_text(path, text):
         tmp.write_text(text)
 
 
+def json_values(obj):
+    """`obj` with every number a plain JSON number: NaN and infinities become None (null), numpy scalars Python
+    ones; dicts, lists and tuples are walked."""
+    if isinstance(obj, dict):
+        return {key: json_values(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_values(value) for value in obj]
+    if isinstance(obj, bool) or not isinstance(obj, numbers.Real):
+        return obj
+    if isinstance(obj, numbers.Integral):
+        return int(obj)
+    return float(obj) if math.isfinite(obj) else None
+
+
+def json_text(obj, indent=None):
+    """Strict JSON of `obj` (json_values; anything else JSON has no type for, e.g. a path, as its text)."""
+    return json.dumps(json_values(obj), indent=indent, default=str, allow_nan=False)
+
+
 def write_json(path, obj):
-    write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
+    write_text(path, json_text(obj, indent=2) + "\n")
 
 
 def write_csv(path, frame):

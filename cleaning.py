@@ -2,7 +2,8 @@
 
 Rules (each excluded image is a row of metadata/rejected.csv: path, split, reason, detail, label; never silently
 dropped):
-- missing_file / unreadable_file / empty_file / not_image / truncated / corrupt: the file cannot be used.
+- outside_dataset / missing_file (sources.py: a listed path that leaves the dataset, a listed file that does not
+  exist) / unreadable_file / empty_file / not_image / truncated / corrupt: the file cannot be used.
   The decode check is a Pillow decode of all the compressed data (OpenCV, which the trainer uses, silently pads
   truncated JPEGs); JPEGs are decoded at 1/8 scale, which reads the same bytes at half the cost.
 - Exact duplicates (same bytes, SHA-256): within one split the first path (sorted) is kept, the others are
@@ -12,9 +13,15 @@ dropped):
   palette, 1-bit, 16-bit (scaled, not clipped) and CMYK JPEG/TIFF files, so those keep their original file and
   are only counted in summary.json. It drops alpha, which shows whatever colour hides under transparent pixels, so
   images with real transparency are flattened onto black and re-encoded; so are files in formats OpenCV cannot
-  decode and in unusual colour modes (LAB, HSV, ...), which Pillow converts instead. Re-encoded images go to images/<label>/<sha256 prefix>.jpg (JPEG q95).
-- max_side: images whose longer side exceeds it are downscaled (area interpolation) and re-encoded the same way,
-  so training does not decode multi-megapixel photos every epoch. By default originals are referenced.
+  decode and in unusual colour modes (LAB, HSV, ...), which Pillow converts instead. These conversions go to
+  images/<label>/<sha256 prefix>.png: lossless, so training sees exactly the pixels predict.py and evaluate.py
+  get from the same file (read_checked_rgb).
+- max_side: images whose longer side exceeds it are downscaled (area interpolation) and re-encoded as
+  images/<label>/<sha256 prefix>.jpg (JPEG q95), so training does not decode multi-megapixel photos every epoch
+  (a conversion that is also downscaled stays PNG). By default originals are referenced.
+- Accepted formats: an image is any file Pillow decodes (JPEG, PNG, BMP, WebP, TIFF, GIF, TGA, ...; the first
+  frame of an animation), told by its content, never its name: inspect_image is the one check, and predict.py
+  and evaluate.py apply it too (read_checked_rgb), so a file is an image for all three or for none.
 - Near duplicates: the decode check also takes each image's perceptual hash (pHash, near_duplicates.py).
   Validation images within near_dup_threshold bits of a training image are listed in
   metadata/near_duplicates.csv: same class = leakage that inflates validation scores, another class = a label
@@ -28,7 +35,8 @@ dropped):
   two classes (nothing to classify). Classes declared in class_names.csv (or as empty class folders) without any
   image are left out of classes.csv and listed in summary.json (analyze_data.py prints them).
 - Output is built in a staging folder next to out_dir (named with the process id) and swapped in at the end, so
-  a crash never leaves a mix of two runs; staging folders of killed cleanings are removed by the next one. A
+  a crash never leaves a mix of two runs; staging folders of killed cleanings are removed by the next one (also
+  when it finds its output up to date). A
   folder that does not look like a previous cleaning output is never replaced, and an output inside the source
   folder is refused (it would become part of the source).
 - A re-run whose source files (paths, labels, sizes, modification times) and settings are unchanged reuses the
@@ -55,14 +63,16 @@ from errors import UserError
 from longtail import (FEW_SHOT_THRESHOLD, MANY_SHOT_THRESHOLD, SHOT_GROUPS, check_thresholds,
                       compute_class_weights, shot_groups)
 from sources import REJECTED_COLUMNS, read_source
-from staged_output import map_parallel, staged_folder
+from staged_output import map_parallel, remove_abandoned, staged_folder
 
 # Bump when a rule above changes, so an unchanged source is cleaned again under the new rules.
-CLEANING_VERSION = 2
+CLEANING_VERSION = 3
 WEIGHT_SCHEMES_WRITTEN = ("inverse", "sqrt", "effective")
 # Formats whose every mode in the test suite OpenCV decodes to correct RGB; anything else is tried with OpenCV.
 OPENCV_CHECKED_FORMATS = {"JPEG", "PNG", "BMP", "WEBP", "TIFF"}
 REENCODE_QUALITY = 95
+# Re-encoding reasons that convert pixels rather than shrink them: their copies are PNG (lossless, see above).
+CONVERSION_REASONS = ("transparency", "opencv_unreadable", "unusual_color_mode")
 MIN_MAX_SIDE = 16
 MANAGED_ENTRIES = {"metadata", "images"}
 # JPEGs are decoded at 1/8 scale, but no smaller than this, so the 32x32 pHash input is not upsampled.
@@ -90,6 +100,7 @@ def clean_dataset(source, out_dir="data/cleaned", fmt=None, max_side=None, val_f
     fingerprint = _fingerprint(source_data, settings)
     previous = _previous_summary(out_dir)
     if previous is not None and previous.get("fingerprint") == fingerprint:
+        remove_abandoned(out_dir, "cleaning")
         return {**_relabel_shot_groups(out_dir, previous, many_threshold, few_threshold), "reused": True}
 
     started = time.monotonic()
@@ -223,7 +234,8 @@ def read_checked_rgb(path):
 
 
 def reencode_image(task):
-    """Write the image as the trainer should see it (decode_for_training, <= max_side) as JPEG."""
+    """Write the image as the trainer should see it (decode_for_training, <= max_side), in the format the target's
+    suffix names (PNG lossless, JPEG at REENCODE_QUALITY)."""
     source_path, target_path, flatten_alpha, via_pillow, max_side = task
     bgr = decode_for_training(source_path, flatten_alpha, via_pillow)
     longer_side = max(bgr.shape[:2])
@@ -232,7 +244,7 @@ def reencode_image(task):
         size = (max(1, round(bgr.shape[1] * scale)), max(1, round(bgr.shape[0] * scale)))
         bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
     Path(target_path).parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(target_path, bgr, [cv2.IMWRITE_JPEG_QUALITY, REENCODE_QUALITY]):
+    if not cv2.imwrite(target_path, bgr, [cv2.IMWRITE_JPEG_QUALITY, REENCODE_QUALITY]):  # ignored for PNG
         raise OSError(f"cannot write {target_path}")
 
 
@@ -323,10 +335,12 @@ def _reencode_reasons(kept, max_side):
 
 
 def _reencode(kept, staging, max_side, workers, progress):
-    """New path column: originals stay absolute; re-encoded images become images/<label>/<sha>.jpg."""
+    """New path column: originals stay absolute; re-encoded images become images/<label>/<sha>.png (conversions)
+    or .jpg (downscaled only)."""
     paths = kept["path"].copy()
     todo = kept.loc[kept["reencode"] != ""]
-    relative = {row.Index: f"images/{row.label}/{row.sha256[:20]}.jpg" for row in todo.itertuples()}
+    relative = {row.Index: f"images/{row.label}/{row.sha256[:20]}"
+                           + (".png" if row.reencode in CONVERSION_REASONS else ".jpg") for row in todo.itertuples()}
     tasks = [(row.path, str(staging / relative[row.Index]), row.reencode == "transparency",
               row.reencode in ("opencv_unreadable", "unusual_color_mode"), max_side) for row in todo.itertuples()]
     try:

@@ -12,6 +12,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from atomic_io import is_read_only
 from errors import UserError
 
 
@@ -112,6 +113,8 @@ def _check_writable_ancestor(option, path):
     ancestor = _nearest_existing(path)
     if not ancestor.is_dir():
         raise UserError(f"{option} {path}: {ancestor} is a file, not a folder")
+    if is_read_only(ancestor):  # root may write anywhere: a folder without write permission is refused anyway
+        raise UserError(f"{option} {path}: {ancestor} is read-only")
     try:
         # Try it rather than trust os.access: root, read-only mounts and ACLs all answer differently.
         with tempfile.TemporaryFile(dir=ancestor):
@@ -129,10 +132,13 @@ def check_output_dir(option, path):
 
 
 def check_output_file(option, path):
-    """An output file: not a folder, and its folder (or nearest existing parent) writable."""
+    """An output file: not a folder, not an existing read-only file (never replaced), and its folder (or nearest
+    existing parent) writable."""
     path = Path(path)
     if path.is_dir():
         raise UserError(f"{option} {path}: is a folder; give a file name")
+    if path.is_file() and is_read_only(path):
+        raise UserError(f"{option} {path}: read-only; it is not replaced (make it writable, or write elsewhere)")
     _check_writable_ancestor(option, path.parent)
 
 

@@ -15,11 +15,13 @@ from pathlib import Path
 import numpy as np
 import timm
 import torch
+from safetensors import SafetensorError
 
 import checkpoint as checkpoint_format
+import cleaning
 import dataset
 import inference
-from atomic_io import atomic_path
+from atomic_io import atomic_path, json_text, json_values
 from errors import UserError
 
 CARD_KEY = "leaf_disease"
@@ -57,7 +59,8 @@ def save_timm_folder(model, card, out_dir):
     """TIMM_FILES (model.safetensors + config.json) in `out_dir` via timm's save_for_hf."""
     from timm.models import save_for_hf
 
-    save_for_hf(model, out_dir, model_config={"label_names": list(card["class_names"]), CARD_KEY: card},
+    # timm writes config.json with Python's json, which would write a NaN in the card as bare NaN.
+    save_for_hf(model, out_dir, model_config={"label_names": list(card["class_names"]), CARD_KEY: json_values(card)},
                 safe_serialization=True, data_config=timm_data_config(card))
     return Path(out_dir)
 
@@ -73,7 +76,7 @@ def save_onnx(model, card, path):
         torch.onnx.export(model.eval(), (example,), str(tmp), input_names=[ONNX_INPUT], output_names=[ONNX_OUTPUT],
                           dynamo=True, dynamic_shapes=({0: batch},), verbose=False)
         proto = onnx.load(str(tmp))
-        onnx.helper.set_model_props(proto, {CARD_KEY: json.dumps(card)})
+        onnx.helper.set_model_props(proto, {CARD_KEY: json_text(card)})
         onnx.save(proto, str(tmp))
     return Path(path)
 
@@ -118,7 +121,7 @@ def load_model(path):
         card = _read_card(path / "config.json", lambda: json.loads((path / "config.json").read_text()).get(CARD_KEY))
         try:
             model = timm.create_model(f"local-dir:{path}", pretrained=True)
-        except (OSError, RuntimeError, ValueError) as error:
+        except (OSError, RuntimeError, ValueError, SafetensorError) as error:  # SafetensorError: a damaged file
             raise UserError(f"{path}: cannot load the exported model ({str(error).splitlines()[0]})") from None
         return card, model.eval()
     if not path.is_file():
@@ -174,7 +177,16 @@ def compare_logits(reference_model, exported_model, images, batch_size=8):
 
 
 def transformed_images(paths, card):
-    """The model's input for the readable `paths` (N, 3, H, W, float on the CPU), as predict.py feeds it."""
+    """The model's input for the readable images among `paths` (N, 3, H, W, float on the CPU), decoded and
+    transformed as predict.py feeds them; the other files are passed over, none readable is a UserError."""
     transform = inference.eval_transform(card)
-    tensors = [transform(image=dataset.read_image_rgb(path))["image"] for path in paths]
+    tensors = []
+    for path in paths:
+        try:
+            tensors.append(transform(image=cleaning.read_checked_rgb(path))["image"])
+        except UserError:
+            continue
+    if not tensors:
+        raise UserError(f"none of the {len(paths)} file(s) to check the export with is a readable image "
+                        f"(first: {paths[0] if paths else 'none given'})")
     return inference.model_input(card, torch.device("cpu"))(torch.stack(tensors))

@@ -66,9 +66,9 @@ def read_labelled_set(data, checkpoint, fmt=None):
         by_name = source.fmt == "imagefolder" or present_names <= set(checkpoint["class_names"])
         description = f"{source.fmt} {data} ({split_text})"
         if len(source.rejected):
-            missing = source.rejected["path"].tolist()
-            print(f"{len(missing)} listed image(s) missing from disk, not scored: {', '.join(missing[:5])}"
-                  + (" ..." if len(missing) > 5 else ""))
+            listed = [f"{path} ({reason})" for path, reason in zip(source.rejected["path"], source.rejected["reason"])]
+            print(f"{len(listed)} listed image(s) missing from disk or outside the dataset, not scored: "
+                  f"{', '.join(listed[:5])}" + (" ..." if len(listed) > 5 else ""))
     if table.empty:
         raise UserError(f"{data}: no labelled images to evaluate")
     if by_name:

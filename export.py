@@ -57,7 +57,7 @@ def parse_args(argv=None):
 
 def verification_paths(args):
     if args.verify_images:
-        paths, _ = inference.find_images(args.verify_images)  # only images verify; other files don't matter
+        paths = inference.find_images(args.verify_images)  # files that are not images are passed over
     else:
         val_csv = Path(args.data_dir) / "metadata" / "val.csv"
         if not val_csv.is_file():

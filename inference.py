@@ -20,7 +20,6 @@ import runtime
 import progress
 from errors import UserError
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 # The label of a photo whose top probability is below --min-confidence: the model does not know it.
 UNKNOWN_LABEL = "unknown"
 
@@ -58,16 +57,14 @@ def model_input(checkpoint, device):
 # Images
 # ----------------------------------------------------------------------------------------------------
 def find_images(inputs):
-    """(images, skipped): files as given, plus image files (by extension) anywhere under given folders, each path
-    once; and [(path, reason)] for the other files found in those folders, so none is skipped unsaid."""
-    found, seen, skipped = [], set(), []
+    """The files to classify: files as given, plus every file anywhere under given folders, each path once.
+    Whether a file is an image is told by its content, as cleaning tells it (cleaning.inspect_image, through
+    ImageFiles), never by its name: the others come back from predict_scores as rejected, with their reason."""
+    found, seen = [], set()
     for raw in inputs:
         path = Path(raw)
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file())
-            candidates = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS]
-            skipped += [(str(p), f"not_image: extension '{p.suffix or '(none)'}' is not one of "
-                                 f"{' '.join(IMAGE_EXTENSIONS)}") for p in files if p.suffix.lower() not in IMAGE_EXTENSIONS]
+            candidates = sorted(p for p in path.rglob("*") if p.is_file())
         elif path.is_file():
             candidates = [path]
         else:
@@ -78,8 +75,8 @@ def find_images(inputs):
                 seen.add(key)
                 found.append(candidate)
     if not found:
-        raise UserError(f"no images ({' '.join(IMAGE_EXTENSIONS)}) found in {', '.join(map(str, inputs))}")
-    return found, skipped
+        raise UserError(f"no images found in {', '.join(map(str, inputs))}: no files there at all")
+    return found
 
 
 class ImageFiles(torch.utils.data.Dataset):

@@ -15,10 +15,11 @@ AI Challenger 2018 submission, a JSON list of {"image_id": <file name>, "disease
 below P. --explain writes <explain-dir>/<photo stem>.png (the model's input crop beside the Grad-CAM heat map of
 the predicted class) and adds a 'gradcam' column naming it. --checkpoint also takes an export.py folder or
 model.onnx (ONNX: no --explain, no --calibrate-tau).
-Unreadable images, and other files found in the given folders, go to <output stem>.rejected.csv (path,reason,
-with cleaning's reasons: truncated, corrupt, not_image, empty_file...; always written, header-only when none).
-Photos are decoded with cleaning's checks and conversions (transparency flattened the same way); the rest are
-still predicted, and the exit code is 0 as long as one image was.
+Every file given or found in the given folders is decoded with cleaning's checks and conversions (an image is
+any format Pillow decodes, told by content, not name; transparency flattened the same way). Unreadable files and
+non-images go to <output stem>.rejected.csv (path,reason, with cleaning's reasons: truncated, corrupt, not_image,
+empty_file...; always written, header-only when none); the rest are still predicted, and the exit code is 0 as
+long as one image was. --calibrate-tau refuses a read-only checkpoint or folder before it scores anything.
 """
 import runtime  # noqa: I001  (first: it sets OMP_WAIT_POLICY before anything loads torch)
 
@@ -126,6 +127,10 @@ def metric_line(row):
             f"{row['prior_acc']:.4f}, many/medium/few {row['many_acc']:.3f}/{row['medium_acc']:.3f}/{row['few_acc']:.3f}")
 
 
+def calibration_curve_path(checkpoint_path):
+    return Path(checkpoint_path).with_name("tau_calibration.png")
+
+
 def calibrate_tau(args, checkpoint, score_images):
     """Grid-search tau on the validation set, print before/after and the tau curve, store tau and the report in
     the checkpoint, and plot the curve next to it (tau_calibration.png)."""
@@ -166,7 +171,7 @@ def calibrate_tau(args, checkpoint, score_images):
               f"validation image can change ({search.margin:.4f}): keeping tau 0")
     print(f"before: tau {0:<5g} {metric_line(before)}")
     print(f"after:  tau {search.tau:<5g} {metric_line(after)}")
-    curve_path = Path(args.checkpoint).with_name("tau_calibration.png")
+    curve_path = calibration_curve_path(args.checkpoint)
     plots.plot_tau_curve(search.rows, search.tau, search.margin, target, curve_path,
                          title=f"Post-hoc logit adjustment on {len(targets)} validation images ({Path(args.checkpoint).name})")
     checkpoint["logit_adjust_tau"] = search.tau
@@ -240,11 +245,14 @@ def main(argv=None):
     if args.calibrate_tau and deployment.kind_of(args.checkpoint) != "checkpoint":
         raise UserError(f"--calibrate-tau {args.checkpoint}: stores tau in a train.py .pth checkpoint; calibrate "
                         f"the checkpoint, then export it again")
+    if args.calibrate_tau:  # both are rewritten after scoring all of validation: refuse now, not then
+        cli.check_output_file("--checkpoint", args.checkpoint)
+        cli.check_output_file("--calibrate-tau", calibration_curve_path(args.checkpoint))
     checkpoint, model = deployment.load_model(args.checkpoint)
     if args.explain and deployment.kind_of(args.checkpoint) == "onnx":
         raise UserError(f"--explain {args.checkpoint}: Grad-CAM needs the PyTorch weights (the .pth or the exported "
                         f"folder), not the ONNX file")
-    images, skipped = inference.find_images(args.paths) if args.paths else ([], [])
+    images = inference.find_images(args.paths) if args.paths else []
     device = runtime.resolve_device(args.device)
     amp_dtype = runtime.amp_dtype(args.amp, device)
 
@@ -266,7 +274,7 @@ def main(argv=None):
 
     scores, indices, rejected = score_images(images, desc="predict")
     output = Path(args.output)
-    report_rejected(skipped + rejected, output)
+    report_rejected(rejected, output)
     if not len(indices):
         raise UserError(f"none of the {len(images)} images could be read; see {rejected_path(output)}")
     probabilities = torch.softmax(inference.adjust_scores(scores, checkpoint["train_counts"], tau), dim=1)

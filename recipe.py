@@ -33,6 +33,8 @@ def read_yaml(path):
         content = yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise UserError(f"{path}: recipe not found (recipes: {', '.join(sorted(available()))})") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not a YAML recipe: not text (a binary file?)") from None
     except (OSError, yaml.YAMLError) as error:
         raise UserError(f"{path}: not a readable YAML recipe ({str(error).splitlines()[0]})") from None
     if not isinstance(content, dict):

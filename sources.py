@@ -30,6 +30,13 @@ Rules a user can rely on:
   with the same label, it is kept once (its first listing, a training one before a validation one) and each repeat
   is a 'duplicate_entry' row of the rejected table; listed with different labels, every listing is a
   'label_conflict' row (there is no way to know which label is right). The detail names every listing.
+- A listed path that leaves its dataset (a '..' too many, or an absolute path elsewhere) in the AI Challenger
+  layouts (JSON and lists) and text lists becomes an 'outside_dataset' row of the rejected table, and the file is
+  never opened: a downloaded annotation file must not make cleaning read files outside the dataset. The dataset
+  is the root folder for AI Challenger, the folder of the list (each list's own with --val-list) for text lists.
+  The check is on the path as written (symlinks inside the dataset are followed as usual). A CSV names any file
+  (absolute, or relative to the CSV's folder, '..' included): the user wrote it; ImageFolder reads the files
+  under its class folders.
 - A listed image whose file does not exist is not fatal: it becomes a 'missing_file' row of the rejected table
   (rejected.csv after cleaning), since one lost file should not stop a 30k-image dataset. If none of the
   listed files exist, the layout is wrong and that is fatal.
@@ -85,8 +92,8 @@ class Source:
 
     images: path (absolute str), label (int), split ("train", "val", or "" when the source has no split).
     class_names: {id: name} for every class the source declares (may include ids without images).
-    rejected: listings not read as images: files that do not exist ('missing_file'), repeated listings
-        ('duplicate_entry', 'label_conflict'); columns REJECTED_COLUMNS.
+    rejected: listings not read as images: repeated listings ('duplicate_entry', 'label_conflict'), paths outside
+        the dataset ('outside_dataset'), files that do not exist ('missing_file'); columns REJECTED_COLUMNS.
     """
 
     root: Path
@@ -147,6 +154,12 @@ def read_source(path, fmt=None, path_column=None, label_column=None, split_colum
     else:
         source = _read_list_source(path, val_list)
     _reject_repeated_entries(source)
+    # The folder each split's listed paths must stay in (see the module docstring); a CSV or ImageFolder has none.
+    if fmt in ("aichallenger", "aichallenger-list"):
+        _reject_outside_dataset(source, path, {"train": path, "val": path})
+    elif fmt == "list":
+        _reject_outside_dataset(source, path, {"": path.parent, "train": path.parent,
+                                               "val": Path(val_list or path).parent})
     _drop_missing_files(source)
     return source
 
@@ -530,6 +543,24 @@ def _reject_repeated_entries(source):
     source.images = images.drop(index=dropped).drop(columns=ENTRY_COLUMN).reset_index(drop=True)
     source.rejected = pd.concat([source.rejected, pd.DataFrame(rejected_rows, columns=REJECTED_COLUMNS)],
                                 ignore_index=True)
+def _reject_outside_dataset(source, listing, folder_of_split):
+    """Move the images whose path leaves their split's folder to rejected ('outside_dataset'), without touching
+    those files; all of them outside is an error naming `listing` (the dataset or list given)."""
+    images = source.images
+    folders = {split: os.path.abspath(folder) for split, folder in folder_of_split.items()}
+    outside = pd.Series([os.path.commonpath([path, folders[split]]) != folders[split]
+                         for path, split in zip(images["path"], images["split"])], index=images.index, dtype=bool)
+    if not outside.any():
+        return
+    if outside.all():
+        raise UserError(f"{listing}: all {len(images)} listed images lie outside the dataset folder "
+                        f"(first: {images['path'].iloc[0]}); a CSV source may name images anywhere")
+    rows = images.loc[outside]
+    source.rejected = pd.concat([source.rejected, pd.DataFrame({
+        "path": rows["path"], "split": rows["split"], "reason": "outside_dataset",
+        "detail": [f"the listed path leaves {folders[split]}" for split in rows["split"]], "label": rows["label"],
+    }, columns=REJECTED_COLUMNS)], ignore_index=True)
+    source.images = images.loc[~outside].reset_index(drop=True)
 
 
 def _drop_missing_files(source):

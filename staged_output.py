@@ -26,7 +26,7 @@ def staged_folder(out_dir, writer):
     out_dir = Path(out_dir)
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
-        _remove_abandoned(out_dir, writer)
+        remove_abandoned(out_dir, writer)
         staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.staging-{os.getpid()}-"))
         staging.chmod(0o755)  # mkdtemp makes it private; the swapped-in dataset should not be
     except OSError as error:
@@ -51,9 +51,10 @@ def _swap_in(staging, out_dir):
     shutil.rmtree(previous, ignore_errors=True)
 
 
-def _remove_abandoned(out_dir, writer):
+def remove_abandoned(out_dir, writer):
     """Delete the staging and swap folders a killed run left beside out_dir (named with their process id); those
-    of a run still going are left alone."""
+    of a run still going are left alone. staged_folder calls it; a writer that finds its output up to date and
+    writes nothing calls it itself."""
     for leftover in out_dir.parent.glob(f".{out_dir.name}.*-*"):
         kind, _, rest = leftover.name[len(out_dir.name) + 2:].partition("-")
         pid = rest.split("-")[0]

@@ -312,13 +312,9 @@ def prepare_data(args, rank):
 
 
 def resume_and_rewrite_best(context, state, saved, resume_path):
-    """Continue a run from its last.pth (refusing one made from other data, another class list, model or stage),
+    """Continue a run from its last.pth (_run has checked it is this run's: same data, classes, model and stage),
     and rewrite best.pth from the copy last.pth holds, so a kill between their two writes leaves no disagreement.
     Returns the interrupted epoch's progress, if last.pth was saved mid-epoch."""
-    args = context.args
-    checkpoint.check_compatible(saved, resume_path, class_ids=context.class_ids,
-                                dataset_fingerprint=context.dataset_fingerprint, model_name=args.model,
-                                stage=args.stage, hint="use another --output or delete it to start over")
     try:
         state.load_state_dict(saved)
     except (RuntimeError, ValueError, KeyError) as error:  # weights or optimiser groups that do not fit this run
@@ -393,17 +389,21 @@ def _run(args, process, resume_path, console_log):
 
     resume_checkpoint = cluster.on_every_rank(world_size, "read the checkpoint rank 0 resumes from",
                                               lambda: checkpoint.load(resume_path, need="resume") if resume_path else None)
+    metadata, excluded, class_ids, train_targets, val_targets, train_counts = cluster.on_every_rank(
+        world_size, f"read --data-dir {args.data_dir}", lambda: prepare_data(args, rank))
+    fingerprint = dataset_fingerprint(metadata)
+    cluster.same_on_every_rank(world_size, f"dataset in --data-dir {args.data_dir}", fingerprint)
+    if resume_checkpoint:
+        # Before anything else, a finished run included: "nothing to train" must not hide another dataset's run.
+        checkpoint.check_compatible(resume_checkpoint, resume_path, class_ids=class_ids,
+                                    dataset_fingerprint=fingerprint, model_name=args.model, stage=args.stage,
+                                    hint="use another --output or delete it to start over")
     if resume_checkpoint and resume_checkpoint["epoch"] >= args.epochs and not resume_checkpoint.get("epoch_in_progress"):
         log(rank, f"{resume_path}: all {args.epochs} epochs already done; nothing to train")
         if rank == 0:
             # A run killed while writing its last epoch's reports leaves their temporaries behind.
             remove_stale_temporaries(output)
         return
-
-    metadata, excluded, class_ids, train_targets, val_targets, train_counts = cluster.on_every_rank(
-        world_size, f"read --data-dir {args.data_dir}", lambda: prepare_data(args, rank))
-    fingerprint = dataset_fingerprint(metadata)
-    cluster.same_on_every_rank(world_size, f"dataset in --data-dir {args.data_dir}", fingerprint)
     class_weights = resolve_class_weights(args, class_ids, train_counts, excluded)
     model = models.create_model(args.model, len(class_ids), pretrained=not args.no_pretrained,
                                 pretrained_file=args.pretrained_file, drop_rate=args.drop_rate)

@@ -15,7 +15,7 @@ from atomic_io import write_csv, write_json
 from demo_data.counts import CLASS_NAMES, DEFAULT_SCALE, NUM_CLASSES, demo_train_counts, demo_val_counts
 from demo_data.photo import DEFAULT_IMAGE_SIZE, MIN_IMAGE_SIZE, RENDER_VERSION, render_leaf
 from errors import UserError
-from staged_output import map_parallel, staged_folder
+from staged_output import map_parallel, remove_abandoned, staged_folder
 
 TRAIN_DIR = "AgriculturalDisease_trainingset"
 VAL_DIR = "AgriculturalDisease_validationset"
@@ -104,6 +104,7 @@ def generate_demo(out_root, scale=DEFAULT_SCALE, image_size=DEFAULT_IMAGE_SIZE, 
     out_root = Path(out_root)
     info = _demo_info(scale, image_size, seed)
     if _is_complete(out_root, info):
+        remove_abandoned(out_root, "demo generation")
         return out_root
     if out_root.exists() and not out_root.is_dir():
         raise UserError(f"{out_root}: exists and is not a folder; cannot write the demo dataset there")

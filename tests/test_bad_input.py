@@ -1,19 +1,34 @@
-"""Issue 11: every bad argument, path and checkpoint of every script is one line on stderr naming the culprit,
-exit code 2, no traceback, and nothing written. Scripts run in-process through their main(argv)."""
+"""Issues 11 and 21: every bad argument, path, file and checkpoint of every script is one line on stderr naming
+the culprit, exit code 2, no traceback, and nothing written, or a listed rejection. Scripts run in-process through
+their main(argv)."""
+import hashlib
+import json
 import os
 import pickle
+import shutil
+import subprocess
+import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 import timm
 import torch
+from PIL import Image
 
 import analyze_data
+import atomic_io
+import cleaning
+import dataset
 import evaluate
+import export
+import inference
 import predict
+import sources
 import train
 import visualize_training
 from conftest import write_cleaned_dataset
+from errors import UserError
 
 TINY = ["--model", "test_efficientnet", "--no-pretrained", "--img-size", "32", "--batch-size", "8", "--workers", "0"]
 
@@ -378,3 +393,233 @@ def test_class_weight_csv_may_list_classes_left_out_by_min_samples(tiny_cleaned,
     excluded = pd.DataFrame({"id": [3]})
     assert list(train.resolve_class_weights(args, [0, 1, 2], [24, 12, 4], excluded)) == [1, 2, 3]
     assert os.path.exists(tmp_path / "w.csv")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Issue 21: paths outside the dataset, a damaged export, a binary recipe, image formats, read-only files,
+# resuming a finished run, strict JSON, a killed cleaning's staging folder
+# ----------------------------------------------------------------------------------------------------
+def write_png(path, seed):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(path, "PNG")
+    return path
+
+
+@pytest.fixture
+def opened_by_cleaning(monkeypatch):
+    """The files cleaning opens (it decode-checks in this process with workers=1)."""
+    opened = []
+    original = cleaning.inspect_image
+
+    def recording_inspect_image(path):
+        opened.append(os.path.abspath(path))
+        return original(path)
+
+    monkeypatch.setattr(cleaning, "inspect_image", recording_inspect_image)
+    return opened
+
+
+@pytest.mark.parametrize("layout", ["list", "aichallenger-list"])
+def test_list_paths_leaving_the_dataset_are_rejected_unopened(tmp_path, opened_by_cleaning, layout):
+    outside = write_png(tmp_path / "outside.png", seed=99)
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/bash\n")
+    root = tmp_path / "data" / "ds"
+    if layout == "list":  # paths relative to the list's folder, root
+        list_path, up = root / "train.txt", "..\\..\\"
+    else:  # paths relative to the training set folder, one level below root
+        list_path, up = root / sources.AICHALLENGER_SPLITS["train"][0] / "train_list.txt", "..\\..\\..\\"
+    inside = [write_png(list_path.parent / "images" / f"{index}.png", seed=index) for index in range(4)]
+    lines = [f"images\\{index}.png {index % 2}" for index in range(4)]
+    lines += [f"{up}outside.png 1", f"{up}etc\\passwd 0"]
+    list_path.write_text("\n".join(lines) + "\n")
+
+    summary = cleaning.clean_dataset(list_path if layout == "list" else root, tmp_path / "cleaned", fmt=layout,
+                                     workers=1, progress=False)
+    rejected = pd.read_csv(tmp_path / "cleaned" / "metadata" / "rejected.csv")
+    assert dict(zip(rejected["path"], rejected["reason"])) == {
+        str(outside): "outside_dataset", str(tmp_path / "etc" / "passwd"): "outside_dataset"}
+    assert summary["totals"]["kept"] == 4 and summary["rejected_by_reason"] == {"outside_dataset": 2}
+    assert sorted(opened_by_cleaning) == sorted(map(str, inside)), "only the dataset's own files are opened"
+
+
+def test_a_list_entirely_outside_its_folder_is_one_line(tmp_path, capsys):
+    for index in range(2):
+        write_png(tmp_path / "elsewhere" / f"{index}.png", seed=index)
+    list_path = tmp_path / "lists" / "train.txt"
+    list_path.parent.mkdir()
+    list_path.write_text("../elsewhere/0.png 0\n../elsewhere/1.png 1\n")
+    message = expect_one_line_error(analyze_data.main, ["--source", list_path, "--out", tmp_path / "cleaned",
+                                                        "--workers", "1"], capsys, str(list_path), tmp_path)
+    assert "outside the dataset folder" in message
+
+
+def test_a_csv_names_images_anywhere(tmp_path):
+    outside = write_png(tmp_path / "outside.png", seed=1)
+    write_png(tmp_path / "ds" / "inside.png", seed=2)
+    (tmp_path / "ds" / "labels.csv").write_text(f"path,label\ninside.png,0\n{outside},1\n")
+    source = sources.read_source(tmp_path / "ds" / "labels.csv")
+    assert sorted(source.images["path"]) == sorted([str(tmp_path / "ds" / "inside.png"), str(outside)])
+    assert source.rejected.empty
+
+
+def test_a_validation_list_keeps_to_its_own_folder(tmp_path):
+    for index in range(2):
+        write_png(tmp_path / "train" / f"{index}.png", seed=index)
+        write_png(tmp_path / "val" / f"{index}.png", seed=10 + index)
+    (tmp_path / "train" / "list.txt").write_text("0.png 0\n1.png 1\n")
+    (tmp_path / "val" / "list.txt").write_text("0.png 0\n1.png 1\n../train/0.png 0\n")
+    source = sources.read_source(tmp_path / "train" / "list.txt", val_list=tmp_path / "val" / "list.txt")
+    assert sorted(source.images["path"]) == sorted(str(tmp_path / split / f"{index}.png")
+                                                   for split in ("train", "val") for index in range(2))
+    assert list(source.rejected["reason"]) == ["outside_dataset"]
+    assert list(source.rejected["path"]) == [str(tmp_path / "train" / "0.png")]
+
+
+@pytest.fixture(scope="module")
+def exported_folder(finished_run, tiny_cleaned, tmp_path_factory):
+    output = tmp_path_factory.mktemp("export") / "exported"
+    export.main(["--checkpoint", str(finished_run / "best.pth"), "--format", "timm", "--output", str(output),
+                 "--data-dir", str(tiny_cleaned)])
+    return output
+
+
+def test_truncated_weights_in_an_export_folder_are_one_line(exported_folder, tiny_cleaned, tmp_path, capsys):
+    damaged = tmp_path / "damaged"
+    shutil.copytree(exported_folder, damaged)
+    weights = damaged / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    for main, argv in ((predict.main, [tiny_cleaned / "images", "--output", tmp_path / "p.csv"]),
+                       (evaluate.main, [tiny_cleaned, "--output", tmp_path / "report"])):
+        message = expect_one_line_error(main, ["--checkpoint", damaged, "--workers", "0", *argv], capsys,
+                                        str(damaged), tmp_path)
+        assert "cannot load the exported model" in message
+
+
+@pytest.mark.parametrize("option", ["--config", "--profile"])
+def test_a_binary_recipe_is_one_line(tiny_cleaned, tmp_path, capsys, option):
+    recipe = tmp_path / "recipe.yaml"
+    Image.new("RGB", (32, 32), (200, 30, 30)).save(recipe, format="JPEG")
+    config = [] if option == "--config" else ["--config", "recipes/fixed_stage2.yaml"]
+    message = expect_one_line_error(train.main, [*config, option, recipe, "--data-dir", tiny_cleaned,
+                                                 "--output", tmp_path / "out", *TINY], capsys, str(recipe), tmp_path)
+    assert "not text" in message
+
+
+def test_transparent_png_trains_on_the_pixels_predict_sees(tmp_path):
+    source = image_folder(tmp_path / "source", {"a": 2, "b": 2})
+    rgba = np.random.default_rng(3).integers(0, 256, (24, 24, 4), dtype=np.uint8)
+    rgba[:, :8, 3] = 0  # transparent, hiding colour
+    rgba[:, 8:16, 3] = 100  # half transparent: blended onto black
+    original = source / "a" / "transparent.png"
+    Image.fromarray(rgba, "RGBA").save(original)
+    cleaning.clean_dataset(source, tmp_path / "cleaned", workers=1, progress=False)
+    metadata = dataset.load_metadata(tmp_path / "cleaned")
+    digest = hashlib.sha256(original.read_bytes()).hexdigest()[:20]
+    copy = next(p for p in pd.concat([metadata.train, metadata.val])["path"] if digest in p)
+    assert copy.endswith(".png")
+    assert np.array_equal(dataset.read_image_rgb(copy), cleaning.read_checked_rgb(original))
+
+
+def test_one_format_rule_for_cleaning_predict_and_evaluate(finished_run, tmp_path, capsys):
+    """An image is what cleaning's decode check accepts, by content: a GIF is one everywhere, whatever its place;
+    a PNG named .txt is one; text named .jpg is none."""
+    photos = image_folder(tmp_path / "photos", {"class_0": 2, "class_1": 2})
+    Image.new("RGB", (24, 24), (10, 200, 10)).save(photos / "class_0" / "leaf.gif")
+    write_png(photos / "class_1" / "scan.txt", seed=5)
+    (photos / "class_1" / "notes.jpg").write_text("not an image")
+    images, not_images = {"0.png", "1.png", "leaf.gif", "scan.txt"}, {"notes.jpg"}
+
+    summary = cleaning.clean_dataset(photos, tmp_path / "cleaned", workers=1, progress=False)
+    rejected = pd.read_csv(tmp_path / "cleaned" / "metadata" / "rejected.csv")
+    assert summary["totals"]["kept"] == 6 and {os.path.basename(p) for p in rejected["path"]} == not_images
+
+    predict.main(["--checkpoint", str(finished_run / "best.pth"), "--workers", "0", str(photos),
+                  "--output", str(tmp_path / "folder.csv")])
+    assert {os.path.basename(p) for p in pd.read_csv(tmp_path / "folder.csv")["path"]} == images
+    assert {os.path.basename(p) for p in pd.read_csv(tmp_path / "folder.rejected.csv")["path"]} == not_images
+    predict.main(["--checkpoint", str(finished_run / "best.pth"), "--workers", "0",
+                  str(photos / "class_0" / "leaf.gif"), "--output", str(tmp_path / "named.csv")])
+    assert len(pd.read_csv(tmp_path / "named.csv")) == 1
+
+    evaluate.main(["--checkpoint", str(finished_run / "best.pth"), "--workers", "0", "--no-explain", str(photos),
+                   "--output", str(tmp_path / "report")])
+    assert json.loads((tmp_path / "report" / "metrics.json").read_text())["images"] == 6
+    assert {os.path.basename(p) for p in pd.read_csv(tmp_path / "report" / "unreadable.csv")["path"]} == not_images
+
+
+def never_scores(*args, **kwargs):
+    raise AssertionError("validation was scored before the checkpoint's writability was checked")
+
+
+def test_calibrate_tau_refuses_a_read_only_checkpoint_before_any_work(finished_run, tiny_cleaned, tmp_path, capsys,
+                                                                     monkeypatch):
+    monkeypatch.setattr(inference, "predict_scores", never_scores)
+    folder = tmp_path / "run"
+    folder.mkdir()
+    checkpoint_path = folder / "best.pth"
+    shutil.copy(finished_run / "best.pth", checkpoint_path)
+    argv = ["--checkpoint", checkpoint_path, "--calibrate-tau", "--data-dir", tiny_cleaned, "--workers", "0"]
+    # Permission bits, not os.access: root (as in CI) may write any file, but a read-only one is never replaced.
+    checkpoint_path.chmod(0o444)
+    message = expect_one_line_error(predict.main, argv, capsys, f"--checkpoint {checkpoint_path}", tmp_path)
+    assert "read-only" in message
+    checkpoint_path.chmod(0o644)
+    folder.chmod(0o555)
+    try:
+        message = expect_one_line_error(predict.main, argv, capsys, f"{folder} is read-only", tmp_path)
+    finally:
+        folder.chmod(0o755)
+
+
+def test_a_read_only_file_is_never_replaced(tmp_path):
+    path = tmp_path / "kept.txt"
+    path.write_text("precious")
+    path.chmod(0o444)
+    with pytest.raises(UserError, match="read-only"):
+        atomic_io.write_text(path, "overwritten")
+    assert path.read_text() == "precious" and [p.name for p in tmp_path.iterdir()] == ["kept.txt"]
+
+
+@pytest.mark.parametrize("change, culprit", [("classes", "trained on 4 classes, this run has 2"),
+                                             ("dataset", "different dataset"),
+                                             ("stage", "is a 'full' stage run, this run is 'head'")])
+def test_resume_refuses_a_finished_run_of_other_data_or_stage(finished_run, tiny_cleaned, tmp_path, capsys,
+                                                             change, culprit):
+    data_dir, extra = tiny_cleaned, []
+    if change == "classes":
+        data_dir = write_cleaned_dataset(tmp_path / "two_classes", [6, 4])
+    elif change == "dataset":
+        data_dir = write_cleaned_dataset(tmp_path / "other_data", [20, 12, 4, 1])
+    else:
+        extra = ["--stage", "head"]
+    message = expect_one_line_error(train.main, ["--data-dir", data_dir, "--output", finished_run, "--epochs", "1",
+                                                 "--resume", "auto", *TINY, *extra], capsys, culprit, finished_run)
+    assert str(finished_run / "last.pth") in message
+
+
+def refuse_constant(name):
+    raise ValueError(f"{name} is not JSON")
+
+
+def test_every_json_is_strict(finished_run, tiny_cleaned, tmp_path):
+    evaluate.main(["--checkpoint", str(finished_run / "best.pth"), "--workers", "0", "--no-explain", str(tiny_cleaned),
+                   "--output", str(tmp_path / "report")])
+    metrics = json.loads((tmp_path / "report" / "metrics.json").read_text(), parse_constant=refuse_constant)
+    assert metrics["many_acc"] is None  # no class has more than 100 training images
+    atomic_io.write_json(tmp_path / "values.json", {"nan": float("nan"), "inf": (float("inf"), -np.inf),
+                                                    "float32": np.float32(0.5), "int64": np.int64(3), "path": tmp_path})
+    assert json.loads((tmp_path / "values.json").read_text(), parse_constant=refuse_constant) == {
+        "nan": None, "inf": [None, None], "float32": 0.5, "int64": 3, "path": str(tmp_path)}
+
+
+def test_an_up_to_date_cleaning_sweeps_a_killed_runs_staging_folder(tmp_path, capsys):
+    source = image_folder(tmp_path / "source", {"a": 3, "b": 3})
+    cleaning.clean_dataset(source, tmp_path / "cleaned", workers=1, progress=False)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    abandoned = tmp_path / f".cleaned.staging-{dead.stdout.strip()}-x1y2"
+    (abandoned / "images").mkdir(parents=True)
+    (abandoned / "images" / "half_written.png").write_bytes(b"\x89PNG")
+    assert cleaning.clean_dataset(source, tmp_path / "cleaned", workers=1, progress=False)["reused"] is True
+    assert not abandoned.exists()
+    assert f"removed {abandoned}" in capsys.readouterr().out
