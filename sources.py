@@ -153,13 +153,13 @@ def read_source(path, fmt=None, path_column=None, label_column=None, split_colum
         source = _read_csv_source(path, path_column, label_column, split_column)
     else:
         source = _read_list_source(path, val_list)
-    _reject_repeated_entries(source)
     # The folder each split's listed paths must stay in (see the module docstring); a CSV or ImageFolder has none.
     if fmt in ("aichallenger", "aichallenger-list"):
         _reject_outside_dataset(source, path, {"train": path, "val": path})
     elif fmt == "list":
         _reject_outside_dataset(source, path, {"": path.parent, "train": path.parent,
                                                "val": Path(val_list or path).parent})
+    _reject_repeated_entries(source)
     _drop_missing_files(source)
     return source
 
