@@ -46,6 +46,7 @@ import pandas as pd
 
 from aichallenger_classes import AICHALLENGER_CLASS_NAMES
 from errors import UserError
+from hierarchy import HIERARCHY_FILE
 
 FORMATS = ("aichallenger", "aichallenger-list", "imagefolder", "csv", "list")
 AICHALLENGER_SPLITS = {
@@ -413,7 +414,7 @@ def _read_csv_table(csv_path):
 
 
 def _data_csvs(folder):
-    return sorted(p for p in folder.glob("*.csv") if p.is_file() and p.name != CLASS_NAMES_FILE)
+    return sorted(p for p in folder.glob("*.csv") if p.is_file() and p.name not in (CLASS_NAMES_FILE, HIERARCHY_FILE))
 
 
 def _single_data_csv(folder):
