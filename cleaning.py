@@ -125,8 +125,8 @@ def clean_dataset(source, out_dir="data/cleaned", fmt=None, max_side=None, val_f
                            weights, fingerprint, started)
         summary.update(_shot_summary(classes, many_threshold, few_threshold))
         summary["near_duplicates"] = near_summary
-        levels, summary["hierarchy"] = _class_hierarchy(declared_hierarchy, classes["name"])
-        _write_metadata(staging / "metadata", kept, rejected, classes, weights, summary, levels)
+        class_hierarchy, summary["hierarchy"] = _class_hierarchy(declared_hierarchy, classes["name"])
+        _write_metadata(staging / "metadata", kept, rejected, classes, weights, summary, class_hierarchy)
         atomic_io.write_csv(staging / "metadata" / "near_duplicates.csv", near_pairs)
     return {**summary, "reused": False}
 
@@ -418,9 +418,9 @@ def _class_hierarchy(declared_hierarchy, class_names):
     declared, note = declared_hierarchy
     if declared is None:
         return None, {"how": note}
-    levels = declared.subset(list(class_names))
-    return levels, {"how": note, "crops": len(levels.groups("crop")[0]), "diseases": len(levels.groups("disease")[0]),
-                    "severities": levels.has_severity}
+    found = declared.subset(list(class_names))
+    return found, {"how": note, "crops": len(found.groups("crop")[0]), "diseases": len(found.groups("disease")[0]),
+                   "severities": found.has_severity}
 
 
 def _rewrite_hierarchy(out_dir, summary, declared_hierarchy):
@@ -428,18 +428,18 @@ def _rewrite_hierarchy(out_dir, summary, declared_hierarchy):
     changes no image): metadata/hierarchy.csv and summary.json rewritten only if it changed."""
     metadata_dir = out_dir / "metadata"
     classes = pd.read_csv(metadata_dir / "classes.csv", keep_default_na=False)
-    levels, entry = _class_hierarchy(declared_hierarchy, classes["name"].astype(str))
+    found, entry = _class_hierarchy(declared_hierarchy, classes["name"].astype(str))
     path = metadata_dir / hierarchy.HIERARCHY_FILE
     try:
-        written = hierarchy.read_csv(path, levels.class_names) if levels is not None and path.is_file() else None
+        written = hierarchy.read_csv(path, found.class_names) if found is not None and path.is_file() else None
     except UserError:  # edited by hand: written anew below
         written = None
-    if summary.get("hierarchy") == entry and written == levels and path.is_file() == (levels is not None):
+    if summary.get("hierarchy") == entry and written == found and path.is_file() == (found is not None):
         return summary
-    if levels is None:
+    if found is None:
         path.unlink(missing_ok=True)
     else:
-        hierarchy.write_csv(path, levels)
+        hierarchy.write_csv(path, found)
     summary = {**summary, "hierarchy": entry}
     atomic_io.write_json(metadata_dir / "summary.json", summary)
     return summary
@@ -449,7 +449,7 @@ def _class_record(row):
     return {"id": int(row["id"]), "name": row["name"], "train_count": int(row["train_count"])}
 
 
-def _write_metadata(metadata_dir, kept, rejected, classes, weights, summary, levels):
+def _write_metadata(metadata_dir, kept, rejected, classes, weights, summary, class_hierarchy):
     name_by_id = dict(zip(classes["id"], classes["name"]))
     for split in ("train", "val"):
         rows = kept.loc[kept["split"] == split].sort_values(["label", "path"])
@@ -460,8 +460,8 @@ def _write_metadata(metadata_dir, kept, rejected, classes, weights, summary, lev
         atomic_io.write_csv(metadata_dir / f"class_weights_{scheme}.csv",
                             classes[["id", "name", "train_count"]].assign(weight=scheme_weights))
     atomic_io.write_csv(metadata_dir / "rejected.csv", rejected.sort_values(["reason", "path"]))
-    if levels is not None:
-        hierarchy.write_csv(metadata_dir / hierarchy.HIERARCHY_FILE, levels)
+    if class_hierarchy is not None:
+        hierarchy.write_csv(metadata_dir / hierarchy.HIERARCHY_FILE, class_hierarchy)
     atomic_io.write_json(metadata_dir / "summary.json", summary)
 
 

@@ -222,9 +222,9 @@ def load_metadata(cleaned_dir="data/cleaned"):
     if splits["train"].empty:
         raise UserError(f"{metadata_dir / 'train.csv'}: no training images")
     hierarchy_path = metadata_dir / hierarchy.HIERARCHY_FILE
-    levels = (hierarchy.read_csv(hierarchy_path, [str(name) for name in classes["name"]])
-              if hierarchy_path.is_file() else None)
-    return Metadata(train=splits["train"], val=splits["val"], classes=classes, hierarchy=levels)
+    class_hierarchy = (hierarchy.read_csv(hierarchy_path, [str(name) for name in classes["name"]])
+                       if hierarchy_path.is_file() else None)
+    return Metadata(train=splits["train"], val=splits["val"], classes=classes, hierarchy=class_hierarchy)
 
 
 def select_classes(metadata, min_samples):

@@ -16,9 +16,10 @@ below P. With a label hierarchy in the checkpoint (hierarchy.py) the CSV also gi
 and disease with their probabilities (the sums over their classes), and --min-confidence answers at the level the
 model is sure of: a photo whose top class is below P but whose disease reaches it is labelled '<disease>, severity
 uncertain', one whose crop does '<crop>, disease uncertain', and only one below P at every level 'unknown'; a
-'level' column (class, disease, crop, unknown) follows 'label'. The AI Challenger JSON is the same either way. --explain writes <explain-dir>/<photo stem>.png (the model's input crop beside the Grad-CAM heat map of
-the predicted class) and adds a 'gradcam' column naming it. --checkpoint also takes an export.py folder or
-model.onnx (ONNX: no --explain, no --calibrate-tau).
+'level' column (class, disease, crop, unknown) follows 'label'. The AI Challenger JSON is the same either way.
+--explain writes <explain-dir>/<photo stem>.png (the model's input crop beside the Grad-CAM heat map of the
+predicted class) and adds a 'gradcam' column naming it. --checkpoint also takes an export.py folder or model.onnx
+(ONNX: no --explain, no --calibrate-tau).
 Unreadable images, and other files found in the given folders, go to <output stem>.rejected.csv (path,reason,
 with cleaning's reasons: truncated, corrupt, not_image, empty_file...; always written, header-only when none).
 Photos are decoded with cleaning's checks and conversions (transparency flattened the same way); the rest are

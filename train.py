@@ -55,7 +55,8 @@ OPTION_RULES = {
     "weight_decay": cli.NON_NEGATIVE, "warmup_epochs": cli.NON_NEGATIVE, "warmup_lr": cli.NON_NEGATIVE,
     "min_lr": cli.NON_NEGATIVE, "clip_grad": cli.NON_NEGATIVE, "ema_decay": cli.FRACTION,
     "effective_beta": cli.FRACTION, "focal_gamma": cli.NON_NEGATIVE, "la_tau": cli.NON_NEGATIVE,
-    "label_smoothing": cli.FRACTION, "hierarchy_loss": cli.NON_NEGATIVE, "rotate_limit": cli.Range(0, 180, integer=True),
+    "label_smoothing": cli.FRACTION, "hierarchy_loss": cli.NON_NEGATIVE,
+    "rotate_limit": cli.Range(0, 180, integer=True),
     "targeted_aug_below": cli.NON_NEGATIVE_INT, "many_threshold": cli.POSITIVE_INT,
     "few_threshold": cli.NON_NEGATIVE_INT, "save_every_steps": cli.NON_NEGATIVE_INT, "seed": cli.SEED,
 }
@@ -312,9 +313,10 @@ def prepare_data(args, rank):
     if metadata.val.empty:
         raise UserError(f"{Path(args.data_dir) / 'metadata' / 'val.csv'}: no validation images")
     if args.hierarchy_loss > 0 and (metadata.hierarchy is None or not metadata.hierarchy.training_levels()):
-        raise UserError(f"--hierarchy-loss {args.hierarchy_loss:g}: {args.data_dir} has no label hierarchy that groups "
-                        f"its classes (no metadata/{hierarchy.HIERARCHY_FILE}); write {hierarchy.HIERARCHY_FILE} "
-                        f"(class,crop,disease[,severity]) beside the source and clean it again, or leave the option out")
+        raise UserError(f"--hierarchy-loss {args.hierarchy_loss:g}: {args.data_dir} has no label hierarchy that "
+                        f"groups its classes (no metadata/{hierarchy.HIERARCHY_FILE}); write "
+                        f"{hierarchy.HIERARCHY_FILE} (class,crop,disease[,severity]) beside the source and clean it "
+                        f"again, or leave the option out")
     return metadata, excluded, class_ids, train_targets, val_targets, train_counts
 
 
@@ -547,7 +549,8 @@ def validate_and_save_epoch(context, state, epoch, progress, val_loader, tensorb
               f"acc {result['acc']:.3f} bal_acc {result['balanced_acc']:.3f} macro_f1 {result['macro_f1']:.3f} "
               f"top5 {result['top5']:.3f} | many/med/few {result['many_acc']:.2f}/{result['medium_acc']:.2f}/"
               f"{result['few_acc']:.2f}"
-              + (f" | crop/disease {result['crop_acc']:.3f}/{result['disease_acc']:.3f}" if "crop_acc" in result else "")
+              + (f" | crop/disease {result['crop_acc']:.3f}/{result['disease_acc']:.3f}"
+                 if "crop_acc" in result else "")
               + f" | lr {row['lr']:.2e} | {row['train_images_per_s']:.1f} img/s"
               + (" | best" if improved else ""))
     warning = metrics.collapse_warning(result, int((per_class["support"] > 0).sum()))

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
+import analyze_data
 import checkpoint as checkpoint_format
 import evaluate
 import export
@@ -139,6 +140,15 @@ def test_cleaning_records_the_hierarchy_and_a_later_hierarchy_csv_updates_it_wit
     with pytest.raises(UserError, match="is not listed"):
         clean_dataset(source, out, progress=False)
     assert (out / "metadata" / hierarchy.HIERARCHY_FILE).is_file()
+
+
+def test_analyze_data_prints_the_hierarchy_once_to_check(tmp_path, capsys):
+    source = write_imagefolder(tmp_path / "src", {"bean_rust": 2, "bean_healthy": 2, "citrus_canker": 2,
+                                                  "citrus_healthy": 2})
+    analyze_data.main(["--source", str(source), "--out", str(tmp_path / "cleaned"), "--workers", "1"])
+    out = capsys.readouterr().out
+    assert "Label hierarchy (parsed from the class names): 2 crops, 4 diseases, 4 classes\n" in out
+    assert "  bean (2 classes): healthy; rust\n" in out and out.count("Label hierarchy") == 1
 
 
 def test_a_flat_dataset_writes_no_hierarchy(tmp_path):
