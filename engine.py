@@ -142,17 +142,17 @@ def build_scheduler(optimizer, epochs, steps_per_epoch, warmup_epochs=0.0, warmu
                              warmup_prefix=True, t_in_epochs=False)
 
 
-def build_criterion(loss, class_weights, train_counts, label_smoothing=LABEL_SMOOTHING, hierarchy_groups=(),
+def build_criterion(loss, class_weights, train_counts, label_smoothing=LABEL_SMOOTHING, hierarchy=None,
                     hierarchy_weight=0.0, **loss_options):
     """The training loss (losses.build_loss; loss_options: focal_gamma, tau); class_weights None trains
-    unweighted. hierarchy_weight > 0 adds the cross-entropy at the levels of hierarchy_groups (one array per level,
-    each class's group; losses.HierarchyLoss), weighted per image like the loss."""
+    unweighted. hierarchy_weight > 0 adds the cross-entropy at the coarser levels of `hierarchy` (a
+    hierarchy.Hierarchy) that group classes (losses.HierarchyLoss), weighted per image like the loss."""
     weights = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32)
     criterion = losses.build_loss(loss, weights, class_counts=train_counts, label_smoothing=label_smoothing,
                                   **loss_options)
-    if hierarchy_weight > 0 and len(hierarchy_groups):
-        criterion = losses.HierarchyLoss(criterion, [torch.as_tensor(groups, dtype=torch.long)
-                                                     for groups in hierarchy_groups], hierarchy_weight, weights)
+    if hierarchy_weight > 0:
+        groups = [torch.as_tensor(hierarchy.groups(level)[1]) for level in hierarchy.training_levels()]
+        criterion = losses.HierarchyLoss(criterion, groups, hierarchy_weight, weights)
     return criterion
 
 

@@ -458,11 +458,10 @@ def _run(args, process, resume_path, console_log):
     ema = ModelEmaV3(model, decay=args.ema_decay) if args.ema_decay > 0 else None
     if args.compile and args.stage == "full":
         model.compile()  # in place (after the EMA's copy): state_dict keys stay the model's own
-    criterion = engine.build_criterion(
-        args.loss, None if args.class_weights == "none" else class_weights, train_counts, args.label_smoothing,
-        hierarchy_groups=[context.hierarchy.groups(level)[1] for level in context.hierarchy.training_levels()]
-        if context.hierarchy is not None else (), hierarchy_weight=args.hierarchy_loss,
-        focal_gamma=args.focal_gamma, tau=args.la_tau).to(device)
+    criterion = engine.build_criterion(args.loss, None if args.class_weights == "none" else class_weights,
+                                       train_counts, args.label_smoothing, hierarchy=context.hierarchy,
+                                       hierarchy_weight=args.hierarchy_loss, focal_gamma=args.focal_gamma,
+                                       tau=args.la_tau).to(device)
 
     state = engine.TrainingState(model=model, trainable=trainable, optimizer=optimizer, scheduler=scheduler,
                                  scaler=scaler, ema=ema, parent=parent)

@@ -16,6 +16,7 @@ import hierarchy
 import losses
 import predict
 import train
+import visualize_training
 from aichallenger_classes import AICHALLENGER_CLASS_NAMES
 from cleaning import clean_dataset
 from conftest import write_cleaned_dataset
@@ -317,6 +318,16 @@ def test_training_reports_every_level_each_epoch_and_records_the_hierarchy(hiera
     saved = checkpoint_format.load(hierarchical_run / "best.pth")
     levels = hierarchy.from_checkpoint(saved)
     assert levels.crops == ("leafy", "leafy", "leafy", "root") and levels.severities[1] == "serious"
+
+
+def test_visualize_training_shows_the_levels(hierarchical_run, trained_checkpoint, tmp_path, capsys):
+    visualize_training.main(["--checkpoint-dir", str(hierarchical_run), "--out", str(tmp_path / "one")])
+    assert "  crop accuracy " in capsys.readouterr().out
+    assert (tmp_path / "one" / "confusion_matrix_normalized.png").stat().st_size > 0
+    visualize_training.main(["--compare", str(trained_checkpoint), str(hierarchical_run / "best.pth"),
+                             "--labels", "flat", "levels", "--out", str(tmp_path / "both")])
+    table = pd.read_csv(tmp_path / "both" / "comparison.csv").set_index("run")
+    assert np.isnan(table.loc["flat", "val_crop_acc"]) and 0 <= table.loc["levels", "val_crop_acc"] <= 1
 
 
 def test_hierarchy_loss_needs_a_hierarchy(tiny_cleaned, tmp_path, capsys):
