@@ -247,7 +247,8 @@ def select_classes(metadata, min_samples):
         train=metadata.train.loc[metadata.train["label"].isin(kept_ids)].reset_index(drop=True),
         val=metadata.val.loc[metadata.val["label"].isin(kept_ids)].reset_index(drop=True),
         classes=kept_classes,
-        hierarchy=metadata.hierarchy and metadata.hierarchy.subset([str(name) for name in kept_classes["name"]]),
+        hierarchy=(metadata.hierarchy.subset([str(name) for name in kept_classes["name"]])
+                   if metadata.hierarchy is not None else None),
     )
     return subset, excluded
 

@@ -114,8 +114,9 @@ class Hierarchy:
         return matrix
 
     def training_levels(self):
-        """The coarser levels that group classes (some group has two or more): the ones a loss can add to."""
-        return [level for level in LEVELS[1:] if len(self.groups(level)[0]) < len(self.class_names)]
+        """The coarser levels a loss can learn from: they group classes (a group holds two or more) and hold two
+        groups or more (one group is certain, its cross-entropy always 0)."""
+        return [level for level in LEVELS[1:] if 2 <= len(self.groups(level)[0]) < len(self.class_names)]
 
     def subset(self, class_names):
         """The hierarchy of these classes only (train.py --min-samples leaves some out)."""

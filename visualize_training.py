@@ -10,9 +10,8 @@ else last.pth. Writes into the checkpoint's folder (or --out):
   confusion_matrix_normalized.png   rows normalised: where each true class's validation images went (classes
                                     ordered by crop, in blocks, when the run has a label hierarchy)
 and prints the best epoch, its metrics (with a label hierarchy also crop and disease accuracy and where the errors
-lie), and the classes that still fail (lowest recall) with their training
-images and the class each is most often mistaken for. Only best.pth holds per-class results: from last.pth
-the two per-class figures are not made.
+lie), and the classes that still fail (lowest recall) with their training images and the class each is most often
+mistaken for. Only best.pth holds per-class results: from last.pth the two per-class figures are not made.
 
 Several runs (--compare: two or more checkpoint files or run folders; the first is the baseline). Writes into
 --out, by default a 'comparison' folder beside the run folders (checkpoints/comparison/ for the example):

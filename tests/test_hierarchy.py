@@ -10,6 +10,7 @@ import torch
 
 import analyze_data
 import checkpoint as checkpoint_format
+import dataset
 import evaluate
 import export
 import hierarchy
@@ -303,6 +304,13 @@ def hierarchical_run(hierarchical_data, tmp_path_factory):
     train.run(train.parse_args(["--data-dir", str(hierarchical_data), "--output", str(output), *TINY,
                                 "--epochs", "2", "--lr", "1e-2", "--warmup-epochs", "0", "--hierarchy-loss", "0.5"]))
     return output
+
+
+def test_min_samples_keeps_the_hierarchy_of_the_classes_left(hierarchical_data):
+    metadata, excluded = dataset.select_classes(load_metadata(hierarchical_data), min_samples=2)
+    assert excluded["name"].tolist() == ["class_3"]
+    assert metadata.hierarchy.class_names == ("class_0", "class_1", "class_2")
+    assert metadata.hierarchy.training_levels() == ["disease"]  # one crop left: nothing to learn at that level
 
 
 def test_training_reports_every_level_each_epoch_and_records_the_hierarchy(hierarchical_run):
