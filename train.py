@@ -313,8 +313,8 @@ def prepare_data(args, rank):
     if metadata.val.empty:
         raise UserError(f"{Path(args.data_dir) / 'metadata' / 'val.csv'}: no validation images")
     if args.hierarchy_loss > 0 and (metadata.hierarchy is None or not metadata.hierarchy.training_levels()):
-        raise UserError(f"--hierarchy-loss {args.hierarchy_loss:g}: {args.data_dir} has no label hierarchy that "
-                        f"groups its classes (no metadata/{hierarchy.HIERARCHY_FILE}); write "
+        raise UserError(f"--hierarchy-loss {args.hierarchy_loss:g}: {args.data_dir} has no label hierarchy whose "
+                        f"crops or diseases group its classes (metadata/{hierarchy.HIERARCHY_FILE}); write "
                         f"{hierarchy.HIERARCHY_FILE} (class,crop,disease[,severity]) beside the source and clean it "
                         f"again, or leave the option out")
     return metadata, excluded, class_ids, train_targets, val_targets, train_counts
