@@ -26,6 +26,7 @@ from matplotlib.patches import Patch  # noqa: E402
 import atomic_io  # noqa: E402
 import cli  # noqa: E402
 import demo_data  # noqa: E402
+import hierarchy  # noqa: E402
 import near_duplicates  # noqa: E402
 import recipe  # noqa: E402
 from cleaning import MIN_MAX_SIDE, WEIGHT_SCHEMES_WRITTEN, clean_dataset  # noqa: E402
@@ -113,6 +114,7 @@ def main(argv=None):
     rejected = _read_metadata_table(metadata_dir / "rejected.csv")
     summary = read_summary(metadata_dir)
     print_report(metadata.classes, weights, rejected, args)
+    print_hierarchy(metadata.hierarchy, summary)
     print_near_duplicates(summary, metadata_dir)
     print_image_size_advice(summary)
     if args.visualize:
@@ -212,6 +214,16 @@ def print_report(classes, weights, rejected, args):
     else:
         by_reason = ", ".join(f"{count} {reason}" for reason, count in rejected["reason"].value_counts().items())
         print(f"\nRejected images: {len(rejected)} ({by_reason}); see {Path(args.out) / 'metadata' / 'rejected.csv'}")
+
+
+def print_hierarchy(class_hierarchy, summary):
+    """The label hierarchy cleaning found (hierarchy.py), one line per crop, or why there is none: the table to
+    check before crop and disease metrics are trusted."""
+    how = (summary.get("hierarchy") or {}).get("how")
+    if class_hierarchy is None:
+        print(f"\nLabel hierarchy: {how or f'none (no metadata/{hierarchy.HIERARCHY_FILE})'}")
+        return
+    print(f"\nLabel hierarchy ({how or f'metadata/{hierarchy.HIERARCHY_FILE}'}): {hierarchy.describe(class_hierarchy)}")
 
 
 def read_summary(metadata_dir):

@@ -8,7 +8,9 @@ but the file:
   header (header())   model_name, num_classes, class_ids (original dataset ids, in model output order),
                       class_names, train_counts, class_weights, img_size, mean, std, crop_pct, stage, args,
                       history (one row per finished epoch), best_metric, best_epoch, select_metric,
-                      dataset_fingerprint, parent (the header of the run this one started from), versions
+                      dataset_fingerprint, parent (the header of the run this one started from), versions,
+                      hierarchy (hierarchy.Hierarchy.to_record(): crop, disease, severity per class; None or
+                      absent, as in checkpoints from before it: flat classes)
   state_dict          the weights; `timm.create_model(name, num_classes=N, checkpoint_path=...)` loads them
   best.pth adds       epoch, per_class, confusion_matrix (of that epoch)
   last.pth adds       epoch, optimizer, scheduler, scaler, global_step, epoch_in_progress, epoch_progress,
@@ -34,7 +36,7 @@ FORMAT_VERSION = 1
 
 HEADER_KEYS = ("model_name", "num_classes", "class_ids", "class_names", "train_counts", "class_weights", "img_size",
                "mean", "std", "crop_pct", "stage", "args", "history", "best_metric", "best_epoch", "select_metric",
-               "dataset_fingerprint", "parent", "versions")
+               "dataset_fingerprint", "parent", "versions", "hierarchy")
 SECTION_KEYS = ("epoch", "per_class", "confusion_matrix", "optimizer", "scheduler", "scaler", "global_step",
                 "epoch_in_progress", "epoch_progress", "best", "state_dict_ema", "logit_adjust_tau",
                 "logit_adjust_report")
@@ -57,7 +59,7 @@ HEADER_ONLY_NEEDS = ("history", "result", "progress")
 
 
 def header(*, model_name, class_ids, class_names, train_counts, class_weights, img_size, data_config, stage, args,
-           history, best_metric, best_epoch, select_metric, dataset_fingerprint, parent, versions):
+           history, best_metric, best_epoch, select_metric, dataset_fingerprint, parent, versions, hierarchy=None):
     """The self-description every checkpoint of a run carries; plain values only, so weights_only loads it."""
     return {
         "model_name": model_name,
@@ -79,6 +81,7 @@ def header(*, model_name, class_ids, class_names, train_counts, class_weights, i
         "dataset_fingerprint": dataset_fingerprint,
         "parent": parent,
         "versions": versions,
+        "hierarchy": hierarchy,
     }
 
 

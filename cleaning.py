@@ -39,6 +39,10 @@ dropped):
   when it finds its output up to date). A
   folder that does not look like a previous cleaning output is never replaced, and an output inside the source
   folder is refused (it would become part of the source).
+- Label hierarchy (hierarchy.py): the crop, disease and severity of each class, from a hierarchy.csv beside the
+  source, the official AI Challenger table or the class names, goes to metadata/hierarchy.csv (absent for a flat
+  dataset) and summary.json's "hierarchy" (how it was found); a wrong hierarchy.csv is an error before any image is
+  opened. It depends on names only, so a re-run on an unchanged source brings it up to date without re-checking.
 - A re-run whose source files (paths, labels, sizes, modification times) and settings are unchanged reuses the
   existing output without opening an image.
 """
@@ -56,6 +60,7 @@ import pandas as pd
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 import atomic_io
+import hierarchy
 import near_duplicates
 import runtime
 from cli import is_inside
@@ -95,13 +100,16 @@ def clean_dataset(source, out_dir="data/cleaned", fmt=None, max_side=None, val_f
     _refuse_output_inside_source(source, out_dir)
     source_data = read_source(source, fmt, path_column, label_column, split_column, val_list)
     _refuse_source_inside_output(source_data, out_dir)
+    # Before any image is opened, so a wrong hierarchy.csv costs no checking time.
+    declared_hierarchy = hierarchy.for_classes(list(source_data.class_names.values()), source_data.root)
     settings = {"max_side": max_side, "val_fraction": val_fraction, "seed": seed,
                 "near_dup_threshold": near_dup_threshold}
     fingerprint = _fingerprint(source_data, settings)
     previous = _previous_summary(out_dir)
     if previous is not None and previous.get("fingerprint") == fingerprint:
         remove_abandoned(out_dir, "cleaning")
-        return {**_relabel_shot_groups(out_dir, previous, many_threshold, few_threshold), "reused": True}
+        summary = _relabel_shot_groups(out_dir, previous, many_threshold, few_threshold)
+        return {**_rewrite_hierarchy(out_dir, summary, declared_hierarchy), "reused": True}
 
     started = time.monotonic()
     listing = pd.concat([source_data.images, source_data.rejected[["path", "label", "split"]]], ignore_index=True)
@@ -128,7 +136,8 @@ def clean_dataset(source, out_dir="data/cleaned", fmt=None, max_side=None, val_f
                            weights, fingerprint, started)
         summary.update(_shot_summary(classes, many_threshold, few_threshold))
         summary["near_duplicates"] = near_summary
-        _write_metadata(staging / "metadata", kept, rejected, classes, weights, summary)
+        class_hierarchy, summary["hierarchy"] = _class_hierarchy(declared_hierarchy, classes["name"])
+        _write_metadata(staging / "metadata", kept, rejected, classes, weights, summary, class_hierarchy)
         atomic_io.write_csv(staging / "metadata" / "near_duplicates.csv", near_pairs)
     return {**summary, "reused": False}
 
@@ -420,11 +429,43 @@ def _relabel_shot_groups(out_dir, summary, many_threshold, few_threshold):
     return summary
 
 
+def _class_hierarchy(declared_hierarchy, class_names):
+    """(Hierarchy of the cleaned classes or None, its summary.json entry: how it was found, crops, diseases)."""
+    declared, note = declared_hierarchy
+    if declared is None:
+        return None, {"how": note}
+    found = declared.subset(list(class_names))
+    return found, {"how": note, "crops": len(found.groups("crop")[0]), "diseases": len(found.groups("disease")[0]),
+                   "severities": found.has_severity}
+
+
+def _rewrite_hierarchy(out_dir, summary, declared_hierarchy):
+    """A reused output's hierarchy as the source gives it now (a hierarchy.csv added or edited beside the source
+    changes no image): metadata/hierarchy.csv and summary.json rewritten only if it changed."""
+    metadata_dir = out_dir / "metadata"
+    classes = pd.read_csv(metadata_dir / "classes.csv", keep_default_na=False)
+    found, entry = _class_hierarchy(declared_hierarchy, classes["name"].astype(str))
+    path = metadata_dir / hierarchy.HIERARCHY_FILE
+    try:
+        written = hierarchy.read_csv(path, found.class_names) if found is not None and path.is_file() else None
+    except UserError:  # edited by hand: written anew below
+        written = None
+    if summary.get("hierarchy") == entry and written == found and path.is_file() == (found is not None):
+        return summary
+    if found is None:
+        path.unlink(missing_ok=True)
+    else:
+        hierarchy.write_csv(path, found)
+    summary = {**summary, "hierarchy": entry}
+    atomic_io.write_json(metadata_dir / "summary.json", summary)
+    return summary
+
+
 def _class_record(row):
     return {"id": int(row["id"]), "name": row["name"], "train_count": int(row["train_count"])}
 
 
-def _write_metadata(metadata_dir, kept, rejected, classes, weights, summary):
+def _write_metadata(metadata_dir, kept, rejected, classes, weights, summary, class_hierarchy):
     name_by_id = dict(zip(classes["id"], classes["name"]))
     for split in ("train", "val"):
         rows = kept.loc[kept["split"] == split].sort_values(["label", "path"])
@@ -435,6 +476,8 @@ def _write_metadata(metadata_dir, kept, rejected, classes, weights, summary):
         atomic_io.write_csv(metadata_dir / f"class_weights_{scheme}.csv",
                             classes[["id", "name", "train_count"]].assign(weight=scheme_weights))
     atomic_io.write_csv(metadata_dir / "rejected.csv", rejected.sort_values(["reason", "path"]))
+    if class_hierarchy is not None:
+        hierarchy.write_csv(metadata_dir / hierarchy.HIERARCHY_FILE, class_hierarchy)
     atomic_io.write_json(metadata_dir / "summary.json", summary)
 
 

@@ -16,6 +16,7 @@ import torch
 from albumentations.pytorch import ToTensorV2
 from torch.utils.data import Dataset, Sampler
 
+import hierarchy
 from errors import UserError
 from longtail import compute_class_weights
 
@@ -184,6 +185,7 @@ class Metadata:
     train: pd.DataFrame
     val: pd.DataFrame
     classes: pd.DataFrame
+    hierarchy: object = None  # hierarchy.Hierarchy of the classes, or None (flat)
 
 
 def _read_table(path, columns):
@@ -200,7 +202,8 @@ def _read_table(path, columns):
 
 
 def load_metadata(cleaned_dir="data/cleaned"):
-    """The cleaned dataset written by analyze_data.py; paths resolved to absolute strings."""
+    """The cleaned dataset written by analyze_data.py; paths resolved to absolute strings; the label hierarchy from
+    metadata/hierarchy.csv when cleaning found one."""
     root = Path(cleaned_dir).resolve()
     metadata_dir = root / "metadata"
     classes = _read_table(metadata_dir / "classes.csv", ["id", "name", "train_count", "val_count"])
@@ -218,7 +221,10 @@ def load_metadata(cleaned_dir="data/cleaned"):
         splits[split] = table
     if splits["train"].empty:
         raise UserError(f"{metadata_dir / 'train.csv'}: no training images")
-    return Metadata(train=splits["train"], val=splits["val"], classes=classes)
+    hierarchy_path = metadata_dir / hierarchy.HIERARCHY_FILE
+    class_hierarchy = (hierarchy.read_csv(hierarchy_path, [str(name) for name in classes["name"]])
+                       if hierarchy_path.is_file() else None)
+    return Metadata(train=splits["train"], val=splits["val"], classes=classes, hierarchy=class_hierarchy)
 
 
 def select_classes(metadata, min_samples):
@@ -241,6 +247,8 @@ def select_classes(metadata, min_samples):
         train=metadata.train.loc[metadata.train["label"].isin(kept_ids)].reset_index(drop=True),
         val=metadata.val.loc[metadata.val["label"].isin(kept_ids)].reset_index(drop=True),
         classes=kept_classes,
+        hierarchy=(metadata.hierarchy.subset([str(name) for name in kept_classes["name"]])
+                   if metadata.hierarchy is not None else None),
     )
     return subset, excluded
 

@@ -2,7 +2,7 @@
 train.py checkpoint and read back, like the checkpoint itself, by predict.py and evaluate.py.
 
 Each export carries the checkpoint's description (the "card": classes, training counts, input size,
-normalisation, calibrated tau), so a model file alone is enough to predict with:
+normalisation, calibrated tau, the label hierarchy), so a model file alone is enough to predict with:
 - the folder's config.json is timm's own (label_names, num_classes, pretrained_cfg with mean/std, input size,
   crop_pct and the eval resize's interpolation), plus the card under CARD_KEY; it loads with
   `timm.create_model("local-dir:FOLDER", pretrained=True)`, no num_classes needed;
@@ -27,7 +27,8 @@ from errors import UserError
 CARD_KEY = "leaf_disease"
 CARD_KEYS = ("model_name", "num_classes", "class_ids", "class_names", "train_counts", "img_size", "mean", "std",
              "crop_pct")
-OPTIONAL_CARD_KEYS = ("logit_adjust_tau", "best_epoch", "best_metric", "select_metric")
+# hierarchy: the classes' crop, disease and severity (hierarchy.py), so an exported model answers at each level.
+OPTIONAL_CARD_KEYS = ("logit_adjust_tau", "best_epoch", "best_metric", "select_metric", "hierarchy")
 TIMM_FILES = ("model.safetensors", "config.json")
 ONNX_FILE = "model.onnx"
 ONNX_INPUT, ONNX_OUTPUT = "image", "logits"

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from timm.optim import create_optimizer_v2
 from timm.scheduler import CosineLRScheduler
 
+import hierarchy as label_hierarchy
 import losses
 import metrics
 import models
@@ -52,6 +53,7 @@ class RunContext:
     dataset_fingerprint: str
     amp_dtype: torch.dtype | None
     model_input: object  # dataset.ModelInput: the loaders' uint8 batches as the model's input on `device`
+    hierarchy: object = None  # hierarchy.Hierarchy of the classes, or None (flat)
 
 
 @dataclass
@@ -140,12 +142,18 @@ def build_scheduler(optimizer, epochs, steps_per_epoch, warmup_epochs=0.0, warmu
                              warmup_prefix=True, t_in_epochs=False)
 
 
-def build_criterion(loss, class_weights, train_counts, label_smoothing=LABEL_SMOOTHING, **loss_options):
+def build_criterion(loss, class_weights, train_counts, label_smoothing=LABEL_SMOOTHING, hierarchy=None,
+                    hierarchy_weight=0.0, **loss_options):
     """The training loss (losses.build_loss; loss_options: focal_gamma, tau); class_weights None trains
-    unweighted."""
+    unweighted. hierarchy_weight > 0 adds the cross-entropy at the coarser levels of `hierarchy` (a
+    hierarchy.Hierarchy) that group classes (losses.HierarchyLoss), weighted per image like the loss."""
     weights = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32)
-    return losses.build_loss(loss, weights, class_counts=train_counts, label_smoothing=label_smoothing,
-                             **loss_options)
+    criterion = losses.build_loss(loss, weights, class_counts=train_counts, label_smoothing=label_smoothing,
+                                  **loss_options)
+    if hierarchy_weight > 0:
+        groups = [torch.as_tensor(hierarchy.groups(level)[1]) for level in hierarchy.training_levels()]
+        criterion = losses.HierarchyLoss(criterion, groups, hierarchy_weight, weights)
+    return criterion
 
 
 def current_lr(optimizer):
@@ -245,9 +253,12 @@ def evaluate(model, loader, model_input, amp_dtype=None, world_size=1, desc=None
     return logits, targets
 
 
-def validation_metrics(logits, targets, train_counts, many_threshold, few_threshold):
-    """metrics.classification_metrics of evaluate()'s output, plus the unweighted validation loss."""
+def validation_metrics(logits, targets, train_counts, many_threshold, few_threshold, hierarchy=None):
+    """metrics.classification_metrics of evaluate()'s output, plus the unweighted validation loss, and with a label
+    hierarchy (hierarchy.Hierarchy) its level metrics (hierarchy.level_metrics: crop_acc, disease_acc, ...)."""
     result, per_class, confusion = metrics.classification_metrics(
         logits.numpy(), targets.numpy(), train_counts, many_threshold, few_threshold)
     result["loss"] = F.cross_entropy(logits, targets).item()
+    if hierarchy is not None:
+        result.update(label_hierarchy.level_metrics(confusion, hierarchy))
     return result, per_class, confusion

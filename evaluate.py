@@ -10,10 +10,14 @@ cleaned dataset folder (its val split). Classes are matched to the checkpoint's 
 not averaged in. Shot groups come from the checkpoint's training counts and thresholds.
 
 Writes into --output (default <checkpoint folder>/eval_<dataset name>/): metrics.json, per_class.csv,
-confusion_matrix.png (row-normalised), misclassified.png (the worst classes' errors, each photo beside its Grad-CAM
-heat map for the predicted class unless --no-explain or an ONNX model), coverage.csv and coverage_accuracy.png
-(coverage and accuracy at each metrics.CONFIDENCE_THRESHOLDS value of predict.py --min-confidence) and
-unreadable.csv. --checkpoint also takes an export.py folder or model.onnx.
+predictions.csv (per photo: true and predicted class, probability), confusion_matrix.png (row-normalised),
+misclassified.png (the worst classes' errors, each photo beside its Grad-CAM heat map for the predicted class unless
+--no-explain or an ONNX model), coverage.csv and coverage_accuracy.png (coverage and accuracy at each
+metrics.CONFIDENCE_THRESHOLDS value of predict.py --min-confidence) and unreadable.csv. With a label hierarchy in the
+checkpoint (hierarchy.py) also levels.csv (accuracy and balanced accuracy at the class, disease and crop levels and
+where the errors lie), crop and disease accuracy in metrics.json and on screen, each photo's most probable crop and
+disease in predictions.csv, the level-aware answers in coverage.csv, and the confusion matrix ordered by crop.
+--checkpoint also takes an export.py folder or model.onnx.
 """
 import runtime  # noqa: I001  (first: it sets OMP_WAIT_POLICY before anything loads torch)
 
@@ -119,6 +123,12 @@ def main(argv=None):
     print("\n".join(evaluation.summary_lines(result, per_class, labelled, checkpoint)))
     print("coverage / accuracy by --min-confidence: " + "; ".join(
         f"{row['min_confidence']:g}: {row['coverage']:.0%} / {row['accuracy']:.3f}" for row in coverage if row["images"]))
+    if "answered" in coverage[0]:
+        print("answers at the level the model is sure of, by --min-confidence (answered: at class / disease / crop "
+              "level; right): " + "; ".join(
+                  f"{row['min_confidence']:g}: {row['answered']:.0%} ({row['answered_class']:.0%} / "
+                  f"{row['answered_disease']:.0%} / {row['answered_crop']:.0%}); {row['answered_correct']:.3f}"
+                  for row in coverage if row["answered"]))
     print(f"tau {tau:g} ({tau_source}); TTA {'on' if args.tta else 'off'}; {device} -> {output}/")
 
 

@@ -15,6 +15,7 @@ import pandas as pd
 import checkpoint as checkpoint_format
 import cleaning
 import dataset
+import hierarchy
 import inference
 import longtail
 import metrics
@@ -90,11 +91,15 @@ def read_labelled_set(data, checkpoint, fmt=None):
 
 
 def score_metrics(scores, targets, checkpoint, tau=0.0):
-    """(metrics dict, per-class table, confusion matrix) of scores (N, K) after logit adjustment by tau."""
+    """(metrics dict, per-class table, confusion matrix) of scores (N, K) after logit adjustment by tau; with the
+    checkpoint's label hierarchy the metrics include hierarchy.level_metrics (crop_acc, disease_acc, ...)."""
     adjusted = inference.adjust_scores(scores, checkpoint["train_counts"], tau)
     many, few = checkpoint_format.shot_thresholds(checkpoint)
     result, per_class, confusion = metrics.classification_metrics(
         adjusted.numpy(), targets, checkpoint["train_counts"], many, few)
+    class_hierarchy = hierarchy.from_checkpoint(checkpoint)
+    if class_hierarchy is not None:
+        result.update(hierarchy.level_metrics(confusion, class_hierarchy))
     groups = longtail.shot_groups(checkpoint["train_counts"], many, few)
     off_diagonal = np.asarray(confusion, dtype=np.float64) - np.diag(np.diag(confusion))
     confused_with = [checkpoint["class_names"][row.argmax()] if row.any() else "" for row in off_diagonal]
@@ -122,13 +127,24 @@ def misclassified_examples(probabilities, targets, paths, per_class, class_names
 
 def write_evaluation_report(output, result, per_class, confusion, probabilities, labelled, checkpoint, extra,
                             explainer=None):
-    """metrics.json, per_class.csv, confusion_matrix.png, misclassified.png, coverage.csv and
-    coverage_accuracy.png into `output`. `explainer(paths, class indices)`, when given, turns the misclassified
-    photos into Grad-CAM images for their predicted class."""
+    """metrics.json, per_class.csv, predictions.csv, confusion_matrix.png, misclassified.png, coverage.csv and
+    coverage_accuracy.png into `output`; with a label hierarchy also levels.csv (hierarchy.level_table), the
+    level-aware answers' columns in coverage.csv (hierarchy.coverage_by_level) and the confusion matrix by crop.
+    `explainer(paths, class indices)`, when given, turns the misclassified photos into Grad-CAM images for their
+    predicted class. Returns the coverage rows."""
     output = Path(output)
+    class_hierarchy = hierarchy.from_checkpoint(checkpoint)
     coverage = metrics.coverage_table(probabilities, labelled.targets)
-    write_json(output / "metrics.json", {**{key: _plain(value) for key, value in result.items()}, **extra,
-                                         "coverage": coverage})
+    report = {**{key: _plain(value) for key, value in result.items()}, **extra}
+    if class_hierarchy is not None:
+        by_level = hierarchy.coverage_by_level(probabilities, labelled.targets, class_hierarchy,
+                                               [row["min_confidence"] for row in coverage])
+        coverage = [{**row, **level_row} for row, level_row in zip(coverage, by_level)]
+        levels = hierarchy.level_table(confusion, class_hierarchy)
+        write_csv(output / "levels.csv", levels)
+        report["levels"] = levels.to_dict("records")
+    write_json(output / "metrics.json", {**report, "coverage": coverage})
+    write_csv(output / "predictions.csv", predictions_table(probabilities, labelled, checkpoint, class_hierarchy))
     write_csv(output / "per_class.csv", per_class)
     write_csv(output / "coverage.csv", pd.DataFrame(coverage))
     plots.plot_coverage(probabilities, labelled.targets, coverage, output / "coverage_accuracy.png",
@@ -136,7 +152,8 @@ def write_evaluation_report(output, result, per_class, confusion, probabilities,
     labels = [f"{class_id} {plots.abbreviate(name, 32)}" for class_id, name in
               zip(checkpoint["class_ids"], checkpoint["class_names"])]
     plots.plot_confusion_matrix(confusion, labels, output / "confusion_matrix.png",
-                                title=f"{labelled.name}: confusion matrix (rows normalised to recall)")
+                                title=f"{labelled.name}: confusion matrix (rows normalised to recall)",
+                                hierarchy=class_hierarchy)
     examples = misclassified_examples(probabilities, labelled.targets, labelled.paths, per_class,
                                       checkpoint["class_names"])
     paths = [path for path, *_ in examples]
@@ -152,6 +169,18 @@ def write_evaluation_report(output, result, per_class, confusion, probabilities,
                              output / "misclassified.png",
                              title=f"{labelled.name}: errors of the worst classes ({what})")
     return coverage
+
+
+def predictions_table(probabilities, labelled, checkpoint, class_hierarchy):
+    """One row per photo: path, true and predicted class and the prediction's probability, and with a hierarchy
+    the most probable crop and disease with theirs (sums over their classes)."""
+    names = np.asarray(checkpoint["class_names"], dtype=object)
+    table = pd.DataFrame({"path": labelled.paths, "true_name": names[labelled.targets],
+                          "pred_name": names[probabilities.argmax(axis=1)],
+                          "pred_prob": probabilities.max(axis=1).round(6)})
+    if class_hierarchy is not None:
+        table = table.assign(**hierarchy.top_group_columns(probabilities, class_hierarchy))
+    return table
 
 
 def _plain(value):
@@ -171,6 +200,10 @@ def summary_lines(result, per_class, labelled, checkpoint):
              "recall weighted by training shares, the top-1 a field where classes occur as in training would see)",
              f"many/medium/few-shot {result['many_acc']:.3f}/{result['medium_acc']:.3f}/{result['few_acc']:.3f} "
              f"(groups by training count, thresholds {checkpoint_format.shot_thresholds(checkpoint)})"]
+    if "crop_acc" in result:
+        lines.append(f"crop accuracy {result['crop_acc']:.4f} | disease accuracy {result['disease_acc']:.4f} | errors: "
+                     f"severity only {result['err_severity']:.4f}, another disease of the same crop "
+                     f"{result['err_disease']:.4f}, another crop {result['err_crop']:.4f} (shares of all images)")
     if labelled.absent:
         lines.append(f"{len(labelled.absent)} checkpoint class(es) have no image here and are not averaged in: "
                      + ", ".join(checkpoint["class_names"][index] for index in labelled.absent))

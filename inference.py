@@ -20,8 +20,6 @@ import runtime
 import progress
 from errors import UserError
 
-# The label of a photo whose top probability is below --min-confidence: the model does not know it.
-UNKNOWN_LABEL = "unknown"
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -139,13 +137,6 @@ def combine_views(view_logits):
         return view_logits[0]
     log_probs = torch.stack([torch.log_softmax(logits, dim=1) for logits in view_logits])
     return torch.logsumexp(log_probs, dim=0) - math.log(len(view_logits))
-
-
-def confident_labels(probabilities, class_names, min_confidence):
-    """Per image the top class's name, or UNKNOWN_LABEL where its probability is below `min_confidence`."""
-    confidence, top = probabilities.max(dim=1)
-    names = np.asarray(class_names, dtype=object)[top.numpy()]
-    return np.where(confidence.numpy() < min_confidence, UNKNOWN_LABEL, names)
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from matplotlib.patches import Patch  # noqa: E402
 import numpy as np  # noqa: E402
 
 from atomic_io import save_figure  # noqa: E402
+import hierarchy as label_hierarchy  # noqa: E402
 
 
 def plot_training_curves(history, path, title="Training curves"):
@@ -24,6 +25,10 @@ def plot_training_curves(history, path, title="Training curves"):
     acc_ax.plot(epochs, history["val_macro_f1"], "--", label="val macro-F1")
     if "val_few_acc" in history and history["val_few_acc"].notna().any():
         acc_ax.plot(epochs, history["val_few_acc"], ":", label="val few-shot accuracy")
+    for column, label in (("val_disease_acc", "val disease accuracy (severities merged)"),
+                          ("val_crop_acc", "val crop accuracy")):
+        if column in history:
+            acc_ax.plot(epochs, history[column], "-.", linewidth=1, label=label)
     acc_ax.set(title="Validation accuracy (balanced = mean per-class recall)", xlabel="epoch", ylabel="score",
                ylim=(0, 1))
     lr_ax.plot(epochs, history["lr"], "o-", color="tab:gray")
@@ -126,10 +131,19 @@ def plot_per_class_recall(classes, group_labels, path, title):
     save_figure(fig, path)
 
 
-def plot_confusion_matrix(confusion, labels, path, title, row_labels=None, min_annotated=0.1):
+def plot_confusion_matrix(confusion, labels, path, title, row_labels=None, min_annotated=0.1, hierarchy=None):
     """Row-normalised confusion matrix, big enough for 61 readable labels; cells holding at least
-    `min_annotated` of their row are written in per cent. row_labels (default: labels) name the true classes."""
+    `min_annotated` of their row are written in per cent. row_labels (default: labels) name the true classes.
+    hierarchy (hierarchy.Hierarchy): classes ordered by crop, each crop a block between lines, named on top, so an
+    error within a crop (a severity, a sibling disease) lies inside a block and one across crops outside."""
     confusion = np.asarray(confusion, dtype=np.float64)
+    true_class_caption = "true class" + (" (validation images)" if row_labels else "")
+    row_labels = row_labels or labels
+    blocks = []
+    if hierarchy is not None:
+        order, blocks = label_hierarchy.crop_blocks(hierarchy)
+        confusion = confusion[np.ix_(order, order)]
+        labels, row_labels = [labels[index] for index in order], [row_labels[index] for index in order]
     row_sums = confusion.sum(axis=1, keepdims=True)
     normalised = np.divide(confusion, row_sums, out=np.zeros_like(confusion), where=row_sums > 0)
     num_classes = len(labels)
@@ -139,7 +153,7 @@ def plot_confusion_matrix(confusion, labels, path, title, row_labels=None, min_a
     image = axis.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
     font_size = 7 if num_classes > 20 else 9
     axis.set_xticks(range(num_classes), labels, rotation=90, fontsize=font_size)
-    axis.set_yticks(range(num_classes), row_labels or labels, fontsize=font_size)
+    axis.set_yticks(range(num_classes), row_labels, fontsize=font_size)
     axis.set_xticks(np.arange(num_classes + 1) - 0.5, minor=True)
     axis.set_yticks(np.arange(num_classes + 1) - 0.5, minor=True)
     axis.grid(which="minor", color="0.85", linewidth=0.4)
@@ -148,8 +162,15 @@ def plot_confusion_matrix(confusion, labels, path, title, row_labels=None, min_a
         value = normalised[true_index, predicted_index]
         axis.text(predicted_index, true_index, f"{value * 100:.0f}", ha="center", va="center",
                   fontsize=font_size - 1, color="white" if value > 0.6 else "black")
-    axis.set(xlabel="predicted class", ylabel="true class" + (" (validation images)" if row_labels else ""),
-             title=title)
+    for _, start, _ in blocks[1:]:
+        axis.axhline(start - 0.5, color="0.2", linewidth=1.2)
+        axis.axvline(start - 0.5, color="0.2", linewidth=1.2)
+    if blocks:
+        crops_axis = axis.secondary_xaxis("top")
+        crops_axis.set_xticks([(start + end - 1) / 2 for _, start, end in blocks],
+                              [name for name, _, _ in blocks], fontsize=font_size + 1, fontweight="bold")
+        crops_axis.tick_params(length=0)
+    axis.set(xlabel="predicted class", ylabel=true_class_caption, title=title + (", classes by crop" if blocks else ""))
     fig.colorbar(image, ax=axis, fraction=0.046, pad=0.02,
                  label=f"fraction of the true class (cells >= {min_annotated:.0%} written in %)")
     save_figure(fig, path)

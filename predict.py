@@ -12,9 +12,14 @@ Outputs: --format csv (default predictions.csv): path, then pred_1_id, pred_1_na
 top-k classes (ids are the dataset's original class ids). --format aichallenger (default predictions.json): the
 AI Challenger 2018 submission, a JSON list of {"image_id": <file name>, "disease_class": <original id>}.
 --min-confidence P adds a 'label' column after path: the top class's name, or 'unknown' when its probability is
-below P. --explain writes <explain-dir>/<photo stem>.png (the model's input crop beside the Grad-CAM heat map of
-the predicted class) and adds a 'gradcam' column naming it. --checkpoint also takes an export.py folder or
-model.onnx (ONNX: no --explain, no --calibrate-tau).
+below P. With a label hierarchy in the checkpoint (hierarchy.py) the CSV also gives each photo's most probable crop
+and disease with their probabilities (the sums over their classes), and --min-confidence answers at the level the
+model is sure of: a photo whose top class is below P but whose disease reaches it is labelled '<disease>, severity
+uncertain', one whose crop does '<crop>, disease uncertain', and only one below P at every level 'unknown'; a
+'level' column (class, disease, crop, unknown) follows 'label'. The AI Challenger JSON is the same either way.
+--explain writes <explain-dir>/<photo stem>.png (the model's input crop beside the Grad-CAM heat map of the
+predicted class) and adds a 'gradcam' column naming it. --checkpoint also takes an export.py folder or model.onnx
+(ONNX: no --explain, no --calibrate-tau).
 Every file given or found in the given folders is decoded with cleaning's checks and conversions (an image is
 any format Pillow decodes, told by content, not name; transparency flattened the same way). Unreadable files and
 non-images go to <output stem>.rejected.csv (path,reason, with cleaning's reasons: truncated, corrupt, not_image,
@@ -36,6 +41,7 @@ import cli
 import dataset
 import deployment
 import explain
+import hierarchy
 import inference
 import metrics
 import plots
@@ -58,8 +64,9 @@ def parse_args(argv=None):
     parser.add_argument("--top-k", type=int, default=5, help="classes per image in the CSV")
     parser.add_argument("--tta", action="store_true", help="average the softmax of each image and its mirror image")
     parser.add_argument("--min-confidence", type=float, default=0.0,
-                        help=f"CSV: a 'label' column, '{inference.UNKNOWN_LABEL}' where the top probability is below "
-                             f"this (0 = off; evaluate.py's coverage table helps pick it); the top-k stay")
+                        help=f"CSV: a 'label' column, '{hierarchy.UNKNOWN_LABEL}' where the top probability is below "
+                             f"this (with a label hierarchy: the disease or crop where that reaches it; 0 = off; "
+                             f"evaluate.py's coverage table helps pick it); the top-k stay")
     parser.add_argument("--explain", action="store_true",
                         help="write a Grad-CAM overlay per photo (needs a .pth or an exported folder)")
     parser.add_argument("--explain-dir", default=None, help="where the overlays go (default: <output stem>_gradcam/)")
@@ -187,7 +194,7 @@ def calibrate_tau(args, checkpoint, score_images):
     return search.tau
 
 
-def predictions_table(paths, probabilities, checkpoint, top_k):
+def predictions_table(paths, probabilities, checkpoint, top_k, class_hierarchy=None):
     top_k = min(top_k, probabilities.shape[1])
     top_probabilities, top_indices = torch.topk(probabilities, top_k, dim=1)
     class_ids = np.asarray(checkpoint["class_ids"])
@@ -198,7 +205,28 @@ def predictions_table(paths, probabilities, checkpoint, top_k):
         table[f"pred_{rank + 1}_id"] = class_ids[indices]
         table[f"pred_{rank + 1}_name"] = class_names[indices]
         table[f"pred_{rank + 1}_prob"] = top_probabilities[:, rank].numpy().round(6)
+    if class_hierarchy is not None:
+        table.update(hierarchy.top_group_columns(probabilities.numpy(), class_hierarchy))
     return pd.DataFrame(table)
+
+
+def add_level_answers(table, probabilities, checkpoint, class_hierarchy, min_confidence):
+    """The 'label' column after path (hierarchy.level_answers), and with a hierarchy the 'level' column after it;
+    prints how many photos each level answered."""
+    answers = hierarchy.level_answers(probabilities.numpy(), checkpoint["class_names"], class_hierarchy,
+                                      min_confidence)
+    table.insert(1, "label", [answer.label for answer in answers])
+    unknown = sum(answer.level == hierarchy.UNKNOWN_LABEL for answer in answers)
+    if class_hierarchy is None:
+        print(f"{unknown} of {len(answers)} image(s) below --min-confidence {min_confidence:g}: labelled "
+              f"'{hierarchy.UNKNOWN_LABEL}'")
+        return table
+    table.insert(2, "level", [answer.level for answer in answers])
+    by_level = {level: sum(answer.level == level for answer in answers) for level in hierarchy.LEVELS}
+    print(f"--min-confidence {min_confidence:g}: of {len(answers)} image(s), {by_level['class']} answered with a "
+          f"class, {by_level['disease']} with a disease (severity uncertain), {by_level['crop']} with a crop (disease "
+          f"uncertain); {unknown} below it at every level: labelled '{hierarchy.UNKNOWN_LABEL}'")
+    return table
 
 
 def aichallenger_entries(paths, probabilities, checkpoint):
@@ -288,12 +316,10 @@ def main(argv=None):
     if args.format == "aichallenger":
         write_json(output, aichallenger_entries(predicted, probabilities, checkpoint))
     else:
-        table = predictions_table(predicted, probabilities, checkpoint, args.top_k)
+        class_hierarchy = hierarchy.from_checkpoint(checkpoint, args.checkpoint)
+        table = predictions_table(predicted, probabilities, checkpoint, args.top_k, class_hierarchy)
         if args.min_confidence > 0:
-            labels = inference.confident_labels(probabilities, checkpoint["class_names"], args.min_confidence)
-            table.insert(1, "label", labels)
-            print(f"{int((labels == inference.UNKNOWN_LABEL).sum())} of {len(labels)} image(s) below "
-                  f"--min-confidence {args.min_confidence:g}: labelled '{inference.UNKNOWN_LABEL}'")
+            table = add_level_answers(table, probabilities, checkpoint, class_hierarchy, args.min_confidence)
         if explained:
             table["gradcam"] = explained
         write_csv(output, table)

@@ -10,8 +10,9 @@ Layouts (detected, or named with `fmt`):
   "<image path> <class id>". Detected when the training JSON is absent and train_list.txt is present.
 - imagefolder: <root>/<class>/<image> (PlantVillage), or <root>/train/<class>/... and <root>/val/<class>/...
   ("valid"/"validation" also accepted for val; other folders such as test/ are not read).
-- csv: a CSV file (or a folder holding exactly one data CSV) with an image-path column and a label column
-  (integer ids or class names) and optionally a split column (train/val).
+- csv: a CSV file (or a folder holding exactly one data CSV; class_names.csv and hierarchy.csv are not data CSVs)
+  with an image-path column and a label column (integer ids or class names) and optionally a split column
+  (train/val).
 - list: a text file of "<image path> <label>" lines (the PaddleClas / Caffe convention; any .txt source), labels
   integer ids or class names as in a CSV; paths relative to the list's folder. Its lines are the training split
   when a validation list is given (val_list), else unsplit.
@@ -57,6 +58,7 @@ import pandas as pd
 
 from aichallenger_classes import AICHALLENGER_CLASS_NAMES
 from errors import UserError
+from hierarchy import HIERARCHY_FILE
 
 FORMATS = ("aichallenger", "aichallenger-list", "imagefolder", "csv", "list")
 AICHALLENGER_SPLITS = {
@@ -425,7 +427,7 @@ def _read_csv_table(csv_path):
 
 
 def _data_csvs(folder):
-    return sorted(p for p in folder.glob("*.csv") if p.is_file() and p.name != CLASS_NAMES_FILE)
+    return sorted(p for p in folder.glob("*.csv") if p.is_file() and p.name not in (CLASS_NAMES_FILE, HIERARCHY_FILE))
 
 
 def _single_data_csv(folder):

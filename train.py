@@ -33,6 +33,7 @@ import cli
 import cluster
 import dataset
 import engine
+import hierarchy
 import longtail
 import losses
 import metrics
@@ -54,7 +55,8 @@ OPTION_RULES = {
     "weight_decay": cli.NON_NEGATIVE, "warmup_epochs": cli.NON_NEGATIVE, "warmup_lr": cli.NON_NEGATIVE,
     "min_lr": cli.NON_NEGATIVE, "clip_grad": cli.NON_NEGATIVE, "ema_decay": cli.FRACTION,
     "effective_beta": cli.FRACTION, "focal_gamma": cli.NON_NEGATIVE, "la_tau": cli.NON_NEGATIVE,
-    "label_smoothing": cli.FRACTION, "rotate_limit": cli.Range(0, 180, integer=True),
+    "label_smoothing": cli.FRACTION, "hierarchy_loss": cli.NON_NEGATIVE,
+    "rotate_limit": cli.Range(0, 180, integer=True),
     "targeted_aug_below": cli.NON_NEGATIVE_INT, "many_threshold": cli.POSITIVE_INT,
     "few_threshold": cli.NON_NEGATIVE_INT, "save_every_steps": cli.NON_NEGATIVE_INT, "seed": cli.SEED,
 }
@@ -127,6 +129,9 @@ def build_parser():
     imbalance.add_argument("--focal-gamma", type=float, default=losses.FOCAL_GAMMA)
     imbalance.add_argument("--la-tau", type=float, default=losses.LA_TAU, help="logit-adjusted loss temperature")
     imbalance.add_argument("--label-smoothing", type=float, default=engine.LABEL_SMOOTHING)
+    imbalance.add_argument("--hierarchy-loss", type=float, default=0.0, metavar="W",
+                           help="add W x the cross-entropy at the crop and disease levels of the label hierarchy "
+                                "(metadata/hierarchy.csv), computed from the class logits; 0 = off")
     imbalance.add_argument("--sampler", choices=longtail.WEIGHT_SCHEMES[:2] + ("none",), default="none",
                            help="class-aware sampling: sqrt or inverse oversample tail classes")
 
@@ -234,7 +239,8 @@ def checkpoint_header(context, state):
         train_counts=context.train_counts, class_weights=context.class_weights, img_size=args.img_size,
         data_config=context.data_config, stage=args.stage, args=vars(args), history=state.history,
         best_metric=state.best_metric, best_epoch=state.best_epoch, select_metric=args.select_metric,
-        dataset_fingerprint=context.dataset_fingerprint, parent=state.parent, versions=library_versions())
+        dataset_fingerprint=context.dataset_fingerprint, parent=state.parent, versions=library_versions(),
+        hierarchy=context.hierarchy.to_record() if context.hierarchy is not None else None)
 
 
 def save_last(context, state, epoch_in_progress=None, progress=None):
@@ -266,7 +272,8 @@ def write_best_epoch_reports(context, state, per_class, confusion):
     write_csv(context.output / "per_class_metrics.csv", table)
     labels = [f"{class_id} {plots.abbreviate(name, 32)}" for class_id, name in zip(context.class_ids, context.class_names)]
     plots.plot_confusion_matrix(confusion, labels, context.output / "confusion_matrix.png",
-                                title=f"Confusion matrix, best epoch {state.best_epoch} (rows normalised to recall)")
+                                title=f"Confusion matrix, best epoch {state.best_epoch} (rows normalised to recall)",
+                                hierarchy=context.hierarchy)
 
 
 def save_best(context, state):
@@ -308,6 +315,11 @@ def prepare_data(args, rank):
     train_counts = np.bincount(train_targets, minlength=len(class_ids))
     if metadata.val.empty:
         raise UserError(f"{Path(args.data_dir) / 'metadata' / 'val.csv'}: no validation images")
+    if args.hierarchy_loss > 0 and (metadata.hierarchy is None or not metadata.hierarchy.training_levels()):
+        raise UserError(f"--hierarchy-loss {args.hierarchy_loss:g}: {args.data_dir} has no label hierarchy whose "
+                        f"crops or diseases group its classes (metadata/{hierarchy.HIERARCHY_FILE}); write "
+                        f"{hierarchy.HIERARCHY_FILE} (class,crop,disease[,severity]) beside the source and clean it "
+                        f"again, or leave the option out")
     return metadata, excluded, class_ids, train_targets, val_targets, train_counts
 
 
@@ -421,7 +433,7 @@ def _run(args, process, resume_path, console_log):
         class_names=[str(name) for name in metadata.classes["name"]], train_counts=train_counts,
         class_weights=class_weights, data_config=data_config, dataset_fingerprint=fingerprint,
         amp_dtype=runtime.amp_dtype(args.amp, device),
-        model_input=dataset.ModelInput.for_config(data_config, device, channels_last))
+        model_input=dataset.ModelInput.for_config(data_config, device, channels_last), hierarchy=metadata.hierarchy)
 
     trainable = models.HeadOnly(model) if args.stage == "head" else model
     if dist.is_initialized():
@@ -450,7 +462,8 @@ def _run(args, process, resume_path, console_log):
     if args.compile and args.stage == "full":
         model.compile()  # in place (after the EMA's copy): state_dict keys stay the model's own
     criterion = engine.build_criterion(args.loss, None if args.class_weights == "none" else class_weights,
-                                       train_counts, args.label_smoothing, focal_gamma=args.focal_gamma,
+                                       train_counts, args.label_smoothing, hierarchy=context.hierarchy,
+                                       hierarchy_weight=args.hierarchy_loss, focal_gamma=args.focal_gamma,
                                        tau=args.la_tau).to(device)
 
     state = engine.TrainingState(model=model, trainable=trainable, optimizer=optimizer, scheduler=scheduler,
@@ -516,7 +529,8 @@ def validate_and_save_epoch(context, state, epoch, progress, val_loader, tensorb
     logits, targets = engine.evaluate(evaluated_model, val_loader, context.model_input, context.amp_dtype, world_size,
                                       desc=f"validation {epoch}/{args.epochs}" if rank == 0 else None)
     result, per_class, confusion = engine.validation_metrics(logits, targets, context.train_counts,
-                                                             args.many_threshold, args.few_threshold)
+                                                             args.many_threshold, args.few_threshold,
+                                                             context.hierarchy)
     if world_size > 1:
         totals = torch.tensor([progress["loss_sum"], progress["correct"], progress["images"]], dtype=torch.float64)
         dist.all_reduce(totals)
@@ -537,7 +551,10 @@ def validate_and_save_epoch(context, state, epoch, progress, val_loader, tensorb
               f"acc {result['acc']:.3f} bal_acc {result['balanced_acc']:.3f} prior_acc {result['prior_acc']:.3f} "
               f"macro_f1 {result['macro_f1']:.3f} "
               f"top5 {result['top5']:.3f} | many/med/few {result['many_acc']:.2f}/{result['medium_acc']:.2f}/"
-              f"{result['few_acc']:.2f} | lr {row['lr']:.2e} | {row['train_images_per_s']:.1f} img/s"
+              f"{result['few_acc']:.2f}"
+              + (f" | crop/disease {result['crop_acc']:.3f}/{result['disease_acc']:.3f}"
+                 if "crop_acc" in result else "")
+              + f" | lr {row['lr']:.2e} | {row['train_images_per_s']:.1f} img/s"
               + (" | best" if improved else ""))
     warning = metrics.collapse_warning(result, int((per_class["support"] > 0).sum()))
     if warning:
@@ -576,7 +593,10 @@ def print_and_write_setup(context, excluded, metadata, train_transform, targeted
               f"average over the {len(weights) - len(unvalidated)} classes that have one")
     print(f"best.pth chosen by validation {args.select_metric}")
     print(weight_line)
-    print(f"loss: {args.loss}, label smoothing {args.label_smoothing}; sampler: {args.sampler}; "
+    print(hierarchy_line(context.hierarchy))
+    print(f"loss: {args.loss}, label smoothing {args.label_smoothing}"
+          + (f" + {args.hierarchy_loss:g} x cross-entropy at the {' and '.join(context.hierarchy.training_levels())} "
+             f"level" if args.hierarchy_loss > 0 else "") + f"; sampler: {args.sampler}; "
           f"augmentation: {args.augment}" + (f", heavy for {len(targeted)} classes under {args.targeted_aug_below} images"
                                               if targeted else ""))
     if resume_path:
@@ -596,6 +616,15 @@ def print_and_write_setup(context, excluded, metadata, train_transform, targeted
                            "amp": str(context.amp_dtype), "channels_last": context.model_input.channels_last,
                            "versions": library_versions()}}
     write_text(output / "config.yaml", yaml.safe_dump(config, sort_keys=False, width=120))
+
+
+def hierarchy_line(class_hierarchy):
+    if class_hierarchy is None:
+        return f"label hierarchy: none (no metadata/{hierarchy.HIERARCHY_FILE}), flat classes"
+    return (f"label hierarchy (metadata/{hierarchy.HIERARCHY_FILE}): {len(class_hierarchy.groups('crop')[0])} crops, "
+            f"{len(class_hierarchy.groups('disease')[0])} diseases"
+            + (" with severities" if class_hierarchy.has_severity else "")
+            + "; crop and disease accuracy every epoch")
 
 
 def write_batch_grid(context, loader):

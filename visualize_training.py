@@ -7,10 +7,11 @@ One run (--checkpoint-dir: a run folder or a checkpoint file). From a folder, be
 else last.pth. Writes into the checkpoint's folder (or --out):
   training_curves.png               loss, accuracy and learning rate per epoch
   per_class_recall.png              validation recall per class, head to tail, coloured by many/medium/few-shot
-  confusion_matrix_normalized.png   rows normalised: where each true class's validation images went
-and prints the best epoch, its metrics, and the classes that still fail (lowest recall) with their training
-images and the class each is most often mistaken for. Only best.pth holds per-class results: from last.pth
-the two per-class figures are not made.
+  confusion_matrix_normalized.png   rows normalised: where each true class's validation images went (classes
+                                    ordered by crop, in blocks, when the run has a label hierarchy)
+and prints the best epoch, its metrics (with a label hierarchy also crop and disease accuracy and where the errors
+lie), and the classes that still fail (lowest recall) with their training images and the class each is most often
+mistaken for. Only best.pth holds per-class results: from last.pth the two per-class figures are not made.
 
 Several runs (--compare: two or more checkpoint files or run folders; the first is the baseline). Writes into
 --out, by default a 'comparison' folder beside the run folders (checkpoints/comparison/ for the example):
@@ -34,6 +35,7 @@ import pandas as pd
 
 import checkpoint as checkpoint_format
 import cli
+import hierarchy
 import metrics
 import plots
 from atomic_io import write_csv, write_text
@@ -44,6 +46,8 @@ CHECKPOINT_NAMES = ("best.pth", "last.pth")
 HISTORY_COLUMNS = ("epoch", "train_loss", "val_loss", "val_acc", "val_balanced_acc", "val_macro_f1", "lr")
 TABLE_METRICS = ("val_balanced_acc", "val_acc", "val_prior_acc", "val_macro_f1", "val_top5", "val_many_acc",
                  "val_medium_acc", "val_few_acc", "val_zero_recall_classes", "val_loss", "train_loss")
+# Runs with a label hierarchy (hierarchy.py) also have these; the table shows them when one of the runs does.
+LEVEL_TABLE_METRICS = tuple(f"val_{name}" for name in hierarchy.LEVEL_METRIC_NAMES)
 TOP_CHANGES = 5
 
 
@@ -189,6 +193,10 @@ def print_best_epoch(run):
     print(f"  many/medium/few-shot accuracy {row.get('val_many_acc', np.nan):.3f} / "
           f"{row.get('val_medium_acc', np.nan):.3f} / {row.get('val_few_acc', np.nan):.3f} | "
           f"val loss {row['val_loss']:.3f} | train loss {row['train_loss']:.3f}")
+    if "val_crop_acc" in row:
+        print(f"  crop accuracy {row['val_crop_acc']:.3f} | disease accuracy {row['val_disease_acc']:.3f} | errors: "
+              f"severity only {row['val_err_severity']:.3f}, another disease of the same crop "
+              f"{row['val_err_disease']:.3f}, another crop {row['val_err_crop']:.3f} (shares of validation images)")
     if "val_zero_recall_classes" in row:
         print(f"  classes with zero recall: {int(row['val_zero_recall_classes'])} of {present_classes(run)}"
               + (" with validation images" if run.has_per_class else ""))
@@ -245,7 +253,8 @@ def visualize_run(run, out_dir, worst_count):
     written.append(out_dir / "confusion_matrix_normalized.png")
     plots.plot_confusion_matrix(run.checkpoint["confusion_matrix"], labels, written[-1],
                                       title=f"{run.label}: confusion matrix at best epoch {epoch}, rows normalised "
-                                            f"to recall", row_labels=row_labels)
+                                            f"to recall", row_labels=row_labels,
+                                      hierarchy=hierarchy.from_checkpoint(run.checkpoint, run.path))
     return written
 
 
@@ -315,12 +324,14 @@ def curve_data(runs):
 
 def comparison_table(runs, shared_ids, class_sets_differ):
     rows = []
+    shown = TABLE_METRICS + tuple(metric for metric in LEVEL_TABLE_METRICS
+                                  if any(metric in run.best_row for run in runs))
     for run in runs:
         checkpoint, parent = run.checkpoint, run.checkpoint.get("parent")
         row = {"run": run.label, "checkpoint": str(run.path), "model": checkpoint.get("model_name"),
                "stage": checkpoint.get("stage"), "classes": len(run.classes), "epochs": len(run.history),
                "best_epoch": int(run.best_row["epoch"]), "select_metric": checkpoint.get("select_metric")}
-        row.update({metric: run.best_row.get(metric, np.nan) for metric in TABLE_METRICS})
+        row.update({metric: run.best_row.get(metric, np.nan) for metric in shown})
         if class_sets_differ:
             shared = run.classes[run.classes["id"].isin(shared_ids)]
             row["val_balanced_acc_shared_classes"] = (shared.loc[shared["support"] > 0, "recall"].mean()

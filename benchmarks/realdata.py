@@ -104,6 +104,8 @@ ROWS = {
                               common=("--class-weights", "none", "--augment", "strong", "--sampler", "sqrt")),
     "sampler_tau": Row("sampler + post-hoc logit adjustment (tau chosen on val)", posthoc_tau=True,
                        runs_of="sampler"),
+    "hierarchy": Row("sampler + hierarchy loss: cross-entropy at the crop and disease levels, weight 0.5",
+                     common=FIX + ("--sampler", "sqrt", "--hierarchy-loss", "0.5")),
     "logit_adjusted": Row("fixed with logit-adjusted loss instead of class weights, + tau chosen on val",
                           common=("--class-weights", "none", "--augment", "strong", "--loss", "logit-adjusted"),
                           posthoc_tau=True),

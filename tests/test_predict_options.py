@@ -8,6 +8,7 @@ import torch
 import checkpoint as checkpoint_format
 import dataset
 import explain
+import hierarchy
 import export
 import inference
 import predict
@@ -51,7 +52,7 @@ def test_min_confidence_labels_unsure_photos_unknown_and_keeps_top_k(checkpoint,
     assert table.columns.tolist()[:2] == ["path", "label"]
     below = plain["pred_1_prob"] < threshold
     assert 0 < below.sum() < len(plain)
-    assert (table.loc[below, "label"] == inference.UNKNOWN_LABEL).all()
+    assert (table.loc[below, "label"] == hierarchy.UNKNOWN_LABEL).all()
     assert (table.loc[~below, "label"] == plain.loc[~below, "pred_1_name"]).all()
     pd.testing.assert_frame_equal(table.drop(columns="label"), plain)
     assert f"{int(below.sum())} of {len(plain)} image(s) below --min-confidence" in capsys.readouterr().out
