@@ -118,7 +118,7 @@ ROWS = {
 }
 METRICS = {"balanced_acc": "bal. acc.", "acc": "accuracy", "prior_acc": "acc. at train prior",
            "macro_f1": "macro-F1", "many_acc": "many", "medium_acc": "medium", "few_acc": "few",
-           "tiny_acc": "1-2 photo classes"}
+           "tiny_acc": "1-2 photo classes", "crop_acc": "crop", "disease_acc": "disease"}
 TINY_CLASS_MAX_IMAGES = 2  # the seed's classes 44 and 45 have one training photo each
 VARIANTS = ("as-is", "seed-shaped")
 SEED_SHAPED_LARGEST, SEED_SHAPED_TAIL, SEED_SHAPED_SEED = 300, (2, 1, 1), 2018
@@ -288,7 +288,8 @@ def run_result(args, row, seed, record):
                                                         checkpoint, tau)
         present_tiny = tiny & (per_class["support"] > 0).to_numpy()
         values["tiny_acc"] = float(per_class["recall"][present_tiny].mean()) if present_tiny.any() else float("nan")
-        result.update({f"{split}_{name}": values[name] for name in METRICS})
+        # crop/disease accuracy exist for checkpoints with a label hierarchy only
+        result.update({f"{split}_{name}": values.get(name, float("nan")) for name in METRICS})
         result[f"{split}_recall"] = dict(zip(checkpoint["class_names"], map(float, per_class["recall"])))
     return result
 
@@ -305,7 +306,8 @@ def summary_table(runs, args):
         if results.empty:
             continue
         cells = {"row": row, "seeds done": len(results), "val bal. acc.": format_percent(results["val_balanced_acc"], several)}
-        cells.update({f"test {label}": format_percent(results[f"test_{name}"], several)
+        # results written before a metric existed lack its column: shown as "–"
+        cells.update({f"test {label}": format_percent(results.get(f"test_{name}", pd.Series([np.nan])), several)
                       for name, label in METRICS.items()})
         cells["tau (val)"] = "–" if not ROWS[row].posthoc_tau else " ".join(f"{tau:g}" for tau in results["tau"])
         wall = results["wall_seconds"].mean()
