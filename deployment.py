@@ -25,7 +25,7 @@ from errors import UserError
 CARD_KEY = "leaf_disease"
 CARD_KEYS = ("model_name", "num_classes", "class_ids", "class_names", "train_counts", "img_size", "mean", "std",
              "crop_pct")
-OPTIONAL_CARD_KEYS = ("logit_adjust_tau", "best_epoch", "best_metric", "select_metric")
+OPTIONAL_CARD_KEYS = ("logit_adjust_tau", "best_epoch", "best_metric", "select_metric", "trained_at")
 TIMM_FILES = ("model.safetensors", "config.json")
 ONNX_FILE = "model.onnx"
 ONNX_INPUT, ONNX_OUTPUT = "image", "logits"

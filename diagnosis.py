@@ -1,0 +1,121 @@
+"""What the diagnosis page (app.py) says about a photo and about its model, apart from how the page draws it.
+
+Photos go through predict.py's own path (inference.predict_probabilities: cleaning's decode checks, the eval
+transform, the calibrated tau) and explain.py's Grad-CAM, so the page's top-5 classes and probabilities are
+predict.py's for the same checkpoint, and a file predict.py would reject is rejected with the same reason.
+
+The "reading" of a photo is a list of levels, each {"level", "answer", "best_guess", "probability"}; today one
+level, the class (its answer is inference.UNKNOWN_LABEL below the confidence threshold, like predict.py's
+'label' column). A hierarchy that maps classes to crop / disease / severity replaces `reading` and returns one
+level per rung; the page shows whatever levels it gets.
+"""
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import deployment
+import explain
+import inference
+
+TOP_K = 5  # classes shown per photo, as bars
+CLASS_LEVEL = "class"
+
+
+@dataclass
+class Photo:
+    """One uploaded photo as the model saw it: its file name; and either its class probabilities (K,), the
+    model's input crop and the Grad-CAM overlay of the top class (None for an ONNX model), or the reason it could
+    not be read."""
+
+    name: str
+    probabilities: torch.Tensor = None
+    crop: np.ndarray = None
+    overlay: np.ndarray = None
+    problem: str = ""
+
+
+class Diagnoser:
+    """A model loaded once (a train.py checkpoint, an export.py folder or its .onnx) and what it says about photos."""
+
+    def __init__(self, checkpoint_path, device):
+        self.path = Path(checkpoint_path)
+        self.card, self.model = deployment.load_model(self.path)
+        self.explains = deployment.kind_of(self.path) != "onnx"  # Grad-CAM needs the PyTorch weights
+        calibrated = inference.calibrated_tau(self.card)
+        self.tau = 0.0 if calibrated is None else calibrated
+        self.device = device
+
+    def diagnose(self, paths, names):
+        """A Photo per path, in order; `names` are what the page calls them (the uploaded files' names)."""
+        predictions = inference.predict_probabilities(self.model, list(paths), self.card, self.device, self.tau,
+                                                      workers=0, desc="diagnose")
+        probabilities = {str(path): row for path, row in zip(predictions.paths, predictions.probabilities)}
+        problems = {str(path): reason for path, reason in predictions.rejected}
+        explained = {}
+        if self.explains and predictions.paths:
+            top = predictions.probabilities.argmax(dim=1).tolist()
+            explained = {str(path): (crop, overlay) for path, crop, overlay in explain.explained_images(
+                self.model, self.card, predictions.paths, top, self.device)}
+        photos = []
+        for path, name in zip(map(str, paths), names):
+            if path in problems:
+                photos.append(Photo(name, problem=problems[path]))
+            else:
+                crop, overlay = explained.get(path, (None, None))
+                photos.append(Photo(name, probabilities[path], crop, overlay))
+        return photos
+
+
+def reading(probabilities, card, min_confidence):
+    """The page's answer for one photo, one entry per level (today the class alone): the class name, or
+    inference.UNKNOWN_LABEL when its probability is below `min_confidence` (predict.py --min-confidence's rule),
+    with the most probable class and its probability either way."""
+    label = inference.confident_labels(probabilities[None], card["class_names"], min_confidence)[0]
+    top = int(probabilities.argmax())
+    return [{"level": CLASS_LEVEL, "answer": str(label), "best_guess": card["class_names"][top],
+             "probability": round(float(probabilities[top]), inference.PROBABILITY_DECIMALS)}]
+
+
+def answers(photos, card, min_confidence):
+    """Per photo, what the page shows and its API returns: {"file", "top" (TOP_K {"id", "name", "probability"},
+    best first), "reading", "heat_map" (whether a Grad-CAM overlay is shown)}, or {"file", "problem"} for a file
+    that could not be read."""
+    result = []
+    for photo in photos:
+        if photo.problem:
+            result.append({"file": photo.name, "problem": photo.problem})
+            continue
+        ids, names, probabilities = (column[0] for column in inference.top_classes(photo.probabilities[None], card,
+                                                                                    TOP_K))
+        result.append({"file": photo.name,
+                       "top": [{"id": int(class_id), "name": str(name), "probability": float(probability)}
+                               for class_id, name, probability in zip(ids, names, probabilities)],
+                       "reading": reading(photo.probabilities, card, min_confidence),
+                       "heat_map": photo.overlay is not None})
+    return result
+
+
+def model_facts(card):
+    """What the page tells the person about the model: {"model", "classes", "trained", "balanced_accuracy",
+    "image_size", "tau"}; "trained" (a date) and "balanced_accuracy" (the selected epoch's on validation) are None
+    where the checkpoint or export does not record them."""
+    trained = card.get("trained_at")
+    return {"model": card["model_name"], "classes": len(card["class_names"]),
+            "trained": datetime.fromisoformat(trained).date().isoformat() if trained else None,
+            "balanced_accuracy": validation_balanced_accuracy(card), "image_size": int(card["img_size"]),
+            "tau": inference.calibrated_tau(card)}
+
+
+def validation_balanced_accuracy(card):
+    """The selected epoch's validation balanced accuracy: its history row in a checkpoint, or the selection metric
+    an export keeps when that metric is balanced accuracy; None when neither says."""
+    history, best_epoch = card.get("history") or [], card.get("best_epoch")
+    row = next((row for row in history if row.get("epoch") == best_epoch), None)
+    if row is not None and row.get("val_balanced_acc") is not None:
+        return float(row["val_balanced_acc"])
+    if card.get("select_metric") == "balanced_acc" and card.get("best_metric") is not None:
+        return float(card["best_metric"])
+    return None
