@@ -169,7 +169,8 @@ def main(argv=None):
     device = runtime.resolve_device(args.device)
     diagnoser = diagnosis.Diagnoser(args.checkpoint, device)
     page = build_page(diagnoser, args.min_confidence)
-    print(f"serving {diagnoser.card['model_name']} from {args.checkpoint} ({device}) on http://{args.host}:{args.port}")
+    print(f"loaded {diagnoser.card['model_name']} from {args.checkpoint} ({device}); starting the page on "
+          f"http://{args.host}:{args.port}")
     try:
         page.launch(server_name=args.host, server_port=args.port, share=False, show_error=True,
                     max_file_size=MAX_UPLOAD_SIZE, ssr_mode=False, pwa=False, mcp_server=False,

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import cleaning
 import deployment
 import explain
 import inference
@@ -54,18 +55,20 @@ class Diagnoser:
                                                       workers=0, desc="diagnose")
         probabilities = {str(path): row for path, row in zip(predictions.paths, predictions.probabilities)}
         problems = {str(path): reason for path, reason in predictions.rejected}
-        explained = {}
         if self.explains and predictions.paths:
             top = predictions.probabilities.argmax(dim=1).tolist()
-            explained = {str(path): (crop, overlay) for path, crop, overlay in explain.explained_images(
+            pictures = {str(path): (crop, overlay) for path, crop, overlay in explain.explained_images(
                 self.model, self.card, predictions.paths, top, self.device)}
+        else:
+            crop = inference.eval_crop_transform(self.card)
+            pictures = {str(path): (crop(image=cleaning.read_checked_rgb(path))["image"], None)
+                         for path in predictions.paths}
         photos = []
         for path, name in zip(map(str, paths), names):
             if path in problems:
                 photos.append(Photo(name, problem=problems[path]))
             else:
-                crop, overlay = explained.get(path, (None, None))
-                photos.append(Photo(name, probabilities[path], crop, overlay))
+                photos.append(Photo(name, probabilities[path], *pictures[path]))
         return photos
 
 

@@ -11,6 +11,7 @@ import urllib.request
 import zlib
 
 import cv2
+import gradio_client
 import pandas as pd
 import pytest
 import torch
@@ -23,7 +24,6 @@ import predict
 from conftest import ROOT
 from errors import UserError
 
-gradio_client = pytest.importorskip("gradio_client")
 MIN_CONFIDENCE = 0.4
 
 
@@ -169,3 +169,17 @@ def test_bad_options_are_one_line_errors(tmp_path, trained_checkpoint, monkeypat
         app.parse_args(["--checkpoint", str(trained_checkpoint), "--port", "70000"])
     with pytest.raises(UserError, match="--min-confidence 1.5"):
         app.parse_args(["--checkpoint", str(trained_checkpoint), "--min-confidence", "1.5"])
+
+
+def test_without_grad_cam_the_page_still_shows_the_crop_the_model_saw(trained_checkpoint, photos):
+    """An ONNX model has no PyTorch weights for Grad-CAM: photos get their crop and answers but no heat map."""
+    diagnoser = diagnosis.Diagnoser(trained_checkpoint, torch.device("cpu"))
+    diagnoser.explains = False
+    good, bad = photos
+    shown = diagnoser.diagnose([good[0], bad[0]], ["a.png", "b.jpg"])
+    size = diagnoser.card["img_size"]
+    assert shown[0].crop.shape == (size, size, 3) and shown[0].overlay is None and not shown[0].problem
+    assert shown[1].problem.startswith("truncated") and shown[1].crop is None
+    answers = diagnosis.answers(shown, diagnoser.card, 0.0)
+    assert answers[0]["heat_map"] is False and answers[0]["reading"][0]["answer"] != inference.UNKNOWN_LABEL
+    assert answers[1] == {"file": "b.jpg", "problem": shown[1].problem}
