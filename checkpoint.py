@@ -11,6 +11,8 @@ but the file:
                       dataset_fingerprint, parent (the header of the run this one started from), versions,
                       hierarchy (hierarchy.Hierarchy.to_record(): crop, disease, severity per class; None or
                       absent, as in checkpoints from before it: flat classes)
+                      trained_at (when train.py wrote it, UTC ISO 8601: the end of the latest epoch of the run;
+                      absent in checkpoints from before it was recorded)
   state_dict          the weights; `timm.create_model(name, num_classes=N, checkpoint_path=...)` loads them
   best.pth adds       epoch, per_class, confusion_matrix (of that epoch)
   last.pth adds       epoch, optimizer, scheduler, scaler, global_step, epoch_in_progress, epoch_progress,
@@ -24,6 +26,7 @@ Versions: none (before format_version): EMA weights under 'ema_state_dict'; load
 Modelled on timm's CheckpointSaver / load_checkpoint / resume_checkpoint.
 """
 import zipfile
+from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
@@ -36,7 +39,7 @@ FORMAT_VERSION = 1
 
 HEADER_KEYS = ("model_name", "num_classes", "class_ids", "class_names", "train_counts", "class_weights", "img_size",
                "mean", "std", "crop_pct", "stage", "args", "history", "best_metric", "best_epoch", "select_metric",
-               "dataset_fingerprint", "parent", "versions", "hierarchy")
+               "dataset_fingerprint", "parent", "versions", "hierarchy", "trained_at")
 SECTION_KEYS = ("epoch", "per_class", "confusion_matrix", "optimizer", "scheduler", "scaler", "global_step",
                 "epoch_in_progress", "epoch_progress", "best", "state_dict_ema", "logit_adjust_tau",
                 "logit_adjust_report")
@@ -82,6 +85,7 @@ def header(*, model_name, class_ids, class_names, train_counts, class_weights, i
         "parent": parent,
         "versions": versions,
         "hierarchy": hierarchy,
+        "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
 
 

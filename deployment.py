@@ -28,7 +28,7 @@ CARD_KEY = "leaf_disease"
 CARD_KEYS = ("model_name", "num_classes", "class_ids", "class_names", "train_counts", "img_size", "mean", "std",
              "crop_pct")
 # hierarchy: the classes' crop, disease and severity (hierarchy.py), so an exported model answers at each level.
-OPTIONAL_CARD_KEYS = ("logit_adjust_tau", "best_epoch", "best_metric", "select_metric", "hierarchy")
+OPTIONAL_CARD_KEYS = ("logit_adjust_tau", "best_epoch", "best_metric", "select_metric", "hierarchy", "trained_at")
 TIMM_FILES = ("model.safetensors", "config.json")
 ONNX_FILE = "model.onnx"
 ONNX_INPUT, ONNX_OUTPUT = "image", "logits"

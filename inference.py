@@ -20,6 +20,8 @@ import runtime
 import progress
 from errors import UserError
 
+# Probabilities as predict.py's CSV and the diagnosis page give them (more digits only show float noise).
+PROBABILITY_DECIMALS = 6
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -131,6 +133,35 @@ def predict_scores(model, paths, checkpoint, device, batch_size=64, workers=0, t
     return torch.cat(all_scores), torch.cat(all_indices), rejected
 
 
+@dataclass
+class Predictions:
+    """What a model says about a list of photos: the readable ones (`paths`, in the order given) with their class
+    probabilities (N, K) after logit adjustment, and [(path, reason)] for the photos that could not be read."""
+
+    paths: list
+    probabilities: torch.Tensor
+    rejected: list
+
+
+def predict_probabilities(model, paths, checkpoint, device, tau, **score_options):
+    """Class probabilities of each readable photo, logit-adjusted by `tau`: the one path from photo files to
+    answers that predict.py and the diagnosis page (app.py) share. `score_options` go to predict_scores."""
+    scores, indices, rejected = predict_scores(model, paths, checkpoint, device, **score_options)
+    if not len(indices):
+        return Predictions([], torch.empty(0, len(checkpoint["class_ids"])), rejected)
+    probabilities = torch.softmax(adjust_scores(scores, checkpoint["train_counts"], tau), dim=1)
+    return Predictions([paths[index] for index in indices.tolist()], probabilities, rejected)
+
+
+def top_classes(probabilities, checkpoint, top_k):
+    """The `top_k` most probable classes of each image, best first: (ids, names, probabilities), each an
+    (N, k) array; probabilities as float64 rounded to PROBABILITY_DECIMALS, as predict.py writes them."""
+    top_probabilities, top_indices = torch.topk(probabilities, min(top_k, probabilities.shape[1]), dim=1)
+    indices = top_indices.numpy()
+    return (np.asarray(checkpoint["class_ids"])[indices], np.asarray(checkpoint["class_names"], dtype=object)[indices],
+            top_probabilities.double().numpy().round(PROBABILITY_DECIMALS))
+
+
 def combine_views(view_logits):
     """One view: its logits unchanged. Several: log of the mean of their softmax (probability averaging)."""
     if len(view_logits) == 1:
@@ -142,6 +173,13 @@ def combine_views(view_logits):
 # ----------------------------------------------------------------------------------------------------
 # Post-hoc logit adjustment
 # ----------------------------------------------------------------------------------------------------
+def calibrated_tau(checkpoint):
+    """The tau predict.py --calibrate-tau stored in the checkpoint (or an exported model's card); None if never
+    calibrated."""
+    tau = checkpoint.get("logit_adjust_tau")
+    return None if tau is None else float(tau)
+
+
 def adjust_scores(scores, train_counts, tau):
     """scores - tau * log(prior), prior = training class frequencies. tau = 0 returns the scores untouched."""
     if tau == 0:

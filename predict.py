@@ -34,7 +34,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
-import torch
 
 import checkpoint as checkpoint_format
 import cli
@@ -195,16 +194,12 @@ def calibrate_tau(args, checkpoint, score_images):
 
 
 def predictions_table(paths, probabilities, checkpoint, top_k, class_hierarchy=None):
-    top_k = min(top_k, probabilities.shape[1])
-    top_probabilities, top_indices = torch.topk(probabilities, top_k, dim=1)
-    class_ids = np.asarray(checkpoint["class_ids"])
-    class_names = np.asarray(checkpoint["class_names"], dtype=object)
+    ids, names, top_probabilities = inference.top_classes(probabilities, checkpoint, top_k)
     table = {"path": [str(path) for path in paths]}
-    for rank in range(top_k):
-        indices = top_indices[:, rank].numpy()
-        table[f"pred_{rank + 1}_id"] = class_ids[indices]
-        table[f"pred_{rank + 1}_name"] = class_names[indices]
-        table[f"pred_{rank + 1}_prob"] = top_probabilities[:, rank].numpy().round(6)
+    for rank in range(ids.shape[1]):
+        table[f"pred_{rank + 1}_id"] = ids[:, rank]
+        table[f"pred_{rank + 1}_name"] = names[:, rank]
+        table[f"pred_{rank + 1}_prob"] = top_probabilities[:, rank]
     if class_hierarchy is not None:
         table.update(hierarchy.top_group_columns(probabilities.numpy(), class_hierarchy))
     return pd.DataFrame(table)
@@ -284,29 +279,28 @@ def main(argv=None):
     device = runtime.resolve_device(args.device)
     amp_dtype = runtime.amp_dtype(args.amp, device)
 
+    score_options = {"batch_size": args.batch_size, "workers": args.workers, "tta": args.tta, "amp_dtype": amp_dtype}
+
     def score_images(paths, desc):
-        return inference.predict_scores(model, paths, checkpoint, device,
-                                        batch_size=args.batch_size, workers=args.workers, tta=args.tta,
-                                        amp_dtype=amp_dtype, desc=desc)
+        return inference.predict_scores(model, paths, checkpoint, device, desc=desc, **score_options)
 
     if args.calibrate_tau:
         tau, tau_source = calibrate_tau(args, checkpoint, score_images), "calibrated now"
     elif args.tau is not None:
         tau, tau_source = args.tau, "--tau"
-    elif "logit_adjust_tau" in checkpoint:
-        tau, tau_source = float(checkpoint["logit_adjust_tau"]), "stored in the checkpoint"
+    elif inference.calibrated_tau(checkpoint) is not None:
+        tau, tau_source = inference.calibrated_tau(checkpoint), "stored in the checkpoint"
     else:
         tau, tau_source = 0.0, "default, no adjustment"
     if not images:
         return
 
-    scores, indices, rejected = score_images(images, desc="predict")
+    predictions = inference.predict_probabilities(model, images, checkpoint, device, tau, **score_options)
     output = Path(args.output)
-    report_rejected(rejected, output)
-    if not len(indices):
+    report_rejected(predictions.rejected, output)
+    if not predictions.paths:
         raise UserError(f"none of the {len(images)} images could be read; see {rejected_path(output)}")
-    probabilities = torch.softmax(inference.adjust_scores(scores, checkpoint["train_counts"], tau), dim=1)
-    predicted = [images[index] for index in indices.tolist()]
+    predicted, probabilities = predictions.paths, predictions.probabilities
     explained = []
     if args.explain:
         explained = write_explanations(model, checkpoint, predicted, probabilities, args.explain_dir, device,
