@@ -328,7 +328,7 @@ def variant_lines(args):
 
 def write_markdown(path, runs, args, started, argv):
     profile = PROFILES[args.profile]
-    lines = header_lines(f"Real photos (field13): recipes chosen on validation, reported on test ({args.profile} "
+    lines = header_lines(f"{Path(args.source).name}: recipes chosen on validation, reported on test ({args.profile} "
                          f"profile)", started, "benchmarks/realdata.py", argv)
     lines += [f"- Data: `{args.source}`: train and val cleaned into `{args.data_dir}`, test `{args.test}` "
               f"(never trained or tuned on)",
@@ -385,7 +385,7 @@ def plot(path, runs, args):
         axis.set_ylim(0, 105)
         axis.grid(axis="y", alpha=0.3)
     profile = PROFILES[args.profile]
-    fig.suptitle(f"field13 ({args.variant}), {args.profile} profile: {profile.epochs} epochs at {profile.img_size} px, "
+    fig.suptitle(f"{Path(args.source).name} ({args.variant}), {args.profile} profile: {profile.epochs} epochs at {profile.img_size} px, "
                  f"seeds {' '.join(map(str, args.seeds))}")
     save_figure(fig, path)
 
