@@ -15,7 +15,8 @@ the image and its mirror image, predict.py --tta). field13's photos are 256 px: 
 Each run records its training CPU minutes (train.py and its loader workers, both stages, benchmarks/runner.py) and
 wall minutes, the machine and the date. Runs resume like realdata.py's (OUT/runs/resolution/<row>_seed<k>/);
 results are written after every run: OUT/resolution.md, .csv (one line per run and scoring) and .png (the frontier:
-test balanced accuracy and few-shot recall against CPU minutes).
+test balanced accuracy and few-shot recall against CPU minutes). The reports cover every run finished under OUT, so
+a second call with more seeds for some rows adds to the screening's table and plot instead of replacing them.
 """
 import argparse
 import datetime
@@ -178,10 +179,17 @@ def score_run(args, row, seed, record):
 # ----------------------------------------------------------------------------------------------------
 # Report
 # ----------------------------------------------------------------------------------------------------
-def summary_table(runs, args):
-    several = len(args.seeds) > 1
+def finished_runs(args):
+    """Every scored run under OUT (any call's), ordered by model and size."""
+    lines = [line for path in sorted((Path(args.out) / "runs" / "resolution").glob(f"*/{RESULT_FILE}"))
+             for line in json.loads(path.read_text())]
+    return pd.DataFrame(lines).sort_values(["model", "train_px", "seed"], kind="stable").reset_index(drop=True)
+
+
+def summary_table(runs):
     table = []
-    for row in args.rows:
+    for row in runs["row"].unique():
+        several = runs.loc[runs["row"] == row, "seed"].nunique() > 1
         for scoring in SCORINGS:
             results = runs.loc[(runs["row"] == row) & (runs["scoring"] == scoring)]
             if results.empty or "test_balanced_acc" not in results:
@@ -213,12 +221,12 @@ def write_markdown(path, runs, args, started, argv):
               f"applied to all four scorings; `test px` = {args.test_scale:g} x the training size.",
               "- CPU min: training CPU time of both stages (train.py and its loader workers), scoring excluded. "
               "Wall minutes move with other load on a shared machine; CPU minutes much less.",
-              "", "## Results", "", *markdown_table(summary_table(runs, args)), "",
-              "Balanced accuracy = mean per-class recall; many/medium/few = mean recall of each shot group. "
-              + ("± is the standard deviation over seeds." if len(args.seeds) > 1 else "One seed: a few points "
-                                                                                        "may be noise."),
+              "", "## Results", "", *markdown_table(summary_table(runs)), "",
+              "Balanced accuracy = mean per-class recall; many/medium/few = mean recall of each shot group; ± is "
+              "the standard deviation over a row's seeds (one seed: a few points may be noise). The table covers "
+              "every run finished under this folder, whichever call ran it.",
               "", "## Runs: commands, machine, date", ""]
-    for row in args.rows:
+    for row in runs["row"].unique():
         done = runs.loc[(runs["row"] == row) & (runs["scoring"] == "train px")]
         for run in done.itertuples():
             lines.append(f"- `{row}` seed {run.seed}: {run.date}, {run.machine}, {run.cpu_minutes:.1f} CPU min, "
@@ -234,10 +242,11 @@ def plot_frontier(path, runs, args):
     (mean over seeds, standard deviation as error bars), the 90 % target drawn."""
     fig, axes = plt.subplots(1, 2, figsize=(14, 5.5))
     markers = dict(zip(SCORINGS, ("o", "s", "^", "D")))
-    colours = dict(zip(args.rows, plt.cm.tab10.colors))
+    rows = runs["row"].unique()
+    colours = dict(zip(rows, plt.cm.tab10.colors))
     for axis, metric, title in ((axes[0], "test_balanced_acc", "Test balanced accuracy"),
                                 (axes[1], "test_few_acc", "Test few-shot recall")):
-        for row in args.rows:
+        for row in rows:
             for scoring in SCORINGS:
                 results = runs.loc[(runs["row"] == row) & (runs["scoring"] == scoring)]
                 if results.empty or metric not in results or results[metric].isna().all():
@@ -246,19 +255,19 @@ def plot_frontier(path, runs, args):
                 y, y_spread = mean_and_spread(results[metric])
                 axis.errorbar(x, 100 * y, xerr=np.nan_to_num(x_spread), yerr=np.nan_to_num(100 * y_spread),
                               marker=markers[scoring], color=colours[row], capsize=3, linestyle="none",
-                              label=f"{row}, {scoring}")
+                              label=f"{row}, {scoring} ({len(results)} seed{'s' if len(results) > 1 else ''})")
         axis.axhline(100 * TARGET, color="gray", linestyle="--", linewidth=1)
         axis.set(title=title, xlabel="training CPU minutes per run (both stages)", ylabel="%")
         axis.grid(alpha=0.3)
     axes[0].legend(fontsize=7, ncol=2)
     profile = realdata.PROFILES[args.profile]
-    fig.suptitle(f"field13: {profile.head_epochs} + {profile.epochs - profile.head_epochs} epochs per run, seeds "
-                 f"{' '.join(map(str, args.seeds))}; dashed: the {100 * TARGET:.0f} % target")
+    fig.suptitle(f"field13: {profile.head_epochs} + {profile.epochs - profile.head_epochs} epochs per run, mean "
+                 f"over seeds (bars: standard deviation); dashed: the {100 * TARGET:.0f} % target")
     save_figure(fig, path)
 
 
-def write_reports(args, lines, started, argv):
-    runs = pd.DataFrame(lines)
+def write_reports(args, started, argv):
+    runs = finished_runs(args)
     out = Path(args.out)
     write_csv(out / "resolution.csv", runs)
     write_markdown(out / "resolution.md", runs, args, started, argv)
@@ -275,24 +284,21 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     started = start_snapshot()
     realdata.prepare_data(args)
-    lines = []
     plan = [(row, seed) for seed in args.seeds for row in args.rows]  # every row's first seed before any second
     for number, (row, seed) in enumerate(plan, 1):
         result_path = run_dir(args, row, seed) / RESULT_FILE
         if result_path.exists():
-            lines += json.loads(result_path.read_text())
             continue
         print(f"== [{number}/{len(plan)}] {row}, seed {seed}", flush=True)
         started_run = time.perf_counter()
         run_lines = score_run(args, row, seed, train_run(args, row, seed))
         write_json(result_path, run_lines)
-        lines += run_lines
-        write_reports(args, lines, started, argv)
+        write_reports(args, started, argv)
         print("   " + "; ".join(f"{line['scoring']}: test {line.get('test_balanced_acc', float('nan')):.3f}"
                                 for line in run_lines) + f" ({time.perf_counter() - started_run:.0f} s, "
               f"{run_lines[0]['cpu_minutes']:.1f} CPU min)", flush=True)
-    runs = write_reports(args, lines, started, argv)
-    print("\n".join(markdown_table(summary_table(runs, args))))
+    runs = write_reports(args, started, argv)
+    print("\n".join(markdown_table(summary_table(runs))))
     print(f"wrote {Path(args.out) / 'resolution.md'}")
 
 

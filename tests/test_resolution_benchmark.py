@@ -1,5 +1,6 @@
 """benchmarks/resolution.py on a tiny generated field13-like ImageFolder: rows of (model, size), each run scored at
-its size and 1.25x with and without TTA, CPU minutes recorded, reports written, a second call trains nothing."""
+its size and 1.25x with and without TTA, CPU minutes recorded, reports written; a second call trains nothing, a
+third with another seed adds to the reports."""
 import json
 
 import pandas as pd
@@ -41,6 +42,14 @@ def test_rows_are_trained_scored_four_ways_and_resumed(tmp_path, tiny_final_prof
     resolution.main(argv)  # a second call trains and scores nothing
     assert "== [" not in capsys.readouterr().out
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "out" / "resolution.csv"), runs)
+
+    # More seeds for one row (the study's second step) add to the reports: the other row stays in them.
+    resolution.main([*argv[:argv.index("--rows")], "--rows", "test_efficientnet@32", "--seeds", "1",
+                     *argv[argv.index("--no-pretrained"):]])
+    runs = pd.read_csv(tmp_path / "out" / "resolution.csv")
+    assert runs.groupby("row")["seed"].nunique().to_dict() == {"test_efficientnet@32": 2, "test_efficientnet@40": 1}
+    report = (tmp_path / "out" / "resolution.md").read_text()
+    assert "| test_efficientnet@32 | train px | 32 | 2 |" in report and "| test_efficientnet@40 | train px | 40 | 1 |" in report
 
 
 def test_a_malformed_row_is_a_one_line_error(capsys):
