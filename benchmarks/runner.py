@@ -1,12 +1,14 @@
 """Running benchmark rows as train.py stages: resumable, recorded, and summarised over seeds.
 
 Each stage is train.py's command line, `train.py ARGS` (run_train_script): the benchmarks use the script's
-command-line contract (arguments in, exit status and run folder out), never its internals. Its directory holds RUN_RECORD (the train.py arguments that decide its result, and wall seconds
-accumulated over invocations), so re-running a benchmark skips finished stages, continues interrupted ones
+command-line contract (arguments in, exit status and run folder out), never its internals. Its directory holds RUN_RECORD (the train.py arguments that decide its result, and wall and CPU
+seconds accumulated over invocations), so re-running a benchmark skips finished stages, continues interrupted ones
 (train.py --resume auto) and refuses a directory trained with other settings.
 """
+import gc
 import json
 import math
+import resource
 import runpy
 import sys
 import time
@@ -50,8 +52,9 @@ def load_record(stage_dir, argv):
 
 
 def run_stage(stage_dir, argv):
-    """Train (or resume, or skip a finished) stage with `train.py ARGV`; returns its record: wall seconds
-    accumulated over invocations, and the divergence message if the loss diverged.
+    """Train (or resume, or skip a finished) stage with `train.py ARGV`; returns its record: wall and CPU seconds
+    accumulated over invocations (cpu_seconds: this process and its loader workers, see cpu_seconds()), and the
+    divergence message if the loss diverged.
 
     A stage whose loss diverges is a result (the seed's inverse weights can do that), recorded instead of
     stopping the benchmark: train.py exits with EXIT_TRAINING_DIVERGED, and its message is the last error line of
@@ -60,12 +63,14 @@ def run_stage(stage_dir, argv):
     record_path = stage_dir / RUN_RECORD
     record = load_record(stage_dir, argv) or {"settings": settings_key(argv), "wall_seconds": 0.0, "diverged": None}
     record["diverged"] = None
+    record.setdefault("cpu_seconds", 0.0)  # records written before CPU time was kept start from 0
     write_json(record_path, record)
-    started = time.perf_counter()
+    started, started_cpu = time.perf_counter(), cpu_seconds()
     try:
         status = run_train_script(argv)
     finally:
         record["wall_seconds"] += time.perf_counter() - started
+        record["cpu_seconds"] += cpu_seconds() - started_cpu
         write_json(record_path, record)
     if status == EXIT_TRAINING_DIVERGED:
         record["diverged"] = last_error(stage_dir)
@@ -77,6 +82,14 @@ def run_stage(stage_dir, argv):
         raise UserError(f"{stage_dir}: `python train.py {' '.join(argv)}` stopped with exit status {status} "
                         f"(its error is printed above)")
     return record
+
+
+def cpu_seconds():
+    """CPU seconds used so far by this process (train.py runs in it) and by its finished children (the loader
+    workers, counted once their DataLoader has shut them down and waited for them: collected first)."""
+    gc.collect()
+    return sum(usage.ru_utime + usage.ru_stime for usage in (resource.getrusage(resource.RUSAGE_SELF),
+                                                             resource.getrusage(resource.RUSAGE_CHILDREN)))
 
 
 def run_train_script(argv):
