@@ -78,6 +78,7 @@ def parse_args(argv=None):
     for row in args.rows:
         parse_row(row)
     args.test = args.test or str(Path(args.source) / "test")
+    args.variant, args.suffix = "as-is", ""  # realdata.prepare_data's: field13's train split as it is
     return args
 
 
@@ -171,7 +172,8 @@ def score_run(args, row, seed, record):
         line = dict(base, scoring=name, eval_px=eval_px, tta=tta, tau=tau)
         for split, (scores, targets) in scored.items():
             values, _, _ = evaluation.score_metrics(scores, targets, checkpoint, tau)
-            line.update({f"{split}_{metric}": values[metric] for metric in realdata.METRICS})
+            # realdata's per-run extras (the 1-2 photo classes, crop and disease accuracy) may be absent
+            line.update({f"{split}_{metric}": values.get(metric, float("nan")) for metric in realdata.METRICS})
         lines.append(line)
     return lines
 
