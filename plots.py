@@ -146,6 +146,8 @@ def plot_confusion_matrix(confusion, labels, path, title, row_labels=None, min_a
         labels, row_labels = [labels[index] for index in order], [row_labels[index] for index in order]
     row_sums = confusion.sum(axis=1, keepdims=True)
     normalised = np.divide(confusion, row_sums, out=np.zeros_like(confusion), where=row_sums > 0)
+    # An empty row is a class with no image to score (the official download's class 45), not one never recognised.
+    row_labels = [label + (" (no images)" if total == 0 else "") for label, total in zip(row_labels, row_sums[:, 0])]
     num_classes = len(labels)
     cell = 0.28 if num_classes > 20 else 0.5
     side = max(6.0, cell * num_classes + 3.5)

@@ -51,3 +51,16 @@ def test_top5_counts_true_class_within_five_highest():
     logits = np.array([[6, 5, 4, 3, 2, 1, 0.0], [0, 1, 2, 3, 4, 5, 6.0]])
     result, _, _ = classification_metrics(logits, np.array([4, 0]), [10] * 7)
     assert result["top5"] == pytest.approx(0.5)
+
+
+def test_a_class_without_images_is_undefined_not_zero_in_tables_and_named_in_the_confusion_matrix(monkeypatch):
+    import plots
+
+    confusion = np.array([[3, 1, 0], [0, 2, 0], [0, 0, 0]])  # class 2: trained on, no validation image
+    per_class = per_class_metrics(confusion)
+    assert np.isnan(per_class["recall"][2]) and np.isnan(per_class["f1"][2]) and per_class["support"][2] == 0
+    drawn = {}
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: drawn.setdefault("figure", fig))
+    plots.plot_confusion_matrix(confusion, ["a", "b", "c"], "unused.png", title="t")
+    rows = [label.get_text() for label in drawn["figure"].axes[0].get_yticklabels()]
+    assert rows == ["a", "b", "c (no images)"]
