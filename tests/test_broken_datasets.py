@@ -69,8 +69,6 @@ FATAL_CASES = {
                        [TRAIN_JSON, "entry 2", "-1"]),
     "label_not_a_number": (lambda root, e: (e["train"][3].update(disease_class="rust"), write_annotations(root, e)),
                            [TRAIN_JSON, "entry 3", "rust"]),
-    "duplicate_ids": (lambda root, e: (e["train"].append(dict(e["train"][0])), write_annotations(root, e)),
-                      [TRAIN_JSON, "duplicate"]),
     "empty_dataset": (lambda root, e: write_annotations(root, {"train": [], "val": e["val"]}),
                       [TRAIN_JSON, "no entries"]),
     "class_in_val_that_train_lacks": (
@@ -105,6 +103,9 @@ def test_bad_files_are_rejected_with_reasons_and_the_rest_is_trained_on(tmp_path
     (images / "train_1_0.jpg").write_text("this is not an image")                          # non-image
     (images / "train_1_1.jpg").unlink()                                                    # missing
     (images / "train_2_0.jpg").write_bytes((images / "train_2_1.jpg").read_bytes())        # duplicate
+    repeated = dict(entries["train"][-1])
+    entries["train"].append(repeated)                                                      # listed twice
+    write_annotations(source, entries)
     cleaned = tmp_path / "cleaned"
     result = run("analyze_data.py", "--source", source, "--out", cleaned)
     assert result.returncode == 0, result.stderr
@@ -116,9 +117,10 @@ def test_bad_files_are_rejected_with_reasons_and_the_rest_is_trained_on(tmp_path
     assert reasons["train_1_0.jpg"] == "not_image"
     assert reasons["train_1_1.jpg"] == "missing_file"
     assert {reasons.get("train_2_0.jpg"), reasons.get("train_2_1.jpg")} & {"duplicate"}
+    assert reasons[repeated["image_id"]] == "duplicate_entry"  # the official JSON's repeats: kept once
 
     train_table = pd.read_csv(cleaned / "metadata" / "train.csv")
-    accepted = len(entries["train"]) - 5
+    accepted = len(entries["train"]) - 6
     assert len(train_table) == accepted
     output = tmp_path / "run"
     result = run("train.py", "--data-dir", cleaned, "--output", output, "--model", "test_efficientnet",
