@@ -51,8 +51,7 @@ import models  # noqa: E402
 import recipe  # noqa: E402
 from atomic_io import save_figure, save_torch, write_csv, write_json, write_text  # noqa: E402
 from benchmarks.report import header_lines, markdown_table, start_snapshot  # noqa: E402
-from benchmarks.runner import (format_minutes, format_percent, is_complete, load_record, mean_and_spread,  # noqa: E402
-                               run_stage)
+from benchmarks.runner import format_minutes, format_percent, mean_and_spread, run_stages  # noqa: E402
 from errors import UserError, cli_entry  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -238,14 +237,8 @@ def stage_commands(args, row, seed):
 # Training and scoring one run
 # ----------------------------------------------------------------------------------------------------
 def train_run(args, row, seed):
-    """Train (or resume) the run's stages; the record of wall seconds and divergence."""
-    records = []
-    for stage_dir, argv in stage_commands(args, row, seed):
-        records.append(load_record(stage_dir, argv) if is_complete(stage_dir, argv) else run_stage(stage_dir, argv))
-        if records[-1]["diverged"]:
-            break
-    return {"wall_seconds": sum(record["wall_seconds"] for record in records),
-            "diverged": next((record["diverged"] for record in records if record["diverged"]), None)}
+    """Train (or resume) the run's stages; the record of wall and CPU seconds and divergence."""
+    return run_stages(stage_commands(args, row, seed))
 
 
 def score_run(args, checkpoint_path, checkpoint):

@@ -45,7 +45,7 @@ import inference  # noqa: E402
 from atomic_io import save_figure, write_csv, write_json, write_text  # noqa: E402
 from benchmarks import realdata  # noqa: E402
 from benchmarks.report import header_lines, machine_lines, markdown_table, start_snapshot  # noqa: E402
-from benchmarks.runner import format_percent, is_complete, load_record, mean_and_spread, run_stage  # noqa: E402
+from benchmarks.runner import format_percent, mean_and_spread, run_stages  # noqa: E402
 from errors import UserError, cli_entry  # noqa: E402
 
 MODEL_ALIASES = {f"lite{k}": f"tf_efficientnet_lite{k}" for k in range(3)}
@@ -124,14 +124,7 @@ def stage_commands(args, row, seed):
 
 def train_run(args, row, seed):
     """Train (or resume) the run's stages; wall and CPU seconds over both, and a divergence message."""
-    records = []
-    for stage_dir, argv in stage_commands(args, row, seed):
-        records.append(load_record(stage_dir, argv) if is_complete(stage_dir, argv) else run_stage(stage_dir, argv))
-        if records[-1]["diverged"]:
-            break
-    return {"wall_seconds": sum(record["wall_seconds"] for record in records),
-            "cpu_seconds": sum(record.get("cpu_seconds", float("nan")) for record in records),
-            "diverged": next((record["diverged"] for record in records if record["diverged"]), None)}
+    return run_stages(stage_commands(args, row, seed))
 
 
 def scores_at(args, model, checkpoint, img_size, tta):

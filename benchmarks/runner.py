@@ -84,6 +84,19 @@ def run_stage(stage_dir, argv):
     return record
 
 
+def run_stages(stages):
+    """Train (or resume, or skip when finished) each (stage directory, train.py arguments) in order, stopping at a
+    diverged one; the run's record: wall and CPU seconds summed over its stages, and the divergence message."""
+    records = []
+    for stage_dir, argv in stages:
+        records.append(load_record(stage_dir, argv) if is_complete(stage_dir, argv) else run_stage(stage_dir, argv))
+        if records[-1]["diverged"]:
+            break
+    return {"wall_seconds": sum(record["wall_seconds"] for record in records),
+            "cpu_seconds": sum(record.get("cpu_seconds", float("nan")) for record in records),
+            "diverged": next((record["diverged"] for record in records if record["diverged"]), None)}
+
+
 def cpu_seconds():
     """CPU seconds used so far by this process (train.py runs in it) and by its finished children (the loader
     workers, counted once their DataLoader has shut them down and waited for them: collected first)."""
