@@ -22,6 +22,7 @@ import deployment
 import explain
 import hierarchy
 import inference
+import metrics
 
 TOP_K = 5  # classes shown per photo, as bars
 CLASS_LEVEL, DIAGNOSIS_LEVEL = "class", "diagnosis"
@@ -83,7 +84,7 @@ def reading(probabilities, card, min_confidence):
 
     def entry(level, names, scores):
         best = int(scores.argmax())
-        probability = round(float(scores[best]), inference.PROBABILITY_DECIMALS)
+        probability = round(float(scores[best]), metrics.PROBABILITY_DECIMALS)
         return {"level": level, "answer": names[best] if scores[best] >= min_confidence else hierarchy.UNKNOWN_LABEL,
                 "best_guess": names[best], "probability": probability}
 
@@ -96,7 +97,7 @@ def reading(probabilities, card, min_confidence):
     # Unknown at every level: the best guess is the crop, the level that came closest.
     best_guess = diagnosis.name or by_group[0]["best_guess"]
     return [{"level": DIAGNOSIS_LEVEL, "answer": diagnosis.label, "answered_at": diagnosis.level,
-             "best_guess": best_guess, "probability": round(diagnosis.probability, inference.PROBABILITY_DECIMALS)},
+             "best_guess": best_guess, "probability": round(diagnosis.probability, metrics.PROBABILITY_DECIMALS)},
             *by_group, by_class]
 
 

@@ -49,6 +49,7 @@ import numpy as np
 import pandas as pd
 
 import atomic_io
+import metrics
 from aichallenger_classes import AICHALLENGER_CLASS_NAMES, AICHALLENGER_CLASS_TABLE
 from errors import UserError
 
@@ -272,13 +273,13 @@ def level_probabilities(probabilities, hierarchy):
 
 def top_group_columns(probabilities, hierarchy):
     """Per photo its most probable crop and disease with their probabilities (sums over their classes), as table
-    columns: {"crop": names, "crop_prob": values, "disease": ..., "disease_prob": ...} (probabilities rounded to 6
-    places, as predict.py writes them)."""
+    columns: {"crop": names, "crop_prob": values, "disease": ..., "disease_prob": ...} (probabilities rounded to
+    metrics.PROBABILITY_DECIMALS, as predict.py writes them)."""
     columns = {}
     for level, scores in sorted(level_probabilities(probabilities, hierarchy).items()):
         names = np.asarray(hierarchy.groups(level)[0], dtype=object)
         columns[level] = names[scores.argmax(axis=1)]
-        columns[f"{level}_prob"] = scores.max(axis=1).round(6)
+        columns[f"{level}_prob"] = scores.max(axis=1).round(metrics.PROBABILITY_DECIMALS)
     return columns
 
 

@@ -20,9 +20,6 @@ import runtime
 import progress
 from errors import UserError
 
-# Probabilities as predict.py's CSV and the diagnosis page give them (more digits only show float noise).
-PROBABILITY_DECIMALS = 6
-
 
 # ----------------------------------------------------------------------------------------------------
 # Checkpoint and model
@@ -155,11 +152,11 @@ def predict_probabilities(model, paths, checkpoint, device, tau, **score_options
 
 def top_classes(probabilities, checkpoint, top_k):
     """The `top_k` most probable classes of each image, best first: (ids, names, probabilities), each an
-    (N, k) array; probabilities as float64 rounded to PROBABILITY_DECIMALS, as predict.py writes them."""
+    (N, k) array; probabilities as float64 rounded to metrics.PROBABILITY_DECIMALS, as predict.py writes them."""
     top_probabilities, top_indices = torch.topk(probabilities, min(top_k, probabilities.shape[1]), dim=1)
     indices = top_indices.numpy()
     return (np.asarray(checkpoint["class_ids"])[indices], np.asarray(checkpoint["class_names"], dtype=object)[indices],
-            top_probabilities.double().numpy().round(PROBABILITY_DECIMALS))
+            top_probabilities.double().numpy().round(metrics.PROBABILITY_DECIMALS))
 
 
 def combine_views(view_logits):

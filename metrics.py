@@ -8,6 +8,9 @@ METRIC_NAMES = ("acc", "balanced_acc", "prior_acc", "macro_f1", "top5", "many_ac
 # it. Balanced accuracy when every disease matters equally (a balanced test set, the field's rare diseases);
 # plain accuracy when the test set is as long-tailed as training (the AI Challenger 2018 leaderboard).
 DEFAULT_TARGET_METRIC = "balanced_acc"
+# Probabilities as predict.py's CSV, the hierarchy's group columns and the diagnosis page give them (more digits
+# only show float noise).
+PROBABILITY_DECIMALS = 6
 
 
 # Metrics that are a mean over images, not over classes: one image moves them by 1 / images.
