@@ -176,5 +176,6 @@ def compare_logits(reference_model, exported_model, images, batch_size=8):
 def transformed_images(paths, card):
     """The model's input for the readable `paths` (N, 3, H, W, float on the CPU), as predict.py feeds it."""
     transform = inference.eval_transform(card)
-    tensors = [transform(image=dataset.read_image_rgb(path))["image"] for path in paths]
+    tensors = [transform(image=dataset.read_image_rgb(path, dataset.short_side_for_crops(card["img_size"])))["image"]
+               for path in paths]
     return inference.model_input(card, torch.device("cpu"))(torch.stack(tensors))

@@ -6,7 +6,7 @@
 # Usage:  bash train_baseline.sh          |   DATA_SOURCE=/data/ai_challenger_2018 bash train_baseline.sh
 # Settings (unset ones from the recipe, on the demo data with recipes/demo.yaml's changes): IMG_SIZE  EPOCHS  LR
 #   BATCH_SIZE  MODEL  PRETRAINED, PRETRAINED_FILE, OUT_ROOT, EXTRA_ARGS, DATA_SOURCE, DATA_FORMAT, VAL_LIST,
-#   DATA_DIR, PYTHON, LAUNCHER: as train_fixed.sh
+#   DATA_DIR, MAX_SIDE, PYTHON, LAUNCHER: as train_fixed.sh
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 source scripts/common.sh
