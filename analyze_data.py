@@ -2,6 +2,7 @@
 
     python analyze_data.py --visualize                  # the built-in demo when nothing is configured
     python analyze_data.py --source PATH [--max-side 512] [--visualize]
+    python analyze_data.py --source PATH --max-side auto --img-size 128   # cache copies only if photos are large
     python analyze_data.py --source train_list.txt --val-list val_list.txt   # '<image path> <label>' lines
     python analyze_data.py --demo --visualize           # back to the demo after analysing another dataset
 
@@ -11,7 +12,6 @@ synthetic demo into data/demo and cleans that. --visualize writes three figures 
 """
 import argparse
 import json
-import math
 import time
 from pathlib import Path
 
@@ -29,7 +29,7 @@ import demo_data  # noqa: E402
 import hierarchy  # noqa: E402
 import near_duplicates  # noqa: E402
 import recipe  # noqa: E402
-from cleaning import MIN_MAX_SIDE, WEIGHT_SCHEMES_WRITTEN, clean_dataset  # noqa: E402
+from cleaning import MIN_MAX_SIDE, WEIGHT_SCHEMES_WRITTEN, clean_dataset, reduction  # noqa: E402
 from dataset import build_transform, load_metadata, read_image_rgb, short_side_for_crops  # noqa: E402
 from errors import UserError, cli_entry  # noqa: E402
 from longtail import FEW_SHOT_THRESHOLD, MANY_SHOT_THRESHOLD, shot_group_captions, shot_groups  # noqa: E402
@@ -42,9 +42,21 @@ AUGMENTATION_DRAWS = 5
 TRAINING_IMG_SIZE = recipe.settings(recipe.path_of(recipe.DEFAULT))["img_size"]  # train.py's default resolution
 SCHEME_STYLES = {"inverse": ("tab:red", "o"), "sqrt": ("tab:green", "s"), "effective": ("tab:purple", "^")}
 OPTION_RULES = {"demo_scale": cli.POSITIVE, "demo_image_size": cli.at_least(demo_data.MIN_IMAGE_SIZE),
-                "max_side": cli.at_least(MIN_MAX_SIDE), "val_fraction": cli.Range(0, 1, low_open=True, high_open=True),
+                "val_fraction": cli.Range(0, 1, low_open=True, high_open=True),
                 "seed": cli.SEED, "workers": cli.POSITIVE_INT, "many_threshold": cli.POSITIVE_INT,
-                "few_threshold": cli.NON_NEGATIVE_INT}
+                "few_threshold": cli.NON_NEGATIVE_INT, "img_size": cli.POSITIVE_INT}
+AUTO = "auto"  # --max-side auto
+MAX_SIDE_RULE = cli.at_least(MIN_MAX_SIDE)
+
+
+def max_side_option(text):
+    """--max-side's value: 'auto' or a whole number of pixels (its range is checked with the other options)."""
+    if text == AUTO:
+        return AUTO
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is neither a number of pixels nor '{AUTO}'") from None
 
 
 def parse_args(argv=None):
@@ -68,8 +80,13 @@ def parse_args(argv=None):
     source.add_argument("--demo-dir", default="data/demo", help="where the demo dataset is generated")
     cleaning = parser.add_argument_group("cleaning")
     cleaning.add_argument("--out", default="data/cleaned", help="cleaned dataset folder")
-    cleaning.add_argument("--max-side", type=int, default=None,
-                          help="re-encode images whose longer side exceeds this (default: keep originals)")
+    cleaning.add_argument("--max-side", type=max_side_option, default=None,
+                          help="re-encode images whose longer side exceeds this; 'auto': images at least twice the "
+                               "short side training at --img-size needs, at the size training reads them (1/2, 1/4 or "
+                               "1/8; default: keep originals)")
+    cleaning.add_argument("--img-size", type=int, default=TRAINING_IMG_SIZE,
+                          help="the training resolution that --max-side auto and the image-size advice are for "
+                               "(default: train.py's)")
     cleaning.add_argument("--val-fraction", type=float, default=0.15,
                           help="validation share per class when the source has no split")
     cleaning.add_argument("--seed", type=int, default=0, help="seed of the stratified split and the plot draws")
@@ -90,6 +107,8 @@ def parse_args(argv=None):
     if args.val_list and not args.source:
         parser.error("--val-list goes with --source (the training list)")
     cli.check_options(parser, args, OPTION_RULES)
+    if args.max_side not in (None, AUTO) and not MAX_SIDE_RULE.allows(args.max_side):
+        raise UserError(f"--max-side {args.max_side}: must be {MAX_SIDE_RULE} or '{AUTO}'")
     if args.few_threshold > args.many_threshold:
         raise UserError(f"--few-threshold {args.few_threshold} is above --many-threshold {args.many_threshold}")
     if args.source is not None and not Path(args.source).exists():
@@ -116,7 +135,7 @@ def main(argv=None):
     print_report(metadata.classes, weights, rejected, args)
     print_hierarchy(metadata.hierarchy, summary)
     print_near_duplicates(summary, metadata_dir)
-    print_image_size_advice(summary)
+    print_image_size_advice(summary, args.img_size)
     if args.visualize:
         started = time.monotonic()
         plots_dir = Path(args.plots_dir)
@@ -148,11 +167,14 @@ def prepare_cleaned_dataset(args):
     else:
         print(f"Using the cleaned dataset in {out} (pass --source PATH or --demo to rebuild it).")
         return
-    summary = clean_dataset(source, out, fmt=fmt, max_side=args.max_side, val_fraction=args.val_fraction,
-                            seed=args.seed, workers=args.workers, path_column=args.path_column,
-                            label_column=args.label_column, split_column=args.split_column, val_list=args.val_list,
+    auto = args.max_side == AUTO
+    summary = clean_dataset(source, out, fmt=fmt, max_side=None if auto else args.max_side,
+                            val_fraction=args.val_fraction, seed=args.seed, workers=args.workers,
+                            path_column=args.path_column, label_column=args.label_column,
+                            split_column=args.split_column, val_list=args.val_list,
                             many_threshold=args.many_threshold, few_threshold=args.few_threshold,
-                            near_dup_threshold=args.near_dup_threshold)
+                            near_dup_threshold=args.near_dup_threshold,
+                            cache_short_side=short_side_for_crops(args.img_size) if auto else None)
     imageless = summary.get("classes_without_images") or []
     if imageless:
         print(f"{len(imageless)} class(es) of the source have no image and are left out: "
@@ -170,6 +192,20 @@ def prepare_cleaned_dataset(args):
         print(f"Cleaned {totals['listed']} listed images from {summary['source']} ({summary['format']}) into {out} "
               f"in {summary['seconds']:.1f} s: kept {totals['kept']}, rejected {totals['rejected']}, "
               f"re-encoded {totals['reencoded']}.")
+    if auto:
+        print_cache_choice(summary["cache"], args.img_size)
+
+
+def print_cache_choice(cache, img_size):
+    """What --max-side auto did: how many images it cached at their working size."""
+    needed = f"the short side of {cache['short_side']} px that training at {img_size} px needs"
+    if not cache["reduced"]:
+        print(f"--max-side auto: no image is at least twice {needed}; training reads the originals.")
+    else:
+        print(f"--max-side auto: {cache['reduced']} of {cache['images']} images are at least twice {needed}; "
+              f"training reads copies at 1/2, 1/4 or 1/8 of their size (a short side of {cache['short_side']} to "
+              f"{2 * cache['short_side'] - 1} px), as it would read the originals, without decoding them in full "
+              f"every epoch.")
 
 
 def _read_metadata_table(path):
@@ -236,17 +272,18 @@ def read_summary(metadata_dir):
 
 def print_image_size_advice(summary, img_size=TRAINING_IMG_SIZE):
     """Photos several times larger than training needs make decoding most of a loader worker's time, and then the
-    loader, not a GPU, sets the pace (benchmarks/feeding.md): name the --max-side whose cached copies still cover
-    the smallest training crop."""
+    loader, not a GPU, sets the pace (benchmarks/feeding.md): say so, and how to cache them at the size training
+    reads them (--max-side auto)."""
     sizes = summary.get("image_sizes")
     needed = short_side_for_crops(img_size)
-    if not sizes or sizes["median_short_side"] < 2 * needed:
+    if not sizes or reduction(sizes["median_long_side"], sizes["median_short_side"], needed) == 1:
         return
-    suggested = math.ceil(needed * sizes["median_long_side"] / sizes["median_short_side"])
+    size_option = "" if img_size == TRAINING_IMG_SIZE else f" --img-size {img_size}"
     print(f"\nImage size: the median image is {sizes['median_long_side']} x {sizes['median_short_side']} px, at "
           f"least twice what training at {img_size} px uses (a short side of {needed} px covers its smallest "
-          f"crop). Decoding such photos is most of the data loader's work and can leave a GPU waiting "
-          f"(benchmarks/feeding.md). To cache smaller copies once, clean again with --max-side {suggested}.")
+          f"crop). Training reads such photos reduced, but decoding them is still most of the data loader's work "
+          f"and can leave a GPU waiting (benchmarks/feeding.md). To cache them once at the size training reads "
+          f"them, clean again with --max-side auto{size_option}.")
 
 
 def print_near_duplicates(summary, metadata_dir):
@@ -353,7 +390,7 @@ def plot_augmentation_examples(metadata, path, seed):
     for row, (role, class_id, kind) in enumerate(rows):
         class_row = metadata.classes.loc[metadata.classes["id"] == class_id].iloc[0]
         image_path = metadata.train.loc[metadata.train["label"] == class_id, "path"].sort_values().iloc[0]
-        image = read_image_rgb(image_path)
+        image = read_image_rgb(image_path, short_side_for_crops(TRAINING_IMG_SIZE))
         transform = build_transform(kind, TRAINING_IMG_SIZE, to_tensor=False)
         transform.set_random_seed(seed + row)
         row_axes = axes[row]

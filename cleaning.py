@@ -19,6 +19,9 @@ dropped):
 - max_side: images whose longer side exceeds it are downscaled (area interpolation) and re-encoded as
   images/<label>/<sha256 prefix>.jpg (JPEG q95), so training does not decode multi-megapixel photos every epoch
   (a conversion that is also downscaled stays PNG). By default originals are referenced.
+  cache_short_side (the --max-side auto copies) instead re-encodes each image at least twice that on its short side
+  at its working size for a model needing that side (reduction: 1/2, 1/4 or 1/8), exactly as training, evaluation
+  and prediction read such a photo when it is not cached, so a model never sees its photos processed two ways.
 - Accepted formats: an image is any file Pillow decodes (JPEG, PNG, BMP, WebP, TIFF, GIF, TGA, ...; the first
   frame of an animation), told by its content, never its name: inspect_image is the one check, and predict.py
   and evaluate.py apply it too (read_checked_rgb), so a file is an image for all three or for none.
@@ -80,6 +83,10 @@ REENCODE_QUALITY = 95
 CONVERSION_REASONS = ("transparency", "opencv_unreadable", "unusual_color_mode")
 MIN_MAX_SIDE = 16
 MANAGED_ENTRIES = {"metadata", "images"}
+# A photo at least twice the short side a model needs is read reduced by the largest of these factors that keeps
+# that side (reduction): a JPEG while it decodes, at a fraction of a full decode's cost.
+WORKING_REDUCTIONS = (8, 4, 2)
+_REDUCED_JPEG = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
 # JPEGs are decoded at 1/8 scale, but no smaller than this, so the 32x32 pHash input is not upsampled.
 HASH_MIN_SIDE = 64
 
@@ -88,8 +95,11 @@ def clean_dataset(source, out_dir="data/cleaned", fmt=None, max_side=None, val_f
                   workers=None, path_column=None, label_column=None, split_column=None, val_list=None,
                   many_threshold=MANY_SHOT_THRESHOLD, few_threshold=FEW_SHOT_THRESHOLD,
                   near_dup_threshold=near_duplicates.DEFAULT_THRESHOLD,
-                  progress=True):
+                  progress=True, cache_short_side=None):
     """Clean the dataset at `source` into `out_dir` and return the summary (as written to summary.json).
+
+    cache_short_side (with max_side None): the short side training needs; images at least twice that are cached at
+    their working size (see the module docstring), and summary["cache"] records how many.
 
     The returned dict also has "reused": True when an up-to-date previous output was kept as is. The shot-group
     thresholds only label classes in summary.json: changing them rewrites that file, never re-checks an image.
@@ -104,6 +114,8 @@ def clean_dataset(source, out_dir="data/cleaned", fmt=None, max_side=None, val_f
     declared_hierarchy = hierarchy.for_classes(list(source_data.class_names.values()), source_data.root)
     settings = {"max_side": max_side, "val_fraction": val_fraction, "seed": seed,
                 "near_dup_threshold": near_dup_threshold}
+    if cache_short_side is not None:  # only when set, so outputs cleaned before it existed stay up to date
+        settings["cache_short_side"] = cache_short_side
     fingerprint = _fingerprint(source_data, settings)
     previous = _previous_summary(out_dir)
     if previous is not None and previous.get("fingerprint") == fingerprint:
@@ -126,14 +138,17 @@ def clean_dataset(source, out_dir="data/cleaned", fmt=None, max_side=None, val_f
     classes = _class_table(listing, kept, rejected, source_data.class_names)
     near_pairs = near_duplicates.train_val_pairs(kept, near_dup_threshold)
     near_summary = near_duplicates.summarize(near_pairs, near_dup_threshold, (kept["phash"] == "").sum())
-    kept = kept.assign(reencode=_reencode_reasons(kept, max_side))
+    kept = kept.assign(reencode=_reencode_reasons(kept, max_side, cache_short_side))
 
     with staged_folder(out_dir, "cleaning") as staging:
-        kept = kept.assign(path=_reencode(kept, staging, max_side, workers, progress))
+        kept = kept.assign(path=_reencode(kept, staging, max_side, cache_short_side, workers, progress))
         weights = {scheme: compute_class_weights(classes["train_count"].to_numpy(), scheme)
                    for scheme in WEIGHT_SCHEMES_WRITTEN}
         summary = _summary(source, source_data, settings, split_from_source, kept, rejected, classes, listing,
                            weights, fingerprint, started)
+        if cache_short_side is not None:
+            summary["cache"] = {"short_side": cache_short_side,
+                                "reduced": int((_reductions(kept, cache_short_side) > 1).sum()), "images": len(kept)}
         summary.update(_shot_summary(classes, many_threshold, few_threshold))
         summary["near_duplicates"] = near_summary
         class_hierarchy, summary["hierarchy"] = _class_hierarchy(declared_hierarchy, classes["name"])
@@ -207,20 +222,53 @@ def _has_transparency(image):
     return image.convert("RGBA").getchannel("A").getextrema()[0] < 255
 
 
-def decode_for_training(source_path, flatten_alpha, via_pillow):
+def reduction(width, height, short_side):
+    """1, 2, 4 or 8: the factor by which a width x height photo is read for a model that needs `short_side` px on
+    its short side (its working size): the largest of WORKING_REDUCTIONS that keeps short_side, so only photos at
+    least twice that are reduced. short_side None: 1."""
+    if not short_side:
+        return 1
+    return next((factor for factor in WORKING_REDUCTIONS if min(width, height) // factor >= short_side), 1)
+
+
+def _reduce_by_area(bgr, factor):
+    """The image at 1/factor by area interpolation, at the size libjpeg's scaled decode gives (sides rounded up)."""
+    if factor == 1:
+        return bgr
+    height, width = bgr.shape[:2]
+    return cv2.resize(bgr, (math.ceil(width / factor), math.ceil(height / factor)), interpolation=cv2.INTER_AREA)
+
+
+def _header_reduction(path, short_side):
+    """(reduction for short_side, whether the file is a JPEG), from the file's header alone."""
+    if not short_side:
+        return 1, False
+    try:
+        with Image.open(path) as header:
+            return reduction(*header.size, short_side), header.format == "JPEG"
+    except (OSError, ValueError):  # imread reports what is wrong with the file
+        return 1, False
+
+
+def decode_for_training(source_path, flatten_alpha, via_pillow, short_side=None):
     """The image as a BGR uint8 array, converted the way the trainer should see it: alpha flattened on black,
-    unusual modes and formats OpenCV cannot read converted by Pillow, anything else read by OpenCV itself."""
+    unusual modes and formats OpenCV cannot read converted by Pillow, anything else read by OpenCV itself; and at
+    its working size for a model that needs `short_side` px (reduction): a JPEG reduced while OpenCV decodes it
+    (libjpeg's DCT scaling, IMREAD_REDUCED_COLOR_*, EXIF orientation applied as in a full decode), any other image
+    resized by area to the same size after decoding."""
     if flatten_alpha or via_pillow:
         image = ImageOps.exif_transpose(Image.open(source_path))
         if flatten_alpha:
             background = Image.new("RGBA", image.size, (0, 0, 0, 255))
             image = Image.alpha_composite(background, image.convert("RGBA"))
-        return cv2.cvtColor(np.asarray(image.convert("RGB")), cv2.COLOR_RGB2BGR)
+        return _reduce_by_area(cv2.cvtColor(np.asarray(image.convert("RGB")), cv2.COLOR_RGB2BGR),
+                               reduction(*image.size, short_side))
+    factor, jpeg = _header_reduction(source_path, short_side)
     # Same decoder and flags as training, so 16-bit scaling and EXIF orientation match exactly.
-    bgr = cv2.imread(str(source_path), cv2.IMREAD_COLOR)
+    bgr = cv2.imread(str(source_path), _REDUCED_JPEG[factor] if jpeg and factor > 1 else cv2.IMREAD_COLOR)
     if bgr is None:
         raise OSError(f"{source_path}: OpenCV cannot read it any more (changed during cleaning?)")
-    return bgr
+    return bgr if jpeg else _reduce_by_area(bgr, factor)
 
 
 def needs_pillow(inspected):
@@ -228,25 +276,28 @@ def needs_pillow(inspected):
     return not inspected["opencv_readable"] or inspected["color"].startswith("other:")
 
 
-def read_checked_rgb(path):
+def read_checked_rgb(path, short_side=None):
     """RGB uint8 array of a raw photo with cleaning's checks and conversions (for predict.py and evaluate.py,
     which read photos cleaning never saw): a file cleaning would reject (empty, truncated, corrupt, not an image)
-    is a UserError '<reason>: <detail>'; transparency is flattened and colour modes converted as cleaning does."""
+    is a UserError '<reason>: <detail>'; transparency is flattened and colour modes converted as cleaning does, and
+    it is read at its working size for `short_side` (decode_for_training), as training reads it."""
     inspected = inspect_image(str(path))
     if inspected["reason"]:
         raise UserError(f"{inspected['reason']}: {inspected['detail']}")
     try:
-        bgr = decode_for_training(path, inspected["has_transparency"], needs_pillow(inspected))
+        bgr = decode_for_training(path, inspected["has_transparency"], needs_pillow(inspected), short_side)
     except OSError as error:
         raise UserError(f"unreadable_file: {_one_line(error)}") from None
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 def reencode_image(task):
-    """Write the image as the trainer should see it (decode_for_training, <= max_side), in the format the target's
-    suffix names (PNG lossless, JPEG at REENCODE_QUALITY)."""
-    source_path, target_path, flatten_alpha, via_pillow, max_side = task
-    bgr = decode_for_training(source_path, flatten_alpha, via_pillow)
+    """Write the image as the trainer should see it, in the format the target's suffix names (PNG lossless, JPEG at
+    REENCODE_QUALITY): decode_for_training at its working size for short_side (the --max-side auto copies), or
+    reduced no further than max_side needs and resized to at most max_side."""
+    source_path, target_path, flatten_alpha, via_pillow, max_side, short_side = task
+    bgr = decode_for_training(source_path, flatten_alpha, via_pillow,
+                              short_side or _copy_short_side(source_path, max_side))
     longer_side = max(bgr.shape[:2])
     if max_side and longer_side > max_side:
         scale = max_side / longer_side
@@ -255,6 +306,18 @@ def reencode_image(task):
     Path(target_path).parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(target_path, bgr, [cv2.IMWRITE_JPEG_QUALITY, REENCODE_QUALITY]):  # ignored for PNG
         raise OSError(f"cannot write {target_path}")
+
+
+def _copy_short_side(path, max_side):
+    """The short side of the image's copy at max_side (None when it is kept at its size or unreadable here)."""
+    if not max_side:
+        return None
+    try:
+        with Image.open(path) as header:
+            short_side, long_side = sorted(header.size)
+    except (OSError, ValueError):
+        return None
+    return math.ceil(short_side * max_side / long_side) if long_side > max_side else None
 
 
 def _one_line(error):
@@ -333,17 +396,23 @@ def _class_table(listing, kept, rejected, class_names):
     return classes
 
 
-def _reencode_reasons(kept, max_side):
+def _reencode_reasons(kept, max_side, short_side):
     reasons = pd.Series("", index=kept.index)
     if max_side:
         reasons[kept[["width", "height"]].max(axis=1) > max_side] = "max_side"
+    if short_side:
+        reasons[_reductions(kept, short_side) > 1] = "working_size"
     reasons[kept["color"].str.startswith("other:")] = "unusual_color_mode"
     reasons[~kept["opencv_readable"]] = "opencv_unreadable"
     reasons[kept["has_transparency"]] = "transparency"
     return reasons
 
 
-def _reencode(kept, staging, max_side, workers, progress):
+def _reductions(kept, short_side):
+    return np.array([reduction(width, height, short_side) for width, height in zip(kept["width"], kept["height"])])
+
+
+def _reencode(kept, staging, max_side, short_side, workers, progress):
     """New path column: originals stay absolute; re-encoded images become images/<label>/<sha>.png (conversions)
     or .jpg (downscaled only)."""
     paths = kept["path"].copy()
@@ -351,7 +420,8 @@ def _reencode(kept, staging, max_side, workers, progress):
     relative = {row.Index: f"images/{row.label}/{row.sha256[:20]}"
                            + (".png" if row.reencode in CONVERSION_REASONS else ".jpg") for row in todo.itertuples()}
     tasks = [(row.path, str(staging / relative[row.Index]), row.reencode == "transparency",
-              row.reencode in ("opencv_unreadable", "unusual_color_mode"), max_side) for row in todo.itertuples()]
+              row.reencode in ("opencv_unreadable", "unusual_color_mode"), max_side, short_side)
+             for row in todo.itertuples()]
     try:
         map_parallel(reencode_image, tasks, workers, "re-encoding images", progress)
     except OSError as error:
@@ -387,7 +457,7 @@ def _summary(source, source_data, settings, split_from_source, kept, rejected, c
         "smallest_class": _class_record(smallest),
         "rejected_by_reason": {reason: int(count) for reason, count in rejected["reason"].value_counts().items()},
         "color_kinds": {kind: int(count) for kind, count in kept["color"].value_counts().items()},
-        "image_sizes": _median_sides(kept, settings["max_side"]),
+        "image_sizes": _median_sides(kept, settings["max_side"], settings.get("cache_short_side")),
         "reencoded_by_reason": {reason: int(count) for reason, count
                                 in kept.loc[kept["reencode"] != "", "reencode"].value_counts().items()},
         "weight_ranges": {scheme: {"min": float(w.min()), "max": float(w.max()), "ratio": float(w.max() / w.min())}
@@ -400,13 +470,16 @@ def _summary(source, source_data, settings, split_from_source, kept, rejected, c
     }
 
 
-def _median_sides(kept, max_side):
-    """The median short and long side (pixels) of the images as training reads them, after --max-side."""
+def _median_sides(kept, max_side, short_side=None):
+    """The median short and long side (pixels) of the images as training reads them, after --max-side (or at their
+    working size for short_side)."""
     if kept.empty:
         return None
     sides = np.sort(kept[["width", "height"]].to_numpy(dtype=float), axis=1)
     if max_side:
         sides *= np.minimum(1.0, max_side / sides[:, 1:])
+    if short_side:
+        sides = np.ceil(sides / _reductions(kept, short_side)[:, None])
     return {"median_short_side": int(round(np.median(sides[:, 0]))),
             "median_long_side": int(round(np.median(sides[:, 1])))}
 

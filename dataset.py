@@ -17,6 +17,7 @@ from albumentations.pytorch import ToTensorV2
 from torch.utils.data import Dataset, Sampler
 
 import hierarchy
+from cleaning import decode_for_training
 from errors import UserError
 from longtail import compute_class_weights
 
@@ -39,7 +40,14 @@ def _random_resized_crop(img_size):
 
 def short_side_for_crops(img_size):
     """The shortest image side at which the strong augmentation's smallest (square) crop still spans img_size
-    pixels, so is not upsampled: larger images only cost decoding time."""
+    pixels, so is not upsampled: larger images only cost decoding time.
+
+    It is also the short side photos are worked at for a model of img_size px: photos at least twice as large are
+    read reduced to between one and two times it (cleaning.reduction) in training, validation, evaluation and
+    prediction alike, and the --max-side auto copies hold exactly that. One size for every way a photo is read:
+    a model trained on copies reduced by area and shown the raw photos decoded in full (a 7x bilinear resize to
+    the evaluation size, which aliases) lost 10 points of test balanced accuracy (benchmarks/feeding.md). The
+    plain and heavy augmentations' smaller crops are upsampled from it."""
     return math.ceil(img_size / math.sqrt(MIN_CROP_AREA))
 
 
@@ -172,9 +180,13 @@ def describe_transform(transform):
 # ----------------------------------------------------------------------------------------------------
 # Reading images and metadata
 # ----------------------------------------------------------------------------------------------------
-def read_image_rgb(path):
-    """HxWx3 uint8 RGB. A file that can't be read mid-training is a UserError naming it, not a crash."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR) if os.path.isfile(path) else None
+def read_image_rgb(path, short_side=None):
+    """HxWx3 uint8 RGB, at its working size for a model that needs `short_side` px (cleaning.decode_for_training;
+    None: as it is). A file that can't be read mid-training is a UserError naming it, not a crash."""
+    try:
+        image = decode_for_training(path, False, False, short_side) if os.path.isfile(path) else None
+    except OSError:
+        image = None
     if image is None:
         raise UserError(f"{path}: cannot read image (missing, truncated or not an image); re-run analyze_data.py")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
@@ -262,13 +274,16 @@ def label_to_index(class_ids):
 # Dataset and samplers
 # ----------------------------------------------------------------------------------------------------
 class LeafDataset(Dataset):
-    """(image tensor, class index) pairs; each class index may get its own transform (targeted augmentation)."""
+    """(image tensor, class index) pairs; each class index may get its own transform (targeted augmentation).
+    Images are read at their working size for short_side (read_image_rgb; short_side_for_crops of the model's size).
+    """
 
-    def __init__(self, paths, targets, transform, transform_by_target=None):
+    def __init__(self, paths, targets, transform, transform_by_target=None, short_side=None):
         self.paths = list(paths)
         self.targets = np.asarray(targets, dtype=np.int64)
         self.transform = transform
         self.transform_by_target = transform_by_target or {}
+        self.short_side = short_side
 
     def __len__(self):
         return len(self.paths)
@@ -282,7 +297,7 @@ class LeafDataset(Dataset):
     def __getitem__(self, index):
         target = int(self.targets[index])
         transform = self.transform_by_target.get(target, self.transform)
-        image = transform(image=read_image_rgb(self.paths[index]))["image"]
+        image = transform(image=read_image_rgb(self.paths[index], self.short_side))["image"]
         return image, target
 
 

@@ -18,7 +18,6 @@ import torch
 from safetensors import SafetensorError
 
 import checkpoint as checkpoint_format
-import cleaning
 import dataset
 import inference
 from atomic_io import atomic_path, json_text, json_values
@@ -184,7 +183,7 @@ def transformed_images(paths, card):
     tensors = []
     for path in paths:
         try:
-            tensors.append(transform(image=cleaning.read_checked_rgb(path))["image"])
+            tensors.append(transform(image=inference.read_photo(path, card["img_size"]))["image"])
         except UserError:
             continue
     if not tensors:

@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import cleaning
 import deployment
 import explain
 import hierarchy
@@ -64,7 +63,7 @@ class Diagnoser:
                 self.model, self.card, predictions.paths, top, self.device)}
         else:
             crop = inference.eval_crop_transform(self.card)
-            pictures = {str(path): (crop(image=cleaning.read_checked_rgb(path))["image"], None)
+            pictures = {str(path): (crop(image=inference.read_photo(path, self.card["img_size"]))["image"], None)
                          for path in predictions.paths}
         photos = []
         for path, name in zip(map(str, paths), names):

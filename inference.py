@@ -76,6 +76,12 @@ def find_images(inputs):
     return found
 
 
+def read_photo(path, img_size):
+    """A photo as a model of `img_size` px is shown it: with cleaning's checks and conversions, at its working size
+    (dataset.short_side_for_crops), as training read its photos."""
+    return cleaning.read_checked_rgb(path, dataset.short_side_for_crops(img_size))
+
+
 class ImageFiles(torch.utils.data.Dataset):
     """(image tensor, index, reason): an unreadable file yields a blank image and the reason, so one bad file
     neither stops a batch nor goes unreported. Photos are decoded with cleaning's checks and conversions
@@ -85,6 +91,7 @@ class ImageFiles(torch.utils.data.Dataset):
     def __init__(self, paths, transform, img_size):
         self.paths = list(paths)
         self.transform = transform
+        self.img_size = img_size
         self.blank = torch.zeros(3, img_size, img_size, dtype=torch.uint8)
 
     def __len__(self):
@@ -92,7 +99,7 @@ class ImageFiles(torch.utils.data.Dataset):
 
     def __getitem__(self, index):
         try:
-            image = cleaning.read_checked_rgb(self.paths[index])
+            image = read_photo(self.paths[index], self.img_size)
         except UserError as error:
             return self.blank, index, str(error)
         return self.transform(image=image)["image"], index, ""

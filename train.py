@@ -442,10 +442,13 @@ def _run(args, process, resume_path, console_log):
     optimizer = engine.build_optimizer(model, args.lr, args.weight_decay, args.backbone_lr_scale)
 
     train_transform, targeted, eval_transform = build_transforms(args, data_config, train_counts)
-    train_set = dataset.LeafDataset(metadata.train["path"], train_targets, train_transform, targeted)
+    # Photos far larger than the model needs are read reduced, as predict.py and evaluate.py read them.
+    short_side = dataset.short_side_for_crops(args.img_size)
+    train_set = dataset.LeafDataset(metadata.train["path"], train_targets, train_transform, targeted, short_side)
     train_set.reseed(args.seed + rank)  # loader workers reseed their copies from the same --seed
     val_order = np.arange(len(val_targets))[rank::world_size]
-    val_set = dataset.LeafDataset(metadata.val["path"].iloc[val_order], val_targets[val_order], eval_transform)
+    val_set = dataset.LeafDataset(metadata.val["path"].iloc[val_order], val_targets[val_order], eval_transform,
+                                  short_side=short_side)
     sampler = dataset.make_sampler(train_targets, len(class_ids), args.sampler, num_replicas=world_size,
                                    rank=rank, seed=args.seed)
     batch_size = max(1, min(args.batch_size, len(sampler)))

@@ -5,8 +5,8 @@
 #
 # Usage:  bash train_baseline.sh          |   DATA_SOURCE=/data/ai_challenger_2018 bash train_baseline.sh
 # Settings (unset ones from the recipe, on the demo data with recipes/demo.yaml's changes): IMG_SIZE  EPOCHS  LR
-#   BATCH_SIZE  MODEL  SELECT_METRIC  PRETRAINED, PRETRAINED_FILE, OUT_ROOT, EXTRA_ARGS, DATA_SOURCE, DATA_FORMAT, VAL_LIST,
-#   DATA_DIR, PYTHON, LAUNCHER: as train_fixed.sh
+#   BATCH_SIZE  MODEL  SELECT_METRIC  PRETRAINED, PRETRAINED_FILE, OUT_ROOT, EXTRA_ARGS, DATA_SOURCE, DATA_FORMAT,
+#   VAL_LIST, DATA_DIR, MAX_SIDE, PYTHON, LAUNCHER: as train_fixed.sh
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 source scripts/common.sh

@@ -18,7 +18,8 @@
 #   PRETRAINED 1 (0: from scratch)   PRETRAINED_FILE (local weights)
 #   OUT_ROOT checkpoints   RUN_NAME task1
 #   EXTRA_ARGS (appended to both train.py calls, e.g. "--sampler sqrt --workers 4")   CALIBRATE 1 (0: skip step 3)
-#   DATA_SOURCE, DATA_FORMAT, VAL_LIST, DATA_DIR, PYTHON, LAUNCHER, DEMO_SCALE, DEMO_IMAGE_SIZE: see scripts/common.sh
+#   DATA_SOURCE, DATA_FORMAT, VAL_LIST, DATA_DIR, MAX_SIDE, PYTHON, LAUNCHER, DEMO_SCALE, DEMO_IMAGE_SIZE: see
+#   scripts/common.sh
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 source scripts/common.sh

@@ -117,7 +117,7 @@ def sources(folder, args):
             (f"{width}x{height} photo", large, "reduced 1/4", cv2.IMREAD_REDUCED_COLOR_4)]
     for max_side in args.max_sides:
         target = str(folder / f"cleaned_{max_side}.jpg")
-        cleaning.reencode_image((large, target, False, False, max_side))
+        cleaning.reencode_image((large, target, False, False, max_side, None))
         rows.append((f"cleaned, --max-side {max_side}", target, "full", cv2.IMREAD_COLOR))
     return rows
 

@@ -118,17 +118,19 @@ def make_photo_sets(folder, args):
         source.parent.mkdir(parents=True, exist_ok=True)
         render_photo(source, *args.photo_size, rng)
         target = folder / "cleaned" / source.name
-        cleaning.reencode_image((str(source), str(target), False, False, args.max_side))
+        cleaning.reencode_image((str(source), str(target), False, False, args.max_side, None))
         large.append(str(source))
         cleaned.append(str(target))
     return large, cleaned
 
 
-def pipeline_rate(paths, transform, workers, batch_size, seconds):
+def pipeline_rate(paths, transform, short_side, workers, batch_size, seconds):
     """Images/s of read + decode + augment through a DataLoader, timed from its start (worker start-up
-    included, as at the start of training) until `seconds` have passed."""
+    included, as at the start of training) until `seconds` have passed. Photos are read at their working size for
+    short_side, as train.py reads them."""
     repeats = 10 ** 5 // len(paths) + 1
-    images = dataset.LeafDataset(paths * repeats, np.zeros(len(paths) * repeats, np.int64), transform)
+    images = dataset.LeafDataset(paths * repeats, np.zeros(len(paths) * repeats, np.int64), transform,
+                                 short_side=short_side)
     loader = torch.utils.data.DataLoader(images, batch_size=batch_size, num_workers=workers,
                                          worker_init_fn=dataset.worker_init)
     started = time.perf_counter()
@@ -147,7 +149,8 @@ def measure_pipeline(sources, img_size, args):
     for workers in args.pipeline_workers:
         row = {"workers": workers}
         for name, paths in sources.items():
-            row[name] = pipeline_rate(paths, transform, workers, args.batch_size, args.pipeline_seconds)
+            row[name] = pipeline_rate(paths, transform, dataset.short_side_for_crops(img_size), workers,
+                                      args.batch_size, args.pipeline_seconds)
         print(f"pipeline {img_size}px, {workers} workers: "
               + ", ".join(f"{name} {row[name]:.1f} img/s" for name in sources), flush=True)
         rows.append(row)
@@ -291,10 +294,12 @@ def measure_training(args, metadata, img_size, amp, channels_last, device):
         loop, data_config = training_loop(args, stage, img_size, amp, channels_last, len(class_ids),
                                           train_counts, device)
         if not loaders:
+            short_side = dataset.short_side_for_crops(img_size)  # as train.py reads photos
             train_set = dataset.LeafDataset(train_rows["path"], train_rows["label"].map(index_of),
-                                            dataset.build_transform("strong", img_size))
+                                            dataset.build_transform("strong", img_size), short_side=short_side)
             val_set = dataset.LeafDataset(val_rows["path"], val_rows["label"].map(index_of),
-                                          dataset.build_transform("eval", img_size, crop_pct=data_config["crop_pct"]))
+                                          dataset.build_transform("eval", img_size, crop_pct=data_config["crop_pct"]),
+                                          short_side=short_side)
             loaders["train"] = torch.utils.data.DataLoader(train_set, batch_size=args.batch_size, shuffle=True,
                                                            drop_last=True, **loader_options)
             loaders["val"] = torch.utils.data.DataLoader(val_set, batch_size=args.batch_size * 2, **loader_options)

@@ -8,6 +8,10 @@
 #              stratified split of DATA_SOURCE is made
 # DATA_DIR     the cleaned dataset (default data/cleaned). With no DATA_SOURCE and nothing in DATA_DIR, the
 #              built-in synthetic demo dataset is generated and cleaned into it.
+# MAX_SIDE     smaller copies of large photos, made once when cleaning (analyze_data.py --max-side): unset =
+#              auto, only when the median photo is at least twice what training at IMG_SIZE (default: the
+#              recipes' 320) needs, sized to still cover its smallest crop (cleaning prints what it chose);
+#              a number of pixels; off = always train on the originals
 # PYTHON       interpreter (default: .venv/bin/python when present, else python3)
 # DEMO_DIR, DEMO_SCALE, DEMO_IMAGE_SIZE  where and how big the demo is generated (analyze_data.py --demo-*)
 # LAUNCHER     how train.py is started, split into words (default: $PYTHON; for 4 GPUs e.g.
@@ -37,9 +41,14 @@ sys.exit(0 if os.path.isfile(os.path.join(source, "demo_info.json")) else 1)' "$
 
 # Sets PROFILE to "demo" or "real".
 prepare_data() {
+  # Decoding photos far larger than the training crops costs more CPU time than the model at 128 px
+  # (benchmarks/feeding.md), so by default cleaning caches smaller copies when the photos are that large.
+  local max_side=${MAX_SIDE:-auto} CACHE_ARGS=()
+  if [[ "$max_side" != off ]]; then CACHE_ARGS=(--max-side "$max_side"); fi
+  add_if_set CACHE_ARGS --img-size "${IMG_SIZE:-}"
   if [[ -n "$DATA_SOURCE" ]]; then
     # analyze_data.py skips the cleaning when DATA_DIR already holds this source unchanged.
-    local clean_args=(--source "$DATA_SOURCE" --out "$DATA_DIR")
+    local clean_args=(--source "$DATA_SOURCE" --out "$DATA_DIR" "${CACHE_ARGS[@]}")
     add_if_set clean_args --format "${DATA_FORMAT:-}"
     add_if_set clean_args --val-list "${VAL_LIST:-}"
     "$PYTHON" analyze_data.py "${clean_args[@]}"
@@ -47,7 +56,7 @@ prepare_data() {
     echo "data: using the cleaned dataset in $DATA_DIR"
   else
     echo "data: no DATA_SOURCE given and nothing in $DATA_DIR: generating the built-in synthetic demo dataset"
-    "$PYTHON" analyze_data.py --demo --out "$DATA_DIR" ${DEMO_DIR:+--demo-dir "$DEMO_DIR"} \
+    "$PYTHON" analyze_data.py --demo --out "$DATA_DIR" "${CACHE_ARGS[@]}" ${DEMO_DIR:+--demo-dir "$DEMO_DIR"} \
       ${DEMO_SCALE:+--demo-scale "$DEMO_SCALE"} ${DEMO_IMAGE_SIZE:+--demo-image-size "$DEMO_IMAGE_SIZE"}
   fi
   if cleaned_is_demo; then PROFILE=demo; else PROFILE=real; fi

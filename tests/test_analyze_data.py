@@ -132,8 +132,9 @@ def test_val_list_needs_a_list_source(tmp_path):
 
 
 def test_photos_far_larger_than_training_needs_get_a_max_side_advice(tmp_path, monkeypatch, capsys):
-    """Issue 14: raw camera photos make decoding the loader's bottleneck; the report names a --max-side that still
-    covers the smallest crop at train.py's default resolution (320 px: a 453 px short side, 680 for 3:2 photos)."""
+    """Issue 14: raw camera photos make decoding the loader's bottleneck; the report says so and names --max-side
+    auto, which caches them at the size training reads them (issue 23: at train.py's default 320 px, whose smallest
+    crop needs a 453 px short side, 1500 x 1000 photos are read at half size). An explicit --max-side still works."""
     rng = np.random.default_rng(0)
     for name in ("rust/a.jpg", "rust/b.jpg", "blight/c.jpg", "blight/d.jpg"):
         (tmp_path / "photos" / name).parent.mkdir(parents=True, exist_ok=True)
@@ -143,11 +144,20 @@ def test_photos_far_larger_than_training_needs_get_a_max_side_advice(tmp_path, m
     analyze_data.main(["--source", "photos", "--out", "cleaned", "--workers", "1", "--val-fraction", "0.5"])
     summary = json.loads((tmp_path / "cleaned" / "metadata" / "summary.json").read_text())
     assert summary["image_sizes"] == {"median_short_side": 1000, "median_long_side": 1500}
-    assert "clean again with --max-side 680." in capsys.readouterr().out
+    assert "clean again with --max-side auto." in capsys.readouterr().out
 
     analyze_data.main(["--source", "photos", "--out", "cached", "--workers", "1", "--val-fraction", "0.5",
-                       "--max-side", "680"])
+                       "--max-side", "auto"])
     summary = json.loads((tmp_path / "cached" / "metadata" / "summary.json").read_text())
+    assert summary["image_sizes"] == {"median_short_side": 500, "median_long_side": 750}
+    assert summary["cache"] == {"short_side": 453, "reduced": 4, "images": 4}
+    output = capsys.readouterr().out
+    assert "4 of 4 images are at least twice the short side of 453 px" in output
+    assert "clean again with --max-side" not in output
+
+    analyze_data.main(["--source", "photos", "--out", "capped", "--workers", "1", "--val-fraction", "0.5",
+                       "--max-side", "680"])
+    summary = json.loads((tmp_path / "capped" / "metadata" / "summary.json").read_text())
     assert summary["image_sizes"] == {"median_short_side": 453, "median_long_side": 680}
     assert "--max-side" not in capsys.readouterr().out
 
@@ -158,4 +168,4 @@ def test_image_size_advice_only_for_images_at_least_twice_the_needed_side(capsys
     assert capsys.readouterr().out == ""
     analyze_data.print_image_size_advice({"image_sizes": {"median_short_side": 512, "median_long_side": 512}}, 128)
     advice = capsys.readouterr().out
-    assert "short side of 182 px" in advice and "--max-side 182." in advice
+    assert "short side of 182 px" in advice and "--max-side auto --img-size 128." in advice

@@ -1,6 +1,7 @@
 """Issue 3: the whole shell chain (demo preparation, stage 1, stage 2; the baseline) on a tiny demo with a
 tiny timm test model, and a re-run that resumes instead of starting over. Issue 11: every path it is given
 (DATA_DIR, DEMO_DIR, OUT_ROOT, PRETRAINED_FILE) contains spaces."""
+import json
 import os
 import subprocess
 import sys
@@ -88,3 +89,40 @@ def test_data_source_text_list_with_val_list_is_cleaned_by_the_shared_preparatio
     assert result.stdout.strip().endswith("real")
     classes = pd.read_csv(tmp_path / "clean data" / "metadata" / "classes.csv")
     assert classes[["name", "train_count", "val_count"]].values.tolist() == [["blight", 2, 1], ["rust", 2, 1]]
+
+
+def prepare(env):
+    result = subprocess.run(["bash", "-c", "set -euo pipefail; source scripts/common.sh; prepare_data"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    return result.stdout
+
+
+def test_large_photos_are_cached_at_the_size_training_needs_unless_max_side_says_otherwise(tmp_path):
+    """Issue 23: photos far larger than training's crops are cached smaller when cleaning (MAX_SIDE unset: auto),
+    sized for IMG_SIZE; MAX_SIDE=off keeps the originals."""
+    import cv2
+    import numpy as np
+    rng = np.random.default_rng(0)
+    for name in ("rust/a.jpg", "rust/b.jpg", "blight/c.jpg", "blight/d.jpg"):
+        (tmp_path / "photos" / name).parent.mkdir(parents=True, exist_ok=True)
+        assert cv2.imwrite(str(tmp_path / "photos" / name), cv2.resize(rng.integers(0, 256, (6, 8, 3), np.uint8), (400, 300)))
+    env = dict(os.environ, PYTHON=sys.executable, DATA_SOURCE=str(tmp_path / "photos"), IMG_SIZE="64")
+
+    def summary(data_dir):
+        return json.loads((tmp_path / data_dir / "metadata" / "summary.json").read_text())
+
+    # 64 px training needs a 91 px short side; the photos' 300 px is more than twice that: cached at half size.
+    output = prepare(dict(env, DATA_DIR=str(tmp_path / "auto")))
+    assert "--max-side auto: 4 of 4 images are at least twice the short side of 91 px" in output
+    assert summary("auto")["image_sizes"] == {"median_short_side": 150, "median_long_side": 200}
+    assert summary("auto")["totals"]["reencoded"] == 4
+
+    output = prepare(dict(env, DATA_DIR=str(tmp_path / "off"), MAX_SIDE="off"))
+    assert "--max-side auto:" not in output and "clean again with --max-side auto --img-size 64." in output
+    assert summary("off")["image_sizes"] == {"median_short_side": 300, "median_long_side": 400}
+
+    # At the recipes' 320 px (IMG_SIZE unset) the same photos are not large: the originals are read.
+    output = prepare(dict(env, DATA_DIR=str(tmp_path / "default"), IMG_SIZE=""))
+    assert "no image is at least twice the short side of 453 px that training at 320 px needs" in output
+    assert summary("default")["totals"]["reencoded"] == 0
