@@ -124,27 +124,37 @@ SEED_SHAPED_LARGEST, SEED_SHAPED_TAIL, SEED_SHAPED_SEED = 300, (2, 1, 1), 2018
 SHOT_COLORS = {"many_acc": "tab:blue", "medium_acc": "tab:orange", "few_acc": "tab:red"}
 
 
+def add_run_options(parser):
+    """The options of every field13 study (this script's and resolution.py's): data, seeds, batch, workers, output."""
+    parser.add_argument("--source", default=str(DEFAULT_SOURCE), help="field13 root (train/, val/, test/)")
+    parser.add_argument("--test", default=None, help="labelled test folder (default SOURCE/test)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--no-pretrained", action="store_true", help="random initialisation (tests)")
+    parser.add_argument("--workers", type=int, default=None, help="data-loading processes (default: train.py's)")
+    parser.add_argument("--out", default="benchmarks", help="folder for runs/ and the reports")
+
+
+def complete_run_options(args):
+    """add_run_options' values completed: rows and seeds without repeats, the test folder."""
+    args.rows = list(dict.fromkeys(args.rows))
+    args.seeds = list(dict.fromkeys(args.seeds))
+    args.test = args.test or str(Path(args.source) / "test")
+    return args
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--source", default=str(DEFAULT_SOURCE), help="field13 root (train/, val/, test/)")
+    add_run_options(parser)
     parser.add_argument("--data-dir", default=None,
                         help="where its train and val splits are cleaned (default data/field13[_seed_shaped])")
     parser.add_argument("--variant", choices=VARIANTS, default="as-is",
                         help="train split as it is, or subsampled to the seed's imbalance (test and val unchanged)")
-    parser.add_argument("--test", default=None, help="labelled test folder (default SOURCE/test)")
     parser.add_argument("--profile", choices=tuple(PROFILES), default="screen")
     parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS), metavar="ROW",
                         help=f"rows, in this order (default all: {' '.join(ROWS)})")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
-    parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--model", default=models.DEFAULT_MODEL)
-    parser.add_argument("--no-pretrained", action="store_true", help="random initialisation (tests)")
-    parser.add_argument("--workers", type=int, default=None, help="data-loading processes (default: train.py's)")
-    parser.add_argument("--out", default="benchmarks", help="folder for runs/ and the reports")
-    args = parser.parse_args(argv)
-    args.rows = list(dict.fromkeys(args.rows))
-    args.seeds = list(dict.fromkeys(args.seeds))
-    args.test = args.test or str(Path(args.source) / "test")
+    args = complete_run_options(parser.parse_args(argv))
     args.data_dir = args.data_dir or ("data/field13" if args.variant == "as-is" else "data/field13_seed_shaped")
     args.suffix = "" if args.variant == "as-is" else "_" + args.variant.replace("-", "_")
     return args

@@ -60,24 +60,15 @@ RESULT_FILE = "result.json"
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--source", default=str(realdata.DEFAULT_SOURCE), help="field13 root (train/, val/, test/)")
+    realdata.add_run_options(parser)
     parser.add_argument("--data-dir", default="data/field13", help="where its train and val splits are cleaned")
-    parser.add_argument("--test", default=None, help="labelled test folder (default SOURCE/test)")
     parser.add_argument("--rows", nargs="+", default=list(DEFAULT_ROWS), metavar="MODEL@SIZE")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--profile", choices=tuple(realdata.PROFILES), default="final",
                         help="realdata.py's profile whose epochs every row gets (its image size is the row's)")
     parser.add_argument("--test-scale", type=float, default=1.25, help="test size / training size (1.15-1.3)")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--no-pretrained", action="store_true", help="random initialisation (tests)")
-    parser.add_argument("--workers", type=int, default=None, help="data-loading processes (default: train.py's)")
-    parser.add_argument("--out", default="benchmarks", help="folder for runs/ and the reports")
-    args = parser.parse_args(argv)
-    args.rows = list(dict.fromkeys(args.rows))
-    args.seeds = list(dict.fromkeys(args.seeds))
+    args = realdata.complete_run_options(parser.parse_args(argv))
     for row in args.rows:
         parse_row(row)
-    args.test = args.test or str(Path(args.source) / "test")
     args.variant, args.suffix = "as-is", ""  # realdata.prepare_data's: field13's train split as it is
     return args
 
