@@ -47,6 +47,7 @@ import cleaning  # noqa: E402
 import evaluation  # noqa: E402
 import inference  # noqa: E402
 import longtail  # noqa: E402
+import metrics  # noqa: E402
 import models  # noqa: E402
 import recipe  # noqa: E402
 from atomic_io import save_figure, save_torch, write_csv, write_json, write_text  # noqa: E402
@@ -115,6 +116,8 @@ ROWS = {
     "targeted": Row("fixed + heavy augmentation for few-shot classes (< 20 images)", common=FIX,
                     full=("--targeted-aug-below", "20")),
 }
+# --select-metric: what a run's checkpoint and tau are chosen by (train.py's and calibration's target metric).
+SELECT_METRICS = ("balanced_acc", "acc", "prior_acc", "macro_f1")
 METRICS = {"balanced_acc": "bal. acc.", "acc": "accuracy", "prior_acc": "acc. at train prior",
            "macro_f1": "macro-F1", "many_acc": "many", "medium_acc": "medium", "few_acc": "few",
            "tiny_acc": "1-2 photo classes", "crop_acc": "crop", "disease_acc": "disease"}
@@ -154,9 +157,14 @@ def parse_args(argv=None):
     parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS), metavar="ROW",
                         help=f"rows, in this order (default all: {' '.join(ROWS)})")
     parser.add_argument("--model", default=models.DEFAULT_MODEL)
+    parser.add_argument("--select-metric", choices=SELECT_METRICS, default=metrics.DEFAULT_TARGET_METRIC,
+                        help="validation metric each run's checkpoint (train.py --select-metric) and post-hoc tau "
+                             "are chosen by; runs and reports of another than the default get their own names")
     args = complete_run_options(parser.parse_args(argv))
     args.data_dir = args.data_dir or ("data/field13" if args.variant == "as-is" else "data/field13_seed_shaped")
     args.suffix = "" if args.variant == "as-is" else "_" + args.variant.replace("-", "_")
+    if args.select_metric != metrics.DEFAULT_TARGET_METRIC:
+        args.suffix += f"_select_{args.select_metric}"
     return args
 
 
@@ -219,6 +227,8 @@ def stage_commands(args, row, seed):
         base.append("--no-pretrained")
     if args.workers is not None:
         base += ["--workers", str(args.workers)]
+    if args.select_metric != metrics.DEFAULT_TARGET_METRIC:
+        base += ["--select-metric", args.select_metric]  # only then, so runs made before the option still resume
     common = base + list(recipe.common)
     if recipe.kind == "single":
         lr, warmup = (BASELINE_LR, 0) if row == "baseline" else (FULL_LR, profile.warmup_epochs)
@@ -283,7 +293,8 @@ def run_result(args, row, seed, record):
     if ROWS[row].posthoc_tau:
         many, few = checkpoint_format.shot_thresholds(checkpoint)
         tau = inference.search_tau(scored["val"]["scores"], scored["val"]["targets"].numpy(),
-                                   checkpoint["train_counts"], TAU_GRID, many, few).tau
+                                   checkpoint["train_counts"], TAU_GRID, many, few,
+                                   metric=metrics.calibration_target(args.select_metric)).tau
     result["tau"] = tau
     tiny = np.asarray(checkpoint["train_counts"]) <= TINY_CLASS_MAX_IMAGES
     for split in ("val", "test"):
@@ -308,7 +319,8 @@ def summary_table(runs, args):
         results = runs.loc[runs["row"] == row]
         if results.empty:
             continue
-        cells = {"row": row, "seeds done": len(results), "val bal. acc.": format_percent(results["val_balanced_acc"], several)}
+        cells = {"row": row, "seeds done": len(results),
+                 f"val {METRICS[args.select_metric]}": format_percent(results[f"val_{args.select_metric}"], several)}
         # results written before a metric existed lack its column: shown as "–"
         cells.update({f"test {label}": format_percent(results.get(f"test_{name}", pd.Series([np.nan])), several)
                       for name, label in METRICS.items()})
@@ -348,7 +360,7 @@ def write_markdown(path, runs, args, started, argv):
     lines += markdown_table(summary_table(runs, args))
     lines += ["", "Percentages: balanced accuracy = mean per-class recall; many/medium/few = mean recall of the "
               "classes of each group (" + ", ".join(longtail.shot_group_captions().values()) + "). Each run's checkpoint is its final stage's best epoch by "
-              "validation balanced accuracy; post-hoc rows pick tau on validation (grid -2..2, kept at 0 unless it "
+              f"validation {METRICS[args.select_metric]} (`--select-metric {args.select_metric}`); post-hoc rows pick tau on validation (grid -2..2, kept at 0 unless it "
               "gains more than one validation image)" + (", ± is the standard deviation over seeds." if len(args.seeds) > 1
                                                           else "; one seed: a few points may be noise."),
               "", "## Rows", ""]
@@ -435,7 +447,9 @@ def main(argv=None):
         results.append(run_result(args, row, seed, record))
         write_json(result_path, results[-1])
         runs = write_reports(args, results, started, argv)
-        print(f"   {row} seed {seed}: val {results[-1].get('val_balanced_acc', float('nan')):.3f} test "
+        print(f"   {row} seed {seed}: val {args.select_metric} "
+              f"{results[-1].get(f'val_{args.select_metric}', float('nan')):.3f}; val "
+              f"{results[-1].get('val_balanced_acc', float('nan')):.3f} test "
               f"{results[-1].get('test_balanced_acc', float('nan')):.3f} balanced accuracy "
               f"({time.perf_counter() - started_run:.0f} s)", flush=True)
     runs = write_reports(args, results, started, argv)

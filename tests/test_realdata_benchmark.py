@@ -101,3 +101,26 @@ def test_seed_shaped_variant_trains_on_the_subsample_and_reports_the_tiny_classe
     assert result["test_tiny_acc"] == pytest.approx(np.mean([result["test_recall"][name] for name in tiny]))
     report = (tmp_path / "out" / "realdata_screen_seed_shaped.md").read_text()
     assert "Seed-shaped train split" in report and "leaf_0 20/20" in report
+
+
+def test_rows_chosen_by_another_metric_train_select_and_calibrate_by_it(tmp_path, tiny_profile):
+    """--select-metric prior_acc (a user judged on plain accuracy over a field like training): every stage picks
+    best.pth by it, post-hoc tau is searched by it, and the runs and reports get their own names beside the
+    default's."""
+    source = write_image_folder(tmp_path / "field", {"train": [14, 6, 2], "val": [3, 3, 2], "test": [4, 4, 3]})
+    argv = ["--source", str(source), "--data-dir", str(tmp_path / "cleaned"), "--out", str(tmp_path / "out"),
+            "--rows", "fixed", "fixed_tau", "--model", "test_efficientnet", "--no-pretrained", "--batch-size", "8",
+            "--workers", "0", "--select-metric", "prior_acc"]
+    realdata.main(argv)
+    run_folder = tmp_path / "out" / "runs" / "screen_select_prior_acc" / "fixed_seed0"
+    for stage in ("head", "full"):
+        assert torch.load(run_folder / stage / "best.pth", weights_only=True)["args"]["select_metric"] == "prior_acc"
+    checkpoint = checkpoint_format.load(run_folder / "full" / "best.pth")
+    scored = torch.load(run_folder / "full" / "scores.pt", weights_only=True)
+    search = inference.search_tau(scored["val"]["scores"], scored["val"]["targets"].numpy(), checkpoint["train_counts"],
+                                  realdata.TAU_GRID, 100, 20, metric="prior_acc")
+    assert json.loads((run_folder / "fixed_tau_result.json").read_text())["tau"] == search.tau
+    report = (tmp_path / "out" / "realdata_screen_select_prior_acc.md").read_text()
+    assert "| row | seeds done | val acc. at train prior |" in report
+    assert "validation acc. at train prior (`--select-metric prior_acc`)" in report
+    assert not (tmp_path / "out" / "realdata_screen.md").exists()
