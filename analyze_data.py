@@ -40,6 +40,8 @@ TOP_N = 5
 NEAR_DUPLICATES_SHOWN = 10
 AUGMENTATION_DRAWS = 5
 TRAINING_IMG_SIZE = recipe.settings(recipe.path_of(recipe.DEFAULT))["img_size"]  # train.py's default resolution
+# The shell scripts' resolution on the built-in demo (its CPU-sized profile).
+DEMO_IMG_SIZE = recipe.settings(recipe.path_of(recipe.DEFAULT), recipe.path_of("demo"))["img_size"]
 SCHEME_STYLES = {"inverse": ("tab:red", "o"), "sqrt": ("tab:green", "s"), "effective": ("tab:purple", "^")}
 OPTION_RULES = {"demo_scale": cli.POSITIVE, "demo_image_size": cli.at_least(demo_data.MIN_IMAGE_SIZE),
                 "val_fraction": cli.Range(0, 1, low_open=True, high_open=True),
@@ -84,9 +86,9 @@ def parse_args(argv=None):
                           help="re-encode images whose longer side exceeds this; 'auto': images at least twice the "
                                "short side training at --img-size needs, at the size training reads them (1/2, 1/4 or "
                                "1/8; default: keep originals)")
-    cleaning.add_argument("--img-size", type=int, default=TRAINING_IMG_SIZE,
-                          help="the training resolution that --max-side auto and the image-size advice are for "
-                               "(default: train.py's)")
+    cleaning.add_argument("--img-size", type=int, default=None,
+                          help="the training resolution that --max-side auto, the image-size advice and the "
+                               "augmentation figure are for (default: train.py's; the demo profile's on the demo)")
     cleaning.add_argument("--val-fraction", type=float, default=0.15,
                           help="validation share per class when the source has no split")
     cleaning.add_argument("--seed", type=int, default=0, help="seed of the stratified split and the plot draws")
@@ -144,7 +146,7 @@ def main(argv=None):
                  plots_dir / "augmentation_examples.png"]
         plot_class_distribution(metadata.classes, groups, args.many_threshold, args.few_threshold, paths[0])
         plot_class_weights(metadata.classes, weights, paths[1])
-        plot_augmentation_examples(metadata, paths[2], args.seed)
+        plot_augmentation_examples(metadata, paths[2], args.seed, args.img_size)
         print(f"\nFigures ({time.monotonic() - started:.1f} s):")
         for path in paths:
             print(f"  {path}")
@@ -166,7 +168,9 @@ def prepare_cleaned_dataset(args):
         print(f"Demo dataset ready in {source} ({time.monotonic() - started:.1f} s).")
     else:
         print(f"Using the cleaned dataset in {out} (pass --source PATH or --demo to rebuild it).")
+        args.img_size = args.img_size or default_img_size(read_summary(out / "metadata").get("source"))
         return
+    args.img_size = args.img_size or default_img_size(source)
     auto = args.max_side == AUTO
     summary = clean_dataset(source, out, fmt=fmt, max_side=None if auto else args.max_side,
                             val_fraction=args.val_fraction, seed=args.seed, workers=args.workers,
@@ -194,6 +198,13 @@ def prepare_cleaned_dataset(args):
               f"re-encoded {totals['reencoded']}.")
     if auto:
         print_cache_choice(summary["cache"], args.img_size)
+
+
+def default_img_size(source):
+    """The resolution the shell scripts train a cleaned copy of `source` at: the demo profile's for the built-in
+    demo (a folder with demo_data's info file), train.py's otherwise."""
+    is_demo = bool(source) and (Path(source) / demo_data.INFO_FILE).is_file()
+    return DEMO_IMG_SIZE if is_demo else TRAINING_IMG_SIZE
 
 
 def print_cache_choice(cache, img_size):
@@ -271,12 +282,23 @@ def read_summary(metadata_dir):
 
 
 def print_image_size_advice(summary, img_size=TRAINING_IMG_SIZE):
-    """Photos several times larger than training needs make decoding most of a loader worker's time, and then the
-    loader, not a GPU, sets the pace (benchmarks/feeding.md): say so, and how to cache them at the size training
-    reads them (--max-side auto)."""
+    """Photos smaller than the training size are enlarged: compute spent on no new detail (benchmarks/resolution.md
+    measured it on field13's 256 px photos), so say so. Photos several times larger than training needs make
+    decoding most of a loader worker's time, and then the loader, not a GPU, sets the pace (benchmarks/feeding.md):
+    say so, and how to cache them at the size training reads them (--max-side auto)."""
     sizes = summary.get("image_sizes")
+    if not sizes:
+        return
+    if sizes["median_short_side"] < img_size:
+        print(f"\nImage size: the median image's short side ({sizes['median_short_side']} px) is below the "
+              f"{img_size} px training size, so training and scoring enlarge most photos: "
+              f"{(img_size / sizes['median_short_side']) ** 2:.1f}x the compute per image of training at "
+              f"{sizes['median_short_side']} px, for no detail the photos do not have. On field13's 256 px photos a "
+              f"size below theirs was as accurate as theirs (benchmarks/resolution.md); to train at most at the "
+              f"photos' size: --img-size {sizes['median_short_side']} (IMG_SIZE for train_fixed.sh) or less.")
+        return
     needed = short_side_for_crops(img_size)
-    if not sizes or reduction(sizes["median_long_side"], sizes["median_short_side"], needed) == 1:
+    if reduction(sizes["median_long_side"], sizes["median_short_side"], needed) == 1:
         return
     size_option = "" if img_size == TRAINING_IMG_SIZE else f" --img-size {img_size}"
     print(f"\nImage size: the median image is {sizes['median_long_side']} x {sizes['median_short_side']} px, at "
@@ -378,7 +400,7 @@ def plot_class_weights(classes, weights, path):
     atomic_io.save_figure(fig, path)
 
 
-def plot_augmentation_examples(metadata, path, seed):
+def plot_augmentation_examples(metadata, path, seed, img_size):
     """The largest (head) and smallest (tail) class's first training image through weak and strong augmentation."""
     counts = metadata.classes.set_index("id")["train_count"]
     head_id = counts.index[counts == counts.max()].min()
@@ -390,8 +412,8 @@ def plot_augmentation_examples(metadata, path, seed):
     for row, (role, class_id, kind) in enumerate(rows):
         class_row = metadata.classes.loc[metadata.classes["id"] == class_id].iloc[0]
         image_path = metadata.train.loc[metadata.train["label"] == class_id, "path"].sort_values().iloc[0]
-        image = read_image_rgb(image_path, short_side_for_crops(TRAINING_IMG_SIZE))
-        transform = build_transform(kind, TRAINING_IMG_SIZE, to_tensor=False)
+        image = read_image_rgb(image_path, short_side_for_crops(img_size))
+        transform = build_transform(kind, img_size, to_tensor=False)
         transform.set_random_seed(seed + row)
         row_axes = axes[row]
         row_axes[0].imshow(image)
@@ -405,7 +427,7 @@ def plot_augmentation_examples(metadata, path, seed):
         for axis in row_axes:
             axis.set_xticks([])
             axis.set_yticks([])
-    fig.suptitle(f"Augmentation examples at {TRAINING_IMG_SIZE}px, largest (head) and smallest (tail) class: "
+    fig.suptitle(f"Augmentation examples at {img_size}px, largest (head) and smallest (tail) class: "
                  f"'weak' = the seed's before (rotate 15, occasional colour jitter/cutout),\n"
                  f"'strong' = the seed's after (rotate 45, flips, grid distortion, frequent colour jitter, shadow, "
                  f"cutout)", fontsize=11)

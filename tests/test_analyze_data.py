@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 import analyze_data
+import demo_data
 from sources import AICHALLENGER_SPLITS
 
 SCRIPT = Path(__file__).resolve().parent.parent / "analyze_data.py"
@@ -169,3 +170,21 @@ def test_image_size_advice_only_for_images_at_least_twice_the_needed_side(capsys
     analyze_data.print_image_size_advice({"image_sizes": {"median_short_side": 512, "median_long_side": 512}}, 128)
     advice = capsys.readouterr().out
     assert "short side of 182 px" in advice and "--max-side auto --img-size 128." in advice
+
+
+def test_image_size_advice_for_photos_smaller_than_the_training_size(capsys):
+    analyze_data.print_image_size_advice({"image_sizes": {"median_short_side": 256, "median_long_side": 256}}, 320)
+    advice = capsys.readouterr().out
+    assert "short side (256 px) is below the 320 px training size" in advice
+    assert "1.6x the compute per image" in advice and "--img-size 256 (IMG_SIZE for train_fixed.sh)" in advice
+    analyze_data.print_image_size_advice({"image_sizes": {"median_short_side": 256, "median_long_side": 256}}, 256)
+    assert capsys.readouterr().out == ""
+
+
+def test_advice_and_cache_are_sized_for_the_resolution_the_data_is_trained_at(tmp_path):
+    """The shell scripts train the built-in demo at its profile's size, anything else at the recipes'."""
+    (tmp_path / "demo").mkdir()
+    (tmp_path / "demo" / demo_data.INFO_FILE).write_text("{}")
+    assert analyze_data.default_img_size(str(tmp_path / "demo")) == analyze_data.DEMO_IMG_SIZE == 128
+    assert analyze_data.default_img_size(str(tmp_path)) == analyze_data.TRAINING_IMG_SIZE
+    assert analyze_data.default_img_size(None) == analyze_data.TRAINING_IMG_SIZE
