@@ -31,7 +31,7 @@ def test_loader_options_pin_memory_only_for_a_gpu():
 
 def test_one_channels_last_rule():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert [runtime.use_channels_last(setting, cpu) for setting in ("auto", "on", "off")] == [False, True, False]
+    assert [runtime.use_channels_last(setting, cpu) for setting in ("auto", "on", "off")] == [True, True, False]
     assert [runtime.use_channels_last(setting, cuda) for setting in ("auto", "on", "off")] == [True, True, False]
 
 
