@@ -1,7 +1,7 @@
 """The model's step on this device: eager (NCHW), channels_last, and train.py --compile, side by side.
 
     python benchmarks/step_speed.py                                   # CPU, tf_efficientnet_lite0, 128 px, batch 32
-    python benchmarks/step_speed.py --variants eager channels_last    # without compiling (slow from a cold cache)
+    python benchmarks/step_speed.py --variants eager channels_last --img-size 128 192   # no compiling (slow cold)
     python benchmarks/step_speed.py --device cuda --img-size 320
 
 Each variant times a full-stage training step (forward, backward, clipping, AdamW) and an evaluation forward pass
@@ -36,7 +36,7 @@ VARIANTS = {"eager": (False, False), "channels_last": (True, False), "compiled":
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=models.DEFAULT_MODEL)
-    parser.add_argument("--img-size", type=int, default=128)
+    parser.add_argument("--img-size", type=int, nargs="+", default=[128], help="one row per variant and size")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--steps", type=int, default=6, help="timed steps per variant, alternating")
     parser.add_argument("--variants", nargs="+", choices=tuple(VARIANTS), default=list(VARIANTS))
@@ -55,12 +55,12 @@ def timed(function, device):
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def build_variant(name, args, images, targets, device):
+def build_variant(name, model_name, images, targets, device):
     """(training step, evaluation pass) of a freshly seeded model set up as the variant says."""
     channels_last, compiled = VARIANTS[name]
     torch.manual_seed(0)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    model = models.create_model(args.model, 61, pretrained=False).to(device, memory_format=memory_format)
+    model = models.create_model(model_name, 61, pretrained=False).to(device, memory_format=memory_format)
     if compiled:
         model.compile()  # as train.py --compile
     images = images.contiguous(memory_format=memory_format)  # as dataset.ModelInput hands batches over
@@ -92,31 +92,33 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     started = start_snapshot()
     device = torch.device(args.device)
-    images = torch.randn(args.batch_size, 3, args.img_size, args.img_size, device=device)
     targets = torch.randint(0, 61, (args.batch_size,), device=device)
     runs = {}
-    for name in args.variants:
-        train_step, evaluate = build_variant(name, args, images, targets, device)
-        first_train, first_eval = timed(train_step, device), timed(evaluate, device)
-        runs[name] = {"train": train_step, "eval": evaluate, "first": first_train, "train_times": [], "eval_times": []}
-        print(f"{name}: first training step {first_train[0]:.1f} s wall, {first_train[1]:.1f} s CPU; first "
-              f"evaluation pass {first_eval[0]:.1f} s wall", flush=True)
+    for size in args.img_size:
+        images = torch.randn(args.batch_size, 3, size, size, device=device)
+        for name in args.variants:
+            train_step, evaluate = build_variant(name, args.model, images, targets, device)
+            first_train, first_eval = timed(train_step, device), timed(evaluate, device)
+            runs[name, size] = {"train": train_step, "eval": evaluate, "first": first_train, "train_times": [],
+                                "eval_times": []}
+            print(f"{name}, {size} px: first training step {first_train[0]:.1f} s wall, {first_train[1]:.1f} s CPU; "
+                  f"first evaluation pass {first_eval[0]:.1f} s wall", flush=True)
     for _ in range(args.steps):
         for run in runs.values():
             run["train_times"].append(timed(run["train"], device))
             run["eval_times"].append(timed(run["eval"], device))
     lines = header_lines("The model's step: eager, channels_last and torch.compile", started,
                          "benchmarks/step_speed.py", argv)
-    lines += [f"Model `{args.model}` (random init), {args.img_size} px, batch {args.batch_size}, device {device}, "
+    lines += [f"Model `{args.model}` (random init), batch {args.batch_size}, device {device}, "
               f"{torch.get_num_threads()} intra-op threads; {args.steps} timed steps each after the first, "
               f"alternating.", "",
-              "| variant | first training step, wall (s) | first training step, CPU (s) | training step, wall (s) | "
+              "| variant | px | first training step, wall (s) | first training step, CPU (s) | training step, wall (s) | "
               "training images/s | training step, CPU (s) | evaluation pass, wall (s) | evaluation pass, CPU (s) |",
-              "|---|---|---|---|---|---|---|---|"]
-    for name, run in runs.items():
+              "|---|---|---|---|---|---|---|---|---|"]
+    for (name, size), run in runs.items():
         train_wall, train_cpu = median_pair(run["train_times"])
         eval_wall, eval_cpu = median_pair(run["eval_times"])
-        lines.append(f"| {name} | {run['first'][0]:.1f} | {run['first'][1]:.1f} | {train_wall:.2f} | "
+        lines.append(f"| {name} | {size} | {run['first'][0]:.1f} | {run['first'][1]:.1f} | {train_wall:.2f} | "
                      f"{args.batch_size / train_wall:.1f} | {train_cpu:.2f} | {eval_wall:.2f} | {eval_cpu:.2f} |")
     load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
     lines += ["", f"Medians over the timed steps. Load average at the end: {load}. On a GPU the CPU columns are the "
