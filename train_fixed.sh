@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# The seed's fix, end to end: sqrt class weights, strong augmentation, 320 px, and two stages (plus class-aware
-# sqrt sampling, chosen on real photos: benchmarks/realdata_final.md; SAMPLER=none leaves it out):
+# The seed's fix, end to end: sqrt class weights, strong augmentation and two stages, at 192 px rather than the
+# seed's 320 (chosen on real photos: benchmarks/resolution.md; IMG_SIZE=320 for the seed's), plus class-aware sqrt
+# sampling (chosen on real photos: benchmarks/realdata_final.md; SAMPLER=none leaves it out):
 #   stage 1: frozen backbone, only the classifier trains (recipes/fixed_stage1.yaml) -> checkpoints/task1_stage1
 #   stage 2: everything trains from stage 1's best (recipes/fixed_stage2.yaml)      -> checkpoints/task1_stage2
 #   then:    post-hoc logit adjustment of stage 2's best.pth, tau chosen on validation (CALIBRATE=0 skips it)
 # Re-running after a crash continues: a finished stage 1 is skipped, stage 2 resumes from its last.pth.
 #
 # Usage:  bash train_fixed.sh                                   # built-in demo data, CPU-sized profile
-#         DATA_SOURCE=/data/ai_challenger_2018 bash train_fixed.sh   # your dataset, the seed's settings
+#         DATA_SOURCE=/data/ai_challenger_2018 bash train_fixed.sh   # your dataset, the recipes' settings
 #
 # Settings (environment variables; unset ones come from the two recipes, on the demo data with the changes in
 # recipes/demo.yaml; BATCH_SIZE and MODEL from train.py's defaults):

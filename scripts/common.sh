@@ -10,7 +10,7 @@
 #              built-in synthetic demo dataset is generated and cleaned into it.
 # MAX_SIDE     smaller copies of large photos, made once when cleaning (analyze_data.py --max-side): unset =
 #              auto, only when the median photo is at least twice what training at IMG_SIZE (default: the
-#              recipes' 320) needs, sized to still cover its smallest crop (cleaning prints what it chose);
+#              recipes' 192) needs, sized to still cover its smallest crop (cleaning prints what it chose);
 #              a number of pixels; off = always train on the originals
 # PYTHON       interpreter (default: .venv/bin/python when present, else python3)
 # DEMO_DIR, DEMO_SCALE, DEMO_IMAGE_SIZE  where and how big the demo is generated (analyze_data.py --demo-*)

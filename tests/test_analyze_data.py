@@ -134,8 +134,8 @@ def test_val_list_needs_a_list_source(tmp_path):
 
 def test_photos_far_larger_than_training_needs_get_a_max_side_advice(tmp_path, monkeypatch, capsys):
     """Issue 14: raw camera photos make decoding the loader's bottleneck; the report says so and names --max-side
-    auto, which caches them at the size training reads them (issue 23: at train.py's default 320 px, whose smallest
-    crop needs a 453 px short side, 1500 x 1000 photos are read at half size). An explicit --max-side still works."""
+    auto, which caches them at the size training reads them (issue 23: at train.py's default 192 px, whose smallest
+    crop needs a 272 px short side, 1500 x 1000 photos are read at half size). An explicit --max-side still works."""
     rng = np.random.default_rng(0)
     for name in ("rust/a.jpg", "rust/b.jpg", "blight/c.jpg", "blight/d.jpg"):
         (tmp_path / "photos" / name).parent.mkdir(parents=True, exist_ok=True)
@@ -151,9 +151,9 @@ def test_photos_far_larger_than_training_needs_get_a_max_side_advice(tmp_path, m
                        "--max-side", "auto"])
     summary = json.loads((tmp_path / "cached" / "metadata" / "summary.json").read_text())
     assert summary["image_sizes"] == {"median_short_side": 500, "median_long_side": 750}
-    assert summary["cache"] == {"short_side": 453, "reduced": 4, "images": 4}
+    assert summary["cache"] == {"short_side": 272, "reduced": 4, "images": 4}
     output = capsys.readouterr().out
-    assert "4 of 4 images are at least twice the short side of 453 px" in output
+    assert "4 of 4 images are at least twice the short side of 272 px" in output
     assert "clean again with --max-side" not in output
 
     analyze_data.main(["--source", "photos", "--out", "capped", "--workers", "1", "--val-fraction", "0.5",

@@ -14,7 +14,7 @@ TINY = ["--model", "test_efficientnet", "--no-pretrained", "--img-size", "32", "
 def test_a_recipe_sets_defaults_and_flags_override_it():
     args = train.parse_args(["--config", str(recipe.path_of("fixed_stage1")), "--epochs", "3"])
     assert (args.stage, args.epochs, args.lr, args.img_size, args.class_weights, args.augment, args.sampler) == \
-        ("head", 3, 1e-3, 320, "sqrt", "strong", "sqrt")
+        ("head", 3, 1e-3, 192, "sqrt", "strong", "sqrt")
     assert train.parse_args(["--config", str(recipe.path_of("fixed_stage2")), "--sampler", "none"]).sampler == "none"
     baseline = train.parse_args(["--config", str(recipe.path_of("baseline"))])
     assert (baseline.stage, baseline.lr, baseline.warmup_epochs, baseline.class_weights, baseline.augment) == \

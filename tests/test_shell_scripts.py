@@ -122,7 +122,7 @@ def test_large_photos_are_cached_at_the_size_training_needs_unless_max_side_says
     assert "--max-side auto:" not in output and "clean again with --max-side auto --img-size 64." in output
     assert summary("off")["image_sizes"] == {"median_short_side": 300, "median_long_side": 400}
 
-    # At the recipes' 320 px (IMG_SIZE unset) the same photos are not large: the originals are read.
+    # At the recipes' 192 px (IMG_SIZE unset) the same photos are not large: the originals are read.
     output = prepare(dict(env, DATA_DIR=str(tmp_path / "default"), IMG_SIZE=""))
-    assert "no image is at least twice the short side of 453 px that training at 320 px needs" in output
+    assert "no image is at least twice the short side of 272 px that training at 192 px needs" in output
     assert summary("default")["totals"]["reencoded"] == 0
