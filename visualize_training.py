@@ -1,6 +1,7 @@
 """Look at training runs from their checkpoint files alone: one run in detail, or several side by side.
 
     python visualize_training.py --checkpoint-dir checkpoints/task1_stage2/
+    python visualize_training.py                   # the same: train_fixed.sh's stage 2 run
     python visualize_training.py --compare checkpoints/task1_stage1/best.pth checkpoints/task1_stage2/best.pth
 
 One run (--checkpoint-dir: a run folder or a checkpoint file). From a folder, best.pth is read when present,
@@ -49,12 +50,14 @@ TABLE_METRICS = ("val_balanced_acc", "val_acc", "val_prior_acc", "val_macro_f1",
 # Runs with a label hierarchy (hierarchy.py) also have these; the table shows them when one of the runs does.
 LEVEL_TABLE_METRICS = tuple(f"val_{name}" for name in hierarchy.LEVEL_METRIC_NAMES)
 TOP_CHANGES = 5
+DEFAULT_RUN = "checkpoints/task1_stage2"  # train_fixed.sh's stage 2 output with its default OUT_ROOT and RUN_NAME
 
 
 def parse_args(argv=None):
     parser = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    mode = parser.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--checkpoint-dir", help="one run: its folder (best.pth, else last.pth) or a checkpoint file")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--checkpoint-dir", help="one run: its folder (best.pth, else last.pth) or a checkpoint file "
+                                               f"(default, without --compare: {DEFAULT_RUN}, train_fixed.sh's stage 2)")
     mode.add_argument("--compare", nargs="+", metavar="CHECKPOINT",
                       help="two or more checkpoint files or run folders, the baseline first")
     parser.add_argument("--out", help="output folder (default: the run's folder; with --compare a 'comparison' "
@@ -62,6 +65,11 @@ def parse_args(argv=None):
     parser.add_argument("--labels", nargs="+", help="with --compare: one name per run (default: run folder names)")
     parser.add_argument("--worst", type=int, default=10, help="how many of the lowest-recall classes to list")
     args = parser.parse_args(argv)
+    if args.compare is None and args.checkpoint_dir is None:
+        if not Path(DEFAULT_RUN).exists():
+            raise UserError(f"no --checkpoint-dir or --compare given, and {DEFAULT_RUN} (train_fixed.sh's stage 2, "
+                            f"the default) does not exist: run `bash train_fixed.sh` first or name a run")
+        args.checkpoint_dir = DEFAULT_RUN
     if args.compare is not None and len(args.compare) < 2:
         parser.error("--compare needs two or more checkpoints")
     if args.labels and args.compare is None:

@@ -310,7 +310,7 @@ def test_evaluate_output_inside_the_data(finished_run, tmp_path, capsys):
 # ----------------------------------------------------------------------------------------------------
 def test_visualize_bad_arguments(finished_run, foreign_files, tmp_path, capsys):
     best = finished_run / "best.pth"
-    cases = [([], "--checkpoint-dir"), (["--checkpoint-dir", best, "--worst", "0"], "--worst 0"),
+    cases = [(["--checkpoint-dir", best, "--worst", "0"], "--worst 0"),
              (["--compare", best], "--compare"), (["--checkpoint-dir", best, "--labels", "a"], "--labels"),
              (["--checkpoint-dir", tmp_path / "nope"], str(tmp_path / "nope")),
              (["--checkpoint-dir", foreign_files / "list.pth"], str(foreign_files / "list.pth")),

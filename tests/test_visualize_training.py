@@ -108,6 +108,18 @@ def test_one_run_writes_its_figures_and_names_the_failing_classes(tmp_path, caps
     assert "Crop0_disease_general" not in worst
 
 
+def test_without_arguments_it_shows_train_fixed_sh_stage_2_run(tmp_path, monkeypatch, capsys):
+    """The design card's bare `python visualize_training.py`: train_fixed.sh's stage 2 run, or a one-line error
+    saying what to do when there is none yet."""
+    monkeypatch.chdir(tmp_path)
+    err = one_line_error(capsys)
+    assert "no --checkpoint-dir or --compare given" in err and "checkpoints/task1_stage2" in err
+    make_checkpoint(tmp_path / "checkpoints" / "task1_stage2" / "best.pth", [150, 40, 3], names=["a", "b", "c"])
+    run_cli()
+    for name in SINGLE_RUN_FIGURES:
+        assert_png(tmp_path / "checkpoints" / "task1_stage2" / name)
+
+
 def test_last_checkpoint_alone_gives_curves_and_says_what_is_missing(tmp_path, capsys):
     make_checkpoint(tmp_path / "run" / "last.pth", [50, 10, 3], per_class=False)
     run_cli("--checkpoint-dir", tmp_path / "run", "--out", tmp_path / "figures")
