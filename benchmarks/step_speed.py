@@ -10,17 +10,17 @@ of the compiled model includes the compilation. Then the variants step alternate
 hits them alike; the report gives the median wall time and, on the CPU, the process CPU time per step (which other
 load does not inflate). Writes OUT/step_speed.md.
 """
+import argparse
 import os
-
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as train.py, before torch loads
-
-import argparse  # noqa: E402
-import statistics  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import statistics
+import sys
+import time
+from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+# runtime first: it sets OMP_WAIT_POLICY before torch loads, as train.py runs.
+import runtime  # noqa: E402, I001
 
 import torch  # noqa: E402
 
@@ -59,7 +59,7 @@ def build_variant(name, model_name, images, targets, device):
     """(training step, evaluation pass) of a freshly seeded model set up as the variant says."""
     channels_last, compiled = VARIANTS[name]
     torch.manual_seed(0)
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    memory_format = runtime.memory_format(channels_last)
     model = models.create_model(model_name, 61, pretrained=False).to(device, memory_format=memory_format)
     if compiled:
         model.compile()  # as train.py --compile
