@@ -11,7 +11,6 @@ With --source it first cleans that dataset into --out (data/cleaned; see cleanin
 synthetic demo into data/demo and cleans that. --visualize writes three figures into --plots-dir.
 """
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -29,7 +28,7 @@ import demo_data  # noqa: E402
 import hierarchy  # noqa: E402
 import near_duplicates  # noqa: E402
 import recipe  # noqa: E402
-from cleaning import MIN_MAX_SIDE, WEIGHT_SCHEMES_WRITTEN, clean_dataset, reduction  # noqa: E402
+from cleaning import MIN_MAX_SIDE, WEIGHT_SCHEMES_WRITTEN, clean_dataset, read_summary, reduction  # noqa: E402
 from dataset import build_transform, load_metadata, read_image_rgb, short_side_for_crops  # noqa: E402
 from errors import UserError, cli_entry  # noqa: E402
 from longtail import FEW_SHOT_THRESHOLD, MANY_SHOT_THRESHOLD, shot_group_captions, shot_groups  # noqa: E402
@@ -133,7 +132,7 @@ def main(argv=None):
     weights = {scheme: _read_metadata_table(metadata_dir / f"class_weights_{scheme}.csv").set_index("id")["weight"]
                for scheme in WEIGHT_SCHEMES_WRITTEN}
     rejected = _read_metadata_table(metadata_dir / "rejected.csv")
-    summary = read_summary(metadata_dir)
+    summary = read_summary(args.out)
     print_report(metadata.classes, weights, rejected, args)
     print_hierarchy(metadata.hierarchy, summary)
     print_near_duplicates(summary, metadata_dir)
@@ -155,6 +154,7 @@ def main(argv=None):
 def prepare_cleaned_dataset(args):
     """Clean --source, or the demo when asked or when nothing is configured; otherwise use --out as is."""
     out = Path(args.out)
+    reuse = False
     if args.source:
         source, fmt = args.source, args.format
     elif args.demo or not (out / "metadata" / "classes.csv").exists():
@@ -168,9 +168,10 @@ def prepare_cleaned_dataset(args):
         print(f"Demo dataset ready in {source} ({time.monotonic() - started:.1f} s).")
     else:
         print(f"Using the cleaned dataset in {out} (pass --source PATH or --demo to rebuild it).")
-        args.img_size = args.img_size or default_img_size(read_summary(out / "metadata").get("source"))
-        return
+        source, reuse = read_summary(out).get("source"), True
     args.img_size = args.img_size or default_img_size(source)
+    if reuse:
+        return
     auto = args.max_side == AUTO
     summary = clean_dataset(source, out, fmt=fmt, max_side=None if auto else args.max_side,
                             val_fraction=args.val_fraction, seed=args.seed, workers=args.workers,
@@ -203,8 +204,7 @@ def prepare_cleaned_dataset(args):
 def default_img_size(source):
     """The resolution the shell scripts train a cleaned copy of `source` at: the demo profile's for the built-in
     demo (a folder with demo_data's info file), train.py's otherwise."""
-    is_demo = bool(source) and (Path(source) / demo_data.INFO_FILE).is_file()
-    return DEMO_IMG_SIZE if is_demo else TRAINING_IMG_SIZE
+    return DEMO_IMG_SIZE if demo_data.is_demo_folder(source) else TRAINING_IMG_SIZE
 
 
 def print_cache_choice(cache, img_size):
@@ -271,14 +271,6 @@ def print_hierarchy(class_hierarchy, summary):
         print(f"\nLabel hierarchy: {how or f'none (no metadata/{hierarchy.HIERARCHY_FILE})'}")
         return
     print(f"\nLabel hierarchy ({how or f'metadata/{hierarchy.HIERARCHY_FILE}'}): {hierarchy.describe(class_hierarchy)}")
-
-
-def read_summary(metadata_dir):
-    """summary.json as cleaning wrote it; {} when it is missing or unreadable (its parts are extras in the report)."""
-    try:
-        return json.loads((metadata_dir / "summary.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
 
 
 def print_image_size_advice(summary, img_size=TRAINING_IMG_SIZE):

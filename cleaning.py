@@ -63,6 +63,7 @@ import pandas as pd
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 import atomic_io
+import demo_data
 import hierarchy
 import near_duplicates
 import runtime
@@ -568,10 +569,20 @@ def _previous_summary(out_dir):
     if not entries <= MANAGED_ENTRIES or not summary_path.is_file():
         raise UserError(f"{out_dir}: exists and is not a cleaned dataset (no metadata/summary.json, or other "
                         f"files in it); refusing to replace it, choose another --out")
+    return read_summary(out_dir)
+
+
+def read_summary(out_dir):
+    """The cleaned dataset's metadata/summary.json as clean_dataset wrote it; {} when missing or unreadable."""
     try:
-        return json.loads(summary_path.read_text())
+        return json.loads((Path(out_dir) / "metadata" / "summary.json").read_text())
     except (OSError, json.JSONDecodeError):
         return {}
+
+
+def cleaned_from_demo(out_dir):
+    """True when out_dir was cleaned from the built-in demo (the shell scripts then train with recipes/demo.yaml)."""
+    return demo_data.is_demo_folder(read_summary(out_dir).get("source"))
 
 
 def _refuse_source_inside_output(source_data, out_dir):

@@ -50,7 +50,8 @@ TABLE_METRICS = ("val_balanced_acc", "val_acc", "val_prior_acc", "val_macro_f1",
 # Runs with a label hierarchy (hierarchy.py) also have these; the table shows them when one of the runs does.
 LEVEL_TABLE_METRICS = tuple(f"val_{name}" for name in hierarchy.LEVEL_METRIC_NAMES)
 TOP_CHANGES = 5
-DEFAULT_RUN = "checkpoints/task1_stage2"  # train_fixed.sh's stage 2 output with its default OUT_ROOT and RUN_NAME
+# train_fixed.sh's stage 2 output with its default OUT_ROOT and RUN_NAME (a test keeps the two in step)
+DEFAULT_RUN = "checkpoints/task1_stage2"
 
 
 def parse_args(argv=None):

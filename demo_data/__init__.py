@@ -17,8 +17,9 @@ from demo_data.counts import (CLASS_NAMES, DEFAULT_SCALE, FULL_TRAIN_COUNTS, NUM
                               demo_val_counts)
 from demo_data.photo import DEFAULT_IMAGE_SIZE, MIN_IMAGE_SIZE, RENDER_VERSION, render_leaf
 from demo_data.writer import (CLASS_NAMES_FILE, INFO_FILE, TRAIN_ANNOTATIONS, TRAIN_DIR, VAL_ANNOTATIONS, VAL_DIR,
-                              generate_demo, image_file_name)
+                              generate_demo, image_file_name, is_demo_folder)
 
 __all__ = ["CLASS_NAMES", "CLASS_NAMES_FILE", "DEFAULT_IMAGE_SIZE", "DEFAULT_SCALE", "FULL_TRAIN_COUNTS", "INFO_FILE",
            "MIN_IMAGE_SIZE", "NUM_CLASSES", "RENDER_VERSION", "TRAIN_ANNOTATIONS", "TRAIN_DIR", "VAL_ANNOTATIONS",
-           "VAL_DIR", "demo_train_counts", "demo_val_counts", "generate_demo", "image_file_name", "render_leaf"]
+           "VAL_DIR", "demo_train_counts", "demo_val_counts", "generate_demo", "image_file_name", "is_demo_folder",
+           "render_leaf"]

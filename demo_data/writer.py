@@ -27,6 +27,11 @@ INFO_FILE = "demo_info.json"
 _SPLITS = (("train", 0, TRAIN_DIR, TRAIN_ANNOTATIONS), ("val", 1, VAL_DIR, VAL_ANNOTATIONS))
 
 
+def is_demo_folder(path):
+    """True when `path` (a folder, or None) holds a demo written by generate_demo: it marks it with INFO_FILE."""
+    return bool(path) and (Path(path) / INFO_FILE).is_file()
+
+
 def _image_rng(seed, split_code, class_id, index):
     return np.random.default_rng([seed, split_code, class_id, index])
 

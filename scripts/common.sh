@@ -31,12 +31,9 @@ read -ra EXTRA_TRAIN_ARGS <<< "${EXTRA_ARGS:-}"
 DATA_DIR=${DATA_DIR:-data/cleaned}
 DATA_SOURCE=${DATA_SOURCE:-}
 
-# True when DATA_DIR was cleaned from the built-in demo (demo_data marks its folder with demo_info.json).
+# True when DATA_DIR was cleaned from the built-in demo.
 cleaned_is_demo() {
-  "$PYTHON" -c 'import json, os, sys
-try: source = json.load(open(sys.argv[1]))["source"]
-except (OSError, ValueError, KeyError): sys.exit(1)
-sys.exit(0 if os.path.isfile(os.path.join(source, "demo_info.json")) else 1)' "$DATA_DIR/metadata/summary.json"
+  "$PYTHON" -c 'import sys, cleaning; sys.exit(0 if cleaning.cleaned_from_demo(sys.argv[1]) else 1)' "$DATA_DIR"
 }
 
 # Sets PROFILE to "demo" or "real".

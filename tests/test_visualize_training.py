@@ -1,3 +1,6 @@
+import re
+from pathlib import Path
+
 import matplotlib.image
 import numpy as np
 import pandas as pd
@@ -118,6 +121,12 @@ def test_without_arguments_it_shows_train_fixed_sh_stage_2_run(tmp_path, monkeyp
     run_cli()
     for name in SINGLE_RUN_FIGURES:
         assert_png(tmp_path / "checkpoints" / "task1_stage2" / name)
+
+
+def test_the_default_run_is_where_train_fixed_sh_writes_stage_2_by_default():
+    script = (Path(__file__).resolve().parents[1] / "train_fixed.sh").read_text()
+    out_root, run_name = re.search(r'"\$\{OUT_ROOT:=([^}]*)\}" "\$\{RUN_NAME:=([^}]*)\}"', script).groups()
+    assert vt.DEFAULT_RUN == f"{out_root}/{run_name}_stage2"
 
 
 def test_last_checkpoint_alone_gives_curves_and_says_what_is_missing(tmp_path, capsys):
