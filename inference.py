@@ -45,9 +45,10 @@ def eval_crop_transform(checkpoint):
     return dataset.build_transform("eval", checkpoint["img_size"], crop_pct=checkpoint["crop_pct"], to_tensor=False)
 
 
-def model_input(checkpoint, device):
-    """The checkpoint's normalisation on `device` (dataset.ModelInput), channels_last where it pays."""
-    return dataset.ModelInput.for_config(checkpoint, device, runtime.use_channels_last("auto", device))
+def model_input(checkpoint, device, channels_last="auto"):
+    """The checkpoint's normalisation on `device` (dataset.ModelInput), channels_last as train.py --channels-last
+    sets it (auto: where it pays)."""
+    return dataset.ModelInput.for_config(checkpoint, device, runtime.use_channels_last(channels_last, device))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -107,13 +108,13 @@ class ImageFiles(torch.utils.data.Dataset):
 
 @torch.no_grad()
 def predict_scores(model, paths, checkpoint, device, batch_size=64, workers=0, tta=False, amp_dtype=None,
-                   desc="predict"):
+                   desc="predict", channels_last="auto"):
     """Scores (N_readable, K) for the readable images, their indices into `paths`, and [(path, reason)] for the rest.
 
     `checkpoint` (or an exported model's card) says how images are transformed. Scores are the logits, or with `tta` the log of the mean softmax over the image and its horizontal flip:
     either way softmax(scores) are the probabilities and argmax the prediction.
     """
-    to_input = model_input(checkpoint, device)
+    to_input = model_input(checkpoint, device, channels_last)
     model = model.to(device, memory_format=runtime.memory_format(to_input.channels_last)).eval()
     loader = torch.utils.data.DataLoader(
         ImageFiles(paths, eval_transform(checkpoint), checkpoint["img_size"]), batch_size=batch_size, shuffle=False, num_workers=workers,
