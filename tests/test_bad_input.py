@@ -29,8 +29,8 @@ import train
 import visualize_training
 from conftest import write_cleaned_dataset
 from errors import UserError
+from tiny_run import TINY_ARGS
 
-TINY = ["--model", "test_efficientnet", "--no-pretrained", "--img-size", "32", "--batch-size", "8", "--workers", "0"]
 
 
 def snapshot(folder):
@@ -59,7 +59,7 @@ def expect_one_line_error(main, argv, capsys, culprit, watch):
 def finished_run(tiny_cleaned, tmp_path_factory):
     """A finished 1-epoch run of the tiny model (best.pth, last.pth, history.csv)."""
     output = tmp_path_factory.mktemp("bad_input_runs") / "done"
-    train.run(train.parse_args(["--data-dir", str(tiny_cleaned), "--output", str(output), "--epochs", "1", *TINY]))
+    train.run(train.parse_args(["--data-dir", str(tiny_cleaned), "--output", str(output), "--epochs", "1", *TINY_ARGS]))
     return output
 
 
@@ -111,7 +111,7 @@ TRAIN_OPTION_CASES = [
 
 @pytest.mark.parametrize("argv, culprit", TRAIN_OPTION_CASES, ids=[" ".join(case[0]) for case in TRAIN_OPTION_CASES])
 def test_train_bad_option(tiny_cleaned, tmp_path, capsys, argv, culprit):
-    message = expect_one_line_error(train.main, ["--data-dir", tiny_cleaned, "--output", tmp_path / "out", *TINY, *argv],
+    message = expect_one_line_error(train.main, ["--data-dir", tiny_cleaned, "--output", tmp_path / "out", *TINY_ARGS, *argv],
                                     capsys, culprit, tmp_path)
     assert not (tmp_path / "out").exists()
     if "must be" in message:
@@ -119,56 +119,56 @@ def test_train_bad_option(tiny_cleaned, tmp_path, capsys, argv, culprit):
 
 
 def test_train_missing_pretrained_file(tiny_cleaned, tmp_path, capsys):
-    with_pretrained = [arg for arg in TINY if arg != "--no-pretrained"]
+    with_pretrained = [arg for arg in TINY_ARGS if arg != "--no-pretrained"]
     expect_one_line_error(train.main, ["--data-dir", tiny_cleaned, "--output", tmp_path / "out", *with_pretrained,
                                        "--pretrained-file", "no_such_weights.pth"],
                           capsys, "--pretrained-file no_such_weights.pth: no such file", tmp_path)
 
 
 def test_train_pretrained_file_with_no_pretrained(tiny_cleaned, tmp_path, capsys, foreign_files):
-    expect_one_line_error(train.main, ["--data-dir", tiny_cleaned, "--output", tmp_path / "out", *TINY,
+    expect_one_line_error(train.main, ["--data-dir", tiny_cleaned, "--output", tmp_path / "out", *TINY_ARGS,
                                        "--pretrained-file", foreign_files / "state_dict.pth"],
                           capsys, "--pretrained-file", tmp_path)
 
 
 def test_train_output_is_a_file(tiny_cleaned, tmp_path, capsys):
     (tmp_path / "out").write_text("a file")
-    expect_one_line_error(train.main, ["--data-dir", tiny_cleaned, "--output", tmp_path / "out", *TINY],
+    expect_one_line_error(train.main, ["--data-dir", tiny_cleaned, "--output", tmp_path / "out", *TINY_ARGS],
                           capsys, f"--output {tmp_path / 'out'}", tmp_path)
 
 
 def test_train_output_under_a_file(tiny_cleaned, tmp_path, capsys):
     (tmp_path / "blocker").write_text("a file")
-    expect_one_line_error(train.main, ["--data-dir", tiny_cleaned, "--output", tmp_path / "blocker" / "run", *TINY],
-                          capsys, "--output", tmp_path)
+    expect_one_line_error(train.main, ["--data-dir", tiny_cleaned, "--output", tmp_path / "blocker" / "run",
+                                       *TINY_ARGS], capsys, "--output", tmp_path)
 
 
 def test_train_output_where_nothing_can_be_written(tiny_cleaned, tmp_path, capsys):
     # /proc refuses new files even to root, unlike a chmod-ed folder.
-    expect_one_line_error(train.main, ["--data-dir", tiny_cleaned, "--output", "/proc/self/no_such/run", *TINY],
+    expect_one_line_error(train.main, ["--data-dir", tiny_cleaned, "--output", "/proc/self/no_such/run", *TINY_ARGS],
                           capsys, "--output /proc/self/no_such/run", tmp_path)
 
 
 def test_train_output_inside_the_data_dir(tmp_path, capsys):
     data_dir = write_cleaned_dataset(tmp_path / "cleaned", [6, 4])
-    expect_one_line_error(train.main, ["--data-dir", data_dir, "--output", data_dir / "run", *TINY],
+    expect_one_line_error(train.main, ["--data-dir", data_dir, "--output", data_dir / "run", *TINY_ARGS],
                           capsys, "--data-dir", tmp_path)
 
 
 def test_train_refuses_an_existing_run_without_resume(tiny_cleaned, finished_run, capsys):
     message = expect_one_line_error(train.main, ["--data-dir", tiny_cleaned, "--output", finished_run, "--epochs", "1",
-                                                 *TINY], capsys, f"--output {finished_run}", finished_run)
+                                                 *TINY_ARGS], capsys, f"--output {finished_run}", finished_run)
     assert "--resume auto" in message and "fresh --output" in message
 
 
 def test_train_refuses_to_resume_with_other_epochs(tiny_cleaned, finished_run, capsys):
     message = expect_one_line_error(train.main, ["--data-dir", tiny_cleaned, "--output", finished_run, "--epochs", "3",
-                                                 "--resume", "auto", *TINY], capsys, "--epochs 3", finished_run)
+                                                 "--resume", "auto", *TINY_ARGS], capsys, "--epochs 3", finished_run)
     assert "1-epoch run" in message and "--init-from" in message
 
 
 def test_train_resume_from_a_missing_file(tiny_cleaned, tmp_path, capsys):
-    expect_one_line_error(train.main, ["--data-dir", tiny_cleaned, "--output", tmp_path / "out", *TINY,
+    expect_one_line_error(train.main, ["--data-dir", tiny_cleaned, "--output", tmp_path / "out", *TINY_ARGS,
                                        "--resume", tmp_path / "nope.pth"], capsys, "--resume", tmp_path)
 
 
@@ -177,14 +177,14 @@ def test_train_resume_from_a_missing_file(tiny_cleaned, tmp_path, capsys):
                                                ("text.pth", "not a readable checkpoint")])
 @pytest.mark.parametrize("option", ["--resume", "--init-from"])
 def test_train_foreign_checkpoint(tiny_cleaned, tmp_path, capsys, foreign_files, option, name, explanation):
-    message = expect_one_line_error(train.main, ["--data-dir", tiny_cleaned, "--output", tmp_path / "out", *TINY,
+    message = expect_one_line_error(train.main, ["--data-dir", tiny_cleaned, "--output", tmp_path / "out", *TINY_ARGS,
                                                  option, foreign_files / name], capsys, str(foreign_files / name),
                                     tmp_path)
     assert explanation in message and "expected a train.py checkpoint" in message
 
 
 def test_train_init_from_another_models_weights(tiny_cleaned, tmp_path, capsys, foreign_files):
-    message = expect_one_line_error(train.main, ["--data-dir", tiny_cleaned, "--output", tmp_path / "out", *TINY,
+    message = expect_one_line_error(train.main, ["--data-dir", tiny_cleaned, "--output", tmp_path / "out", *TINY_ARGS,
                                                  "--init-from", foreign_files / "other_model.pth"],
                                     capsys, str(foreign_files / "other_model.pth"), tmp_path)
     assert "do not fit" in message
@@ -196,24 +196,24 @@ def test_train_init_from_another_models_weights(tiny_cleaned, tmp_path, capsys, 
                                            ("id,weight\n0,1\n1,1\n2,1\n", "no weight for class id 3")])
 def test_train_bad_class_weights_csv(tiny_cleaned, tmp_path, capsys, rows, culprit):
     (tmp_path / "weights.csv").write_text(rows)
-    message = expect_one_line_error(train.main, ["--data-dir", tiny_cleaned, "--output", tmp_path / "out", *TINY,
+    message = expect_one_line_error(train.main, ["--data-dir", tiny_cleaned, "--output", tmp_path / "out", *TINY_ARGS,
                                                  "--class-weights", tmp_path / "weights.csv"], capsys, culprit, tmp_path)
     assert str(tmp_path / "weights.csv") in message
 
 
 def test_train_single_class_dataset(tmp_path, capsys):
     data_dir = write_cleaned_dataset(tmp_path / "one_class", [10])
-    expect_one_line_error(train.main, ["--data-dir", data_dir, "--output", tmp_path / "out", *TINY],
+    expect_one_line_error(train.main, ["--data-dir", data_dir, "--output", tmp_path / "out", *TINY_ARGS],
                           capsys, "at least 2 classes", tmp_path)
 
 
 def test_train_min_samples_leaving_one_class(tiny_cleaned, tmp_path, capsys):
-    expect_one_line_error(train.main, ["--data-dir", tiny_cleaned, "--output", tmp_path / "out", *TINY,
+    expect_one_line_error(train.main, ["--data-dir", tiny_cleaned, "--output", tmp_path / "out", *TINY_ARGS,
                                        "--min-samples", "13"], capsys, "--min-samples 13", tmp_path)
 
 
 def test_train_missing_data_dir(tmp_path, capsys):
-    expect_one_line_error(train.main, ["--data-dir", tmp_path / "nowhere", "--output", tmp_path / "out", *TINY],
+    expect_one_line_error(train.main, ["--data-dir", tmp_path / "nowhere", "--output", tmp_path / "out", *TINY_ARGS],
                           capsys, str(tmp_path / "nowhere"), tmp_path)
 
 
@@ -221,7 +221,7 @@ def test_srun_without_torchrun_is_refused(tiny_cleaned, tmp_path, capsys, monkey
     monkeypatch.setenv("SLURM_NTASKS", "8")
     monkeypatch.delenv("SLURM_STEP_NUM_TASKS", raising=False)
     monkeypatch.delenv("WORLD_SIZE", raising=False)
-    message = expect_one_line_error(train.main, ["--data-dir", tiny_cleaned, "--output", tmp_path / "out", *TINY],
+    message = expect_one_line_error(train.main, ["--data-dir", tiny_cleaned, "--output", tmp_path / "out", *TINY_ARGS],
                                     capsys, "SLURM started 8 tasks", tmp_path)
     assert "torch.distributed.run" in message
 
@@ -388,7 +388,7 @@ def test_analyze_says_empty_class_folders_on_screen(tmp_path, capsys):
 
 def test_class_weight_csv_may_list_classes_left_out_by_min_samples(tiny_cleaned, tmp_path):
     (tmp_path / "w.csv").write_text("id,weight\n0,1\n1,2\n2,3\n3,4\n")
-    args = train.parse_args(["--data-dir", str(tiny_cleaned), "--output", str(tmp_path / "out"), *TINY,
+    args = train.parse_args(["--data-dir", str(tiny_cleaned), "--output", str(tmp_path / "out"), *TINY_ARGS,
                              "--class-weights", str(tmp_path / "w.csv"), "--min-samples", "2"])
     excluded = pd.DataFrame({"id": [3]})
     assert list(train.resolve_class_weights(args, [0, 1, 2], [24, 12, 4], excluded)) == [1, 2, 3]
@@ -502,7 +502,8 @@ def test_a_binary_recipe_is_one_line(tiny_cleaned, tmp_path, capsys, option):
     Image.new("RGB", (32, 32), (200, 30, 30)).save(recipe, format="JPEG")
     config = [] if option == "--config" else ["--config", "recipes/fixed_stage2.yaml"]
     message = expect_one_line_error(train.main, [*config, option, recipe, "--data-dir", tiny_cleaned,
-                                                 "--output", tmp_path / "out", *TINY], capsys, str(recipe), tmp_path)
+                                                 "--output", tmp_path / "out", *TINY_ARGS],
+                                    capsys, str(recipe), tmp_path)
     assert "not text" in message
 
 
@@ -594,7 +595,7 @@ def test_resume_refuses_a_finished_run_of_other_data_or_stage(finished_run, tiny
     else:
         extra = ["--stage", "head"]
     message = expect_one_line_error(train.main, ["--data-dir", data_dir, "--output", finished_run, "--epochs", "1",
-                                                 "--resume", "auto", *TINY, *extra], capsys, culprit, finished_run)
+                                                 "--resume", "auto", *TINY_ARGS, *extra], capsys, culprit, finished_run)
     assert str(finished_run / "last.pth") in message
 
 

@@ -12,8 +12,8 @@ import predict
 import train
 import visualize_training
 from errors import UserError
+from tiny_run import TINY_ARGS
 
-TINY = ["--model", "test_efficientnet", "--no-pretrained", "--img-size", "32", "--batch-size", "8", "--workers", "0"]
 
 
 def header(**overrides):
@@ -62,7 +62,7 @@ def old_format_last_pth(path):
 
 def test_a_checkpoint_from_before_format_version_loads_and_resumes(tiny_cleaned, tmp_path):
     output = tmp_path / "run"
-    common = ["--data-dir", str(tiny_cleaned), "--output", str(output), *TINY, "--ema-decay", "0.9",
+    common = ["--data-dir", str(tiny_cleaned), "--output", str(output), *TINY_ARGS, "--ema-decay", "0.9",
               "--warmup-epochs", "0"]
     train.run(train.parse_args([*common, "--epochs", "1"]))
     old = old_format_last_pth(output / "last.pth")

@@ -14,19 +14,9 @@ import yaml
 import dataset
 import engine
 import runtime
-import train
+from tiny_run import load_checkpoint, run_stage
 
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (see benchmarks/gpu_check.sh)")
-TINY = ["--model", "test_efficientnet", "--no-pretrained", "--img-size", "32", "--batch-size", "8", "--workers", "0"]
-
-
-def run_stage(data_dir, output, *extra):
-    train.run(train.parse_args(["--data-dir", str(data_dir), "--output", str(output), *TINY, *extra]))
-    return output
-
-
-def load(path):
-    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def resolved(output):
@@ -58,7 +48,7 @@ def test_mixed_precision_full_stage_learns_like_fp32(tiny_cleaned, tmp_path, fp3
     config = resolved(output)
     assert config["amp"] == {"bf16": "torch.bfloat16", "fp16": "torch.float16"}[amp]
     assert config["channels_last"] is True and config["device"].startswith("cuda")
-    last = load(output / "last.pth")
+    last = load_checkpoint(output / "last.pth")
     weights = floating(last["state_dict"])
     assert all(torch.isfinite(value).all() for value in weights.values())
     start = initial_weights()
@@ -79,7 +69,7 @@ def test_mixed_precision_full_stage_learns_like_fp32(tiny_cleaned, tmp_path, fp3
 def test_head_stage_under_autocast_changes_only_the_classifier(tiny_cleaned, tmp_path):
     output = run_stage(tiny_cleaned, tmp_path / "head", "--device", "cuda", "--amp", "bf16", "--stage", "head",
                        "--epochs", "2", "--lr", "1e-2")
-    trained, start = load(output / "last.pth")["state_dict"], initial_weights()
+    trained, start = load_checkpoint(output / "last.pth")["state_dict"], initial_weights()
     changed = [key for key in start if not torch.equal(start[key], trained[key])]
     assert changed and all(key.startswith("classifier.") for key in changed), changed
 
@@ -88,7 +78,7 @@ def test_head_stage_under_autocast_changes_only_the_classifier(tiny_cleaned, tmp
 def test_ema_weights_are_kept_and_evaluated_on_the_gpu(tiny_cleaned, tmp_path):
     output = run_stage(tiny_cleaned, tmp_path / "ema", "--device", "cuda", "--amp", "bf16", "--epochs", "2",
                        "--ema-decay", "0.5")
-    last, best = load(output / "last.pth"), load(output / "best.pth")
+    last, best = load_checkpoint(output / "last.pth"), load_checkpoint(output / "best.pth")
     # checkpoint.py (issue 12) renames the key to timm's state_dict_ema; either is a saved EMA.
     model, ema = floating(last["state_dict"]), floating(last.get("state_dict_ema", last.get("ema_state_dict")))
     assert ema.keys() == model.keys()
@@ -132,12 +122,12 @@ def test_checkpoint_written_on_gpu_resumes_on_cpu_and_back(tiny_cleaned, tmp_pat
     output = tmp_path / "moving"
     common = ["--amp", "fp16", "--ema-decay", "0.5", "--resume", "auto", "--warmup-epochs", "1"]
     run_stage(tiny_cleaned, output, "--device", "cuda", "--epochs", "1", *common)
-    after_gpu = load(output / "last.pth")
+    after_gpu = load_checkpoint(output / "last.pth")
     run_stage(tiny_cleaned, output, "--device", "cpu", "--epochs", "2", *common)
-    after_cpu = load(output / "last.pth")
+    after_cpu = load_checkpoint(output / "last.pth")
     assert resolved(output)["device"] == "cpu"
     run_stage(tiny_cleaned, output, "--device", "cuda", "--epochs", "3", *common)
-    after_return = load(output / "last.pth")
+    after_return = load_checkpoint(output / "last.pth")
     assert resolved(output)["device"].startswith("cuda")
 
     history = pd.read_csv(output / "history.csv")
@@ -159,13 +149,13 @@ def test_checkpoint_without_fp16_resumes_into_an_fp16_run(tiny_cleaned, tmp_path
     train.py pick fp16 there (CPU autocast and GradScaler accept it)."""
     output = tmp_path / "to_fp16"
     run_stage(tiny_cleaned, output, "--epochs", "1")
-    last = load(output / "last.pth")
+    last = load_checkpoint(output / "last.pth")
     assert last["scaler"] == {}
     last["args"]["epochs"] = 2  # as if a 2-epoch run had stopped after its first epoch
     torch.save(last, output / "last.pth")
     monkeypatch.setattr(runtime, "amp_dtype", lambda amp_arg, device: torch.float16)
     run_stage(tiny_cleaned, output, "--epochs", "2", "--resume", "auto")
-    last = load(output / "last.pth")
+    last = load_checkpoint(output / "last.pth")
     assert [row["epoch"] for row in last["history"]] == [1, 2]
     assert last["scaler"]["scale"] > 0
 
@@ -182,5 +172,5 @@ def test_compile_option_compiles_in_place_and_keeps_checkpoint_keys(tiny_cleaned
     output = run_stage(tiny_cleaned, tmp_path / "compiled", "--epochs", "1", "--compile")
     assert compiled == ["EfficientNet"]
     model = timm.create_model("test_efficientnet", num_classes=4)
-    model.load_state_dict(load(output / "last.pth")["state_dict"])  # no "_orig_mod." prefixes
+    model.load_state_dict(load_checkpoint(output / "last.pth")["state_dict"])  # no "_orig_mod." prefixes
     assert pd.read_csv(output / "history.csv")["train_loss"].notna().all()

@@ -17,8 +17,8 @@ import inference
 import predict
 import train
 from conftest import write_cleaned_dataset
+from tiny_run import TINY_ARGS
 
-TINY = ["--model", "test_efficientnet", "--no-pretrained", "--img-size", "32", "--batch-size", "8", "--workers", "0"]
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,7 @@ def data_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def checkpoint(data_dir, tmp_path_factory):
     output = tmp_path_factory.mktemp("export_run") / "full"
-    train.run(train.parse_args(["--data-dir", str(data_dir), "--output", str(output), *TINY, "--epochs", "2",
+    train.run(train.parse_args(["--data-dir", str(data_dir), "--output", str(output), *TINY_ARGS, "--epochs", "2",
                                 "--lr", "1e-2", "--warmup-epochs", "0", "--min-samples", "2"]))
     return output / "best.pth"
 

@@ -15,14 +15,14 @@ import torch
 import atomic_io
 import engine
 import train
+from tiny_run import TINY_ARGS
 
 ROOT = Path(__file__).resolve().parent.parent
-TINY = ["--model", "test_efficientnet", "--no-pretrained", "--img-size", "32", "--batch-size", "8", "--workers", "0"]
 
 
 def train_command(data_dir, output, epochs, *extra):
     return [sys.executable, str(ROOT / "train.py"), "--data-dir", str(data_dir), "--output", str(output),
-            "--epochs", str(epochs), "--resume", "auto", *TINY, *extra]
+            "--epochs", str(epochs), "--resume", "auto", *TINY_ARGS, *extra]
 
 
 def saved_position(output):
@@ -77,7 +77,7 @@ def test_resumed_epoch_images_per_second_counts_only_timed_steps(tiny_cleaned, t
     """An epoch interrupted after 2 of its 5 steps and resumed: its images/s is its images over all the seconds
     spent on them, including the first session's (here inflated to 1000 s), not over the resumed part only."""
     output = tmp_path / "interrupted"
-    argv = ["--data-dir", str(tiny_cleaned), "--output", str(output), "--epochs", "2", *TINY]
+    argv = ["--data-dir", str(tiny_cleaned), "--output", str(output), "--epochs", "2", *TINY_ARGS]
     real_build_loss = engine.build_criterion
     calls = {"count": 0}
 
@@ -132,7 +132,7 @@ def test_disk_full_is_a_clear_error_and_keeps_the_previous_checkpoint(tiny_clean
 
     monkeypatch.setattr(torch, "save", no_space_after_epoch_1)
     with pytest.raises(SystemExit) as exit_info:
-        train.main(["--data-dir", str(tiny_cleaned), "--output", str(output), "--epochs", "2", *TINY])
+        train.main(["--data-dir", str(tiny_cleaned), "--output", str(output), "--epochs", "2", *TINY_ARGS])
     previous = saved["previous"]
     assert exit_info.value.code == 2
     message = capsys.readouterr().err.strip().splitlines()[-1]

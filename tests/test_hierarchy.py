@@ -24,11 +24,11 @@ from conftest import write_cleaned_dataset
 from dataset import load_metadata
 from errors import UserError
 from test_cleaning import write_image, write_imagefolder
+from tiny_run import TINY_ARGS
 
 FIELD13 = ["bean_angular_leaf_spot", "bean_healthy", "bean_rust", "blackgram_anthracnose", "blackgram_healthy",
            "blackgram_leaf_crinckle", "blackgram_powdery_mildew", "blackgram_yellow_mosaic", "citrus_black_spot",
            "citrus_canker", "citrus_greening", "citrus_healthy", "citrus_melanose"]
-TINY = ["--model", "test_efficientnet", "--no-pretrained", "--img-size", "32", "--batch-size", "8", "--workers", "0"]
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -301,7 +301,7 @@ def hierarchical_data(tmp_path_factory):
 @pytest.fixture(scope="module")
 def hierarchical_run(hierarchical_data, tmp_path_factory):
     output = tmp_path_factory.mktemp("hierarchical_run") / "full"
-    train.run(train.parse_args(["--data-dir", str(hierarchical_data), "--output", str(output), *TINY,
+    train.run(train.parse_args(["--data-dir", str(hierarchical_data), "--output", str(output), *TINY_ARGS,
                                 "--epochs", "2", "--lr", "1e-2", "--warmup-epochs", "0", "--hierarchy-loss", "0.5"]))
     return output
 
@@ -340,7 +340,7 @@ def test_visualize_training_shows_the_levels(hierarchical_run, trained_checkpoin
 
 def test_hierarchy_loss_needs_a_hierarchy(tiny_cleaned, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        train.main(["--data-dir", str(tiny_cleaned), "--output", str(tmp_path / "run"), *TINY, "--epochs", "1",
+        train.main(["--data-dir", str(tiny_cleaned), "--output", str(tmp_path / "run"), *TINY_ARGS, "--epochs", "1",
                     "--hierarchy-loss", "0.5"])
     assert exit_info.value.code == 2
     assert "--hierarchy-loss 0.5: " in capsys.readouterr().err and not (tmp_path / "run").exists()

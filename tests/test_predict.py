@@ -18,19 +18,15 @@ import inference
 import predict
 import train
 from conftest import write_cleaned_dataset
+from tiny_run import TINY_ARGS, load_checkpoint
 
-TINY = ["--model", "test_efficientnet", "--no-pretrained", "--img-size", "32", "--batch-size", "8", "--workers", "0"]
 FAST = ["--workers", "0", "--batch-size", "5"]  # batch 5: batches split differently from training's evaluation
 
 
 def run_stage(data_dir, output, *extra):
-    train.run(train.parse_args(["--data-dir", str(data_dir), "--output", str(output), *TINY,
+    train.run(train.parse_args(["--data-dir", str(data_dir), "--output", str(output), *TINY_ARGS,
                                 "--epochs", "3", "--lr", "1e-2", "--warmup-epochs", "0", *extra]))
     return output / "best.pth"
-
-
-def load(path):
-    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def run_predict(checkpoint, *argv):
@@ -39,7 +35,7 @@ def run_predict(checkpoint, *argv):
 
 def training_time_logits(checkpoint_path, paths):
     """Logits for `paths` the way train.py evaluates: its own transform builder, LeafDataset and evaluate()."""
-    checkpoint = load(checkpoint_path)
+    checkpoint = load_checkpoint(checkpoint_path)
     model = timm.create_model(checkpoint["model_name"], num_classes=checkpoint["num_classes"])
     model.load_state_dict(checkpoint["state_dict"])
     args = train.parse_args(["--img-size", str(checkpoint["img_size"])])
@@ -71,7 +67,7 @@ def gapped(tmp_path_factory):
     """Class 1 has a single image and is left out by --min-samples 2: outputs 0,1,2 are original ids 0,2,3."""
     data_dir = write_cleaned_dataset(tmp_path_factory.mktemp("gapped"), [24, 1, 12, 4])
     checkpoint = run_stage(data_dir, tmp_path_factory.mktemp("predict_runs") / "gapped", "--min-samples", "2")
-    assert load(checkpoint)["class_ids"] == [0, 2, 3]
+    assert load_checkpoint(checkpoint)["class_ids"] == [0, 2, 3]
     return data_dir, checkpoint
 
 
@@ -136,7 +132,7 @@ def test_tau_zero_changes_nothing(trained, val_paths, tmp_path):
 
 def test_tta_averages_image_and_its_mirror(trained, val_paths, tmp_path):
     run_predict(trained, *val_paths, "--tta", "--top-k", 4, "--output", tmp_path / "tta.csv")
-    checkpoint = load(trained)
+    checkpoint = load_checkpoint(trained)
     model = inference.build_model(checkpoint, trained)
     transform = inference.eval_transform(checkpoint)
     images = inference.model_input(checkpoint, torch.device("cpu"))(
@@ -204,8 +200,8 @@ def test_calibration_never_lowers_balanced_accuracy_and_stores_tau(trained, tiny
     shutil.copy(trained, checkpoint_path)
     run_predict(checkpoint_path, "--calibrate-tau", "--data-dir", tiny_cleaned)
     out = capsys.readouterr().out
-    assert "before: tau 0 " in out and f"after:  tau {load(checkpoint_path)['logit_adjust_tau']:<5g}" in out
-    original, calibrated = load(trained), load(checkpoint_path)
+    assert "before: tau 0 " in out and f"after:  tau {load_checkpoint(checkpoint_path)['logit_adjust_tau']:<5g}" in out
+    original, calibrated = load_checkpoint(trained), load_checkpoint(checkpoint_path)
     tau, report = calibrated["logit_adjust_tau"], calibrated["logit_adjust_report"]
     assert tau in inference.tau_grid(-2.0, 2.0, 0.25) and report["tau"] == tau
     assert report["after"]["balanced_acc"] >= report["before"]["balanced_acc"]

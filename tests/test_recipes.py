@@ -7,8 +7,8 @@ import yaml
 import recipe
 import train
 from errors import UserError
+from tiny_run import TINY_ARGS
 
-TINY = ["--model", "test_efficientnet", "--no-pretrained", "--img-size", "32", "--batch-size", "8", "--workers", "0"]
 
 
 def test_a_recipe_sets_defaults_and_flags_override_it():
@@ -69,7 +69,7 @@ def test_a_profile_without_a_section_for_the_recipe_is_refused(tmp_path):
 
 def test_a_finished_runs_config_re_runs_it_exactly(tiny_cleaned, tmp_path):
     first = tmp_path / "first"
-    train.run(train.parse_args(["--data-dir", str(tiny_cleaned), "--output", str(first), *TINY, "--epochs", "2",
+    train.run(train.parse_args(["--data-dir", str(tiny_cleaned), "--output", str(first), *TINY_ARGS, "--epochs", "2",
                                 "--lr", "5e-3", "--sampler", "sqrt", "--label-smoothing", "0.05"]))
     again = tmp_path / "again"
     train.run(train.parse_args(["--config", str(first / "config.yaml"), "--output", str(again)]))

@@ -8,8 +8,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import run_log
 import train
+from tiny_run import TINY_ARGS
 
-TINY = ["--model", "test_efficientnet", "--no-pretrained", "--img-size", "32", "--batch-size", "8", "--workers", "0"]
 
 
 @pytest.fixture(scope="module")
@@ -19,8 +19,8 @@ def logged_run(tiny_cleaned, tmp_path_factory):
     stdout = sys.stdout
     sys.stdout = captured
     try:
-        train.main(["--data-dir", str(tiny_cleaned), "--output", str(output), *TINY, "--epochs", "3", "--lr", "1e-2",
-                    "--warmup-epochs", "0", "--log", "tensorboard"])
+        train.main(["--data-dir", str(tiny_cleaned), "--output", str(output), *TINY_ARGS, "--epochs", "3",
+                    "--lr", "1e-2", "--warmup-epochs", "0", "--log", "tensorboard"])
     finally:
         sys.stdout = stdout
     return output, captured.getvalue()
@@ -55,7 +55,8 @@ def test_tensorboard_has_every_history_column_and_the_figures(logged_run):
 def test_missing_tensorboard_is_a_one_line_error(tiny_cleaned, tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
     with pytest.raises(SystemExit) as exit_info:
-        train.main(["--data-dir", str(tiny_cleaned), "--output", str(tmp_path / "run"), *TINY, "--log", "tensorboard"])
+        train.main(["--data-dir", str(tiny_cleaned), "--output", str(tmp_path / "run"), *TINY_ARGS,
+                    "--log", "tensorboard"])
     error = capsys.readouterr().err.strip()
     assert exit_info.value.code != 0 and "\n" not in error
     assert "tensorboard package is not installed" in error and "pip install tensorboard" in error
@@ -69,7 +70,7 @@ def test_a_failed_run_logs_its_error(tiny_cleaned, tmp_path, capsys, monkeypatch
 
     monkeypatch.setattr(train, "write_history_and_curves", failing_reports)
     with pytest.raises(SystemExit):
-        train.main(["--data-dir", str(tiny_cleaned), "--output", str(output), *TINY, "--epochs", "2"])
+        train.main(["--data-dir", str(tiny_cleaned), "--output", str(output), *TINY_ARGS, "--epochs", "2"])
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert error == "error: reports failed after epoch 1" and error in (output / run_log.LOG_FILE).read_text()
 
@@ -77,7 +78,7 @@ def test_a_failed_run_logs_its_error(tiny_cleaned, tmp_path, capsys, monkeypatch
 def test_a_run_refused_before_any_work_leaves_no_log(tmp_path, capsys):
     """Issue 11: bad input writes nothing, not even train.log."""
     with pytest.raises(SystemExit):
-        train.main(["--data-dir", str(tmp_path / "missing"), "--output", str(tmp_path / "run"), *TINY])
+        train.main(["--data-dir", str(tmp_path / "missing"), "--output", str(tmp_path / "run"), *TINY_ARGS])
     assert capsys.readouterr().err.startswith("error: ")
     assert not (tmp_path / "run").exists()
 

@@ -7,17 +7,8 @@ import errors
 import longtail
 import losses
 import train
+from tiny_run import TINY_ARGS, load_checkpoint, run_stage
 
-TINY = ["--model", "test_efficientnet", "--no-pretrained", "--img-size", "32", "--batch-size", "8", "--workers", "0"]
-
-
-def run_stage(data_dir, output, *extra):
-    train.run(train.parse_args(["--data-dir", str(data_dir), "--output", str(output), *TINY, *extra]))
-    return output
-
-
-def load(path):
-    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +21,7 @@ def test_head_stage_changes_only_the_classifier(tiny_cleaned, stage1, tmp_path):
     # The same initial weights as the run: test_efficientnet from scratch is seeded by --seed 0.
     torch.manual_seed(0)
     initial = timm.create_model("test_efficientnet", num_classes=4, drop_rate=0.2).state_dict()
-    trained = load(stage1 / "last.pth")["state_dict"]
+    trained = load_checkpoint(stage1 / "last.pth")["state_dict"]
     assert trained.keys() == initial.keys()
     changed = [key for key in initial if not torch.equal(initial[key], trained[key])]
     assert changed and all(key.startswith("classifier.") for key in changed), changed
@@ -47,7 +38,7 @@ def test_outputs_of_a_stage(stage1):
     for column in ("val_balanced_acc", "val_macro_f1", "val_top5", "val_many_acc", "val_few_acc", "lr",
                    "epoch_seconds", "train_images_per_s"):
         assert column in history
-    best = load(stage1 / "best.pth")
+    best = load_checkpoint(stage1 / "best.pth")
     assert best["class_names"] == ["class_0", "class_1", "class_2", "class_3"]
     assert best["select_metric"] == "balanced_acc"
     assert best["best_metric"] == max(row["val_balanced_acc"] for row in best["history"])
@@ -57,12 +48,12 @@ def test_outputs_of_a_stage(stage1):
 def test_full_stage_starts_from_stage1_weights(tiny_cleaned, stage1, tmp_path):
     model = timm.create_model("test_efficientnet", num_classes=4)
     parent = train.init_from(model, stage1 / "best.pth", [0, 1, 2, 3])
-    expected = load(stage1 / "best.pth")["state_dict"]
+    expected = load_checkpoint(stage1 / "best.pth")["state_dict"]
     assert all(torch.equal(value, expected[key]) for key, value in model.state_dict().items())
     assert parent["stage"] == "head" and len(parent["history"]) == 2
     output = run_stage(tiny_cleaned, tmp_path / "stage2", "--stage", "full", "--epochs", "1",
                        "--init-from", str(stage1 / "best.pth"))
-    checkpoint = load(output / "best.pth")
+    checkpoint = load_checkpoint(output / "best.pth")
     assert checkpoint["parent"]["path"] == str(stage1 / "best.pth")
     changed = [key for key, value in checkpoint["state_dict"].items()
                if value.dtype.is_floating_point and not torch.equal(value, expected[key])]
@@ -76,7 +67,7 @@ def test_init_from_refuses_other_class_list(stage1):
 
 
 def test_checkpoint_loads_with_timm_create_model(tiny_cleaned, stage1):
-    checkpoint = load(stage1 / "best.pth")
+    checkpoint = load_checkpoint(stage1 / "best.pth")
     model = timm.create_model(checkpoint["model_name"], num_classes=checkpoint["num_classes"],
                               checkpoint_path=str(stage1 / "best.pth")).eval()
     reference = timm.create_model(checkpoint["model_name"], num_classes=checkpoint["num_classes"]).eval()
@@ -97,7 +88,7 @@ def test_resume_continues_at_next_epoch_with_the_same_lr(tiny_cleaned, tmp_path,
     monkeypatch.setattr(train, "validate_and_save_epoch", crash_after_epoch_2)
     with pytest.raises(KeyboardInterrupt):
         run_stage(tiny_cleaned, tmp_path / "crashed", "--epochs", "3", "--warmup-epochs", "1")
-    assert load(tmp_path / "crashed" / "last.pth")["epoch"] == 2
+    assert load_checkpoint(tmp_path / "crashed" / "last.pth")["epoch"] == 2
     monkeypatch.setattr(train, "validate_and_save_epoch", original_validate_and_save_epoch)
     run_stage(tiny_cleaned, tmp_path / "crashed", "--epochs", "3", "--warmup-epochs", "1", "--resume", "auto")
     straight = pd.read_csv(uninterrupted / "history.csv")
@@ -111,7 +102,7 @@ def test_resume_refuses_a_different_dataset(tiny_cleaned, stage1, tmp_path):
 
     other = write_cleaned_dataset(tmp_path / "other", [5, 5, 5, 5])
     # stage1's last.pth, as if it were a 3-epoch run stopped after its 2nd epoch.
-    unfinished = load(stage1 / "last.pth")
+    unfinished = load_checkpoint(stage1 / "last.pth")
     unfinished["args"]["epochs"] = 3
     (tmp_path / "run").mkdir()
     torch.save(unfinished, tmp_path / "run" / "last.pth")
@@ -140,13 +131,13 @@ def test_nan_loss_stops_the_run_and_keeps_last_good_epoch(tiny_cleaned, tmp_path
     output = tmp_path / "nan"
     with pytest.raises(errors.TrainingDiverged, match="loss became nan at epoch 2"):
         run_stage(tiny_cleaned, output, "--epochs", "3")
-    assert load(output / "last.pth")["epoch"] == 1
-    assert load(output / "best.pth")["epoch"] == 1
+    assert load_checkpoint(output / "last.pth")["epoch"] == 1
+    assert load_checkpoint(output / "best.pth")["epoch"] == 1
 
 
 def test_min_samples_leaves_out_rare_classes_and_records_them(tiny_cleaned, tmp_path):
     output = run_stage(tiny_cleaned, tmp_path / "min", "--stage", "head", "--epochs", "1", "--min-samples", "2")
-    checkpoint = load(output / "best.pth")
+    checkpoint = load_checkpoint(output / "best.pth")
     assert checkpoint["class_ids"] == [0, 1, 2] and checkpoint["num_classes"] == 3
     assert pd.read_csv(output / "excluded_classes.csv")["id"].tolist() == [3]
 
@@ -169,13 +160,13 @@ def test_a_class_without_validation_images_is_named_and_the_target_metric_is_fol
     recall = per_class["recall"].to_numpy()[:3]
     expected_prior = (recall * [20, 10, 4]).sum() / 34
     assert history["val_prior_acc"].iloc[0] == pytest.approx(expected_prior)
-    assert load(output / "best.pth")["select_metric"] == "acc"
+    assert load_checkpoint(output / "best.pth")["select_metric"] == "acc"
 
     predict.main(["--checkpoint", str(output / "best.pth"), "--calibrate-tau", "--data-dir", str(data)])
     printed = capsys.readouterr().out
     assert "tau calibration for validation acc (the run's --select-metric) on 9 validation images" in printed
     assert "1 class(es) have none: class averages are over the 3 that do" in printed
-    report = load(output / "best.pth")["logit_adjust_report"]
+    report = load_checkpoint(output / "best.pth")["logit_adjust_report"]
     assert report["metric"] == "acc" and report["margin"] == pytest.approx(1 / 9)
 
 
@@ -187,7 +178,7 @@ def test_class_weights_used_are_recorded(tiny_cleaned, stage1):
 
 def test_bad_data_dir_is_one_line_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        train.main(["--data-dir", str(tmp_path / "missing"), "--output", str(tmp_path / "out"), *TINY])
+        train.main(["--data-dir", str(tmp_path / "missing"), "--output", str(tmp_path / "out"), *TINY_ARGS])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "classes.csv" in err and "\n" not in err
