@@ -13,6 +13,8 @@ but the file:
                       absent, as in checkpoints from before it: flat classes)
                       trained_at (when train.py wrote it, UTC ISO 8601: the end of the latest epoch of the run;
                       absent in checkpoints from before it was recorded)
+                      photo_reading (dataset.PHOTO_READINGS: how its photos were read, so every reader reads them
+                      the same way; absent in checkpoints from before it: "working")
   state_dict          the weights; `timm.create_model(name, num_classes=N, checkpoint_path=...)` loads them
   best.pth adds       epoch, per_class, confusion_matrix (of that epoch)
   last.pth adds       epoch, optimizer, scheduler, scaler, global_step, epoch_in_progress, epoch_progress,
@@ -39,7 +41,7 @@ FORMAT_VERSION = 1
 
 HEADER_KEYS = ("model_name", "num_classes", "class_ids", "class_names", "train_counts", "class_weights", "img_size",
                "mean", "std", "crop_pct", "stage", "args", "history", "best_metric", "best_epoch", "select_metric",
-               "dataset_fingerprint", "parent", "versions", "hierarchy", "trained_at")
+               "dataset_fingerprint", "parent", "versions", "hierarchy", "trained_at", "photo_reading")
 SECTION_KEYS = ("epoch", "per_class", "confusion_matrix", "optimizer", "scheduler", "scaler", "global_step",
                 "epoch_in_progress", "epoch_progress", "best", "state_dict_ema", "logit_adjust_tau",
                 "logit_adjust_report")
@@ -62,7 +64,7 @@ HEADER_ONLY_NEEDS = ("history", "result", "progress")
 
 
 def header(*, model_name, class_ids, class_names, train_counts, class_weights, img_size, data_config, stage, args,
-           history, best_metric, best_epoch, select_metric, dataset_fingerprint, parent, versions, hierarchy=None):
+           history, best_metric, best_epoch, select_metric, dataset_fingerprint, parent, versions, hierarchy=None, photo_reading="working"):
     """The self-description every checkpoint of a run carries; plain values only, so weights_only loads it."""
     return {
         "model_name": model_name,
@@ -86,6 +88,7 @@ def header(*, model_name, class_ids, class_names, train_counts, class_weights, i
         "versions": versions,
         "hierarchy": hierarchy,
         "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "photo_reading": photo_reading,
     }
 
 

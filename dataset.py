@@ -51,6 +51,20 @@ def short_side_for_crops(img_size):
     return math.ceil(img_size / math.sqrt(MIN_CROP_AREA))
 
 
+# How photos are read for a model (train.py --photo-reading; carried by its checkpoint and export):
+# "working": at their working size (short_side_for_crops), a JPEG reduced while it decodes;
+# "full": decoded in full, the augmentation's or evaluation's own resize does all the reducing.
+PHOTO_READINGS = ("working", "full")
+DEFAULT_PHOTO_READING = "working"
+
+
+def photo_short_side(img_size, photo_reading=DEFAULT_PHOTO_READING):
+    """The short side photos are read at for a model of img_size px read `photo_reading` (None: in full)."""
+    if photo_reading not in PHOTO_READINGS:
+        raise UserError(f"photo reading {photo_reading!r}: must be one of {', '.join(PHOTO_READINGS)}")
+    return short_side_for_crops(img_size) if photo_reading == "working" else None
+
+
 def _plain_pipeline(img_size):
     """What a generic fine-tuning script applies (timm's default ImageNet training transform): a random-resized
     crop over 8-100 % of the image, a horizontal flip and colour jitter 0.4. The reference for benchmarks."""

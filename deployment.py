@@ -27,7 +27,8 @@ CARD_KEY = "leaf_disease"
 CARD_KEYS = ("model_name", "num_classes", "class_ids", "class_names", "train_counts", "img_size", "mean", "std",
              "crop_pct")
 # hierarchy: the classes' crop, disease and severity (hierarchy.py), so an exported model answers at each level.
-OPTIONAL_CARD_KEYS = ("logit_adjust_tau", "best_epoch", "best_metric", "select_metric", "hierarchy", "trained_at")
+OPTIONAL_CARD_KEYS = ("logit_adjust_tau", "best_epoch", "best_metric", "select_metric", "hierarchy", "trained_at",
+                      "photo_reading")
 TIMM_FILES = ("model.safetensors", "config.json")
 ONNX_FILE = "model.onnx"
 ONNX_INPUT, ONNX_OUTPUT = "image", "logits"
@@ -183,7 +184,7 @@ def transformed_images(paths, card):
     tensors = []
     for path in paths:
         try:
-            tensors.append(transform(image=inference.read_photo(path, card["img_size"]))["image"])
+            tensors.append(transform(image=inference.read_photo(path, card))["image"])
         except UserError:
             continue
     if not tensors:

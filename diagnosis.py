@@ -63,7 +63,7 @@ class Diagnoser:
                 self.model, self.card, predictions.paths, top, self.device)}
         else:
             crop = inference.eval_crop_transform(self.card)
-            pictures = {str(path): (crop(image=inference.read_photo(path, self.card["img_size"]))["image"], None)
+            pictures = {str(path): (crop(image=inference.read_photo(path, self.card))["image"], None)
                          for path in predictions.paths}
         photos = []
         for path, name in zip(map(str, paths), names):

@@ -161,7 +161,7 @@ def write_evaluation_report(output, result, per_class, confusion, probabilities,
         images = explainer(paths, [index_of[predicted] for _, _, predicted, _ in examples])
         what = "photo | Grad-CAM for the predicted class"
     else:
-        images = [inference.read_photo(path, checkpoint["img_size"]) for path in paths]
+        images = [inference.read_photo(path, checkpoint) for path in paths]
         what = "true -> predicted, probability"
     plots.plot_misclassified([(image, true, predicted, probability)
                               for image, (_, true, predicted, probability) in zip(images, examples)],

@@ -84,7 +84,7 @@ def explained_images(model, checkpoint, paths, class_indices, device, batch_size
     try:
         for start in range(0, len(paths), batch_size):
             batch_paths = paths[start:start + batch_size]
-            images = [inference.read_photo(path, checkpoint["img_size"]) for path in batch_paths]
+            images = [inference.read_photo(path, checkpoint) for path in batch_paths]
             tensors = to_input(torch.stack([transform(image=image)["image"] for image in images]))
             heat_maps = cam.maps(tensors, class_indices[start:start + batch_size])
             for path, image, heat_map in zip(batch_paths, images, heat_maps):

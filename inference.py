@@ -77,10 +77,16 @@ def find_images(inputs):
     return found
 
 
-def read_photo(path, img_size):
-    """A photo as a model of `img_size` px is shown it: with cleaning's checks and conversions, at its working size
-    (dataset.short_side_for_crops), as training read its photos."""
-    return cleaning.read_checked_rgb(path, dataset.short_side_for_crops(img_size))
+def photo_short_side(checkpoint):
+    """The short side a checkpoint's (or card's) photos are read at, as its training read them (None: in full)."""
+    return dataset.photo_short_side(checkpoint["img_size"],
+                                    checkpoint.get("photo_reading") or dataset.DEFAULT_PHOTO_READING)
+
+
+def read_photo(path, checkpoint):
+    """A photo as the model of `checkpoint` (or an exported model's card) is shown it: with cleaning's checks and
+    conversions, read as its training read its photos (photo_short_side)."""
+    return cleaning.read_checked_rgb(path, photo_short_side(checkpoint))
 
 
 class ImageFiles(torch.utils.data.Dataset):
@@ -89,18 +95,18 @@ class ImageFiles(torch.utils.data.Dataset):
     (cleaning.read_checked_rgb), so a truncated file is reported, not padded, and transparency is flattened
     as in the training copies."""
 
-    def __init__(self, paths, transform, img_size):
+    def __init__(self, paths, transform, checkpoint):
         self.paths = list(paths)
         self.transform = transform
-        self.img_size = img_size
-        self.blank = torch.zeros(3, img_size, img_size, dtype=torch.uint8)
+        self.reading = {key: checkpoint.get(key) for key in ("img_size", "photo_reading")}
+        self.blank = torch.zeros(3, checkpoint["img_size"], checkpoint["img_size"], dtype=torch.uint8)
 
     def __len__(self):
         return len(self.paths)
 
     def __getitem__(self, index):
         try:
-            image = read_photo(self.paths[index], self.img_size)
+            image = read_photo(self.paths[index], self.reading)
         except UserError as error:
             return self.blank, index, str(error)
         return self.transform(image=image)["image"], index, ""
@@ -117,7 +123,7 @@ def predict_scores(model, paths, checkpoint, device, batch_size=64, workers=0, t
     to_input = model_input(checkpoint, device, channels_last)
     model = model.to(device, memory_format=runtime.memory_format(to_input.channels_last)).eval()
     loader = torch.utils.data.DataLoader(
-        ImageFiles(paths, eval_transform(checkpoint), checkpoint["img_size"]), batch_size=batch_size, shuffle=False, num_workers=workers,
+        ImageFiles(paths, eval_transform(checkpoint), checkpoint), batch_size=batch_size, shuffle=False, num_workers=workers,
         pin_memory=device.type == "cuda", worker_init_fn=dataset.worker_init)
     all_scores, all_indices, rejected = [], [], []
     with progress.bar(total=len(paths), desc=desc, unit="img", dynamic_ncols=True, mininterval=1.0) as bar:

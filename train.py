@@ -104,6 +104,9 @@ def build_parser():
     model.add_argument("--no-pretrained", action="store_true", help="random initialisation")
     model.add_argument("--init-from", default=None, help="start from another run's checkpoint (stage 2 from stage 1)")
     model.add_argument("--img-size", type=int, default=recipe_default["img_size"], help=from_recipe)
+    model.add_argument("--photo-reading", choices=dataset.PHOTO_READINGS, default=dataset.DEFAULT_PHOTO_READING,
+                       help="working: large photos are read reduced to the size the crops need (fast); full: "
+                            "decoded in full. Stored with the model: evaluation and prediction read photos alike")
     model.add_argument("--drop-rate", type=float, default=models.DEFAULT_DROP_RATE)
 
     stage = parser.add_argument_group("stage and optimisation")
@@ -240,7 +243,8 @@ def checkpoint_header(context, state):
         data_config=context.data_config, stage=args.stage, args=vars(args), history=state.history,
         best_metric=state.best_metric, best_epoch=state.best_epoch, select_metric=args.select_metric,
         dataset_fingerprint=context.dataset_fingerprint, parent=state.parent, versions=library_versions(),
-        hierarchy=context.hierarchy.to_record() if context.hierarchy is not None else None)
+        hierarchy=context.hierarchy.to_record() if context.hierarchy is not None else None,
+        photo_reading=args.photo_reading)
 
 
 def save_last(context, state, epoch_in_progress=None, progress=None):
@@ -443,7 +447,7 @@ def _run(args, process, resume_path, console_log):
 
     train_transform, targeted, eval_transform = build_transforms(args, data_config, train_counts)
     # Photos far larger than the model needs are read reduced, as predict.py and evaluate.py read them.
-    short_side = dataset.short_side_for_crops(args.img_size)
+    short_side = dataset.photo_short_side(args.img_size, args.photo_reading)
     train_set = dataset.LeafDataset(metadata.train["path"], train_targets, train_transform, targeted, short_side)
     train_set.reseed(args.seed + rank)  # loader workers reseed their copies from the same --seed
     val_order = np.arange(len(val_targets))[rank::world_size]

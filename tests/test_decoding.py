@@ -55,7 +55,7 @@ def test_training_validation_prediction_and_the_cache_read_a_photo_alike(photo, 
     assert short_side == 142
     decoded = dataset.read_image_rgb(photo, short_side)
     assert decoded.shape == (150, 200, 3)
-    assert np.array_equal(inference.read_photo(photo, img_size), decoded)  # predict.py and evaluate.py
+    assert np.array_equal(inference.read_photo(photo, {"img_size": img_size}), decoded)  # predict.py, evaluate.py
     evaluation = dataset.build_transform("eval", img_size, to_tensor=False)
     validation = dataset.LeafDataset([str(photo)], [0], evaluation, short_side=short_side)
     assert np.array_equal(validation[0][0], evaluation(image=decoded)["image"])
@@ -64,3 +64,15 @@ def test_training_validation_prediction_and_the_cache_read_a_photo_alike(photo, 
     cleaning.reencode_image((str(photo), str(copy), False, False, None, short_side))
     cached = dataset.read_image_rgb(copy, short_side)
     assert cached.shape == decoded.shape and np.abs(cached.astype(float) - decoded).mean() < 1.5
+
+
+def test_a_model_trained_on_full_decodes_is_shown_full_decodes(photo):
+    # train.py --photo-reading full stores the reading with the model; every reader then decodes in full.
+    full = dataset.read_image_rgb(photo)
+    assert dataset.photo_short_side(100, "full") is None
+    checkpoint = {"img_size": 100, "photo_reading": "full"}
+    assert np.array_equal(inference.read_photo(photo, checkpoint), full)
+    files = inference.ImageFiles([photo], lambda image: {"image": image}, checkpoint)
+    assert np.array_equal(files[0][0], full)
+    # A checkpoint from before the option reads at the working size.
+    assert inference.read_photo(photo, {"img_size": 100, "photo_reading": None}).shape == (150, 200, 3)
