@@ -22,18 +22,18 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
-import atomic_io  # noqa: E402
-import cli  # noqa: E402
-import demo_data  # noqa: E402
-import hierarchy  # noqa: E402
-import near_duplicates  # noqa: E402
-import recipe  # noqa: E402
-from cleaning import MIN_MAX_SIDE, WEIGHT_SCHEMES_WRITTEN, clean_dataset, read_summary, reduction  # noqa: E402
+from leafdisease.utils import atomic_io  # noqa: E402
+from leafdisease.utils import cli  # noqa: E402
+from leafdisease.data import demo_data  # noqa: E402
+from leafdisease.data import hierarchy  # noqa: E402
+from leafdisease.data import near_duplicates  # noqa: E402
+from leafdisease.training import recipe  # noqa: E402
+from leafdisease.data.cleaning import MIN_MAX_SIDE, WEIGHT_SCHEMES_WRITTEN, clean_dataset, read_summary, reduction  # noqa: E402
 from dataset import build_transform, load_metadata, read_image_rgb, short_side_for_crops  # noqa: E402
-from errors import UserError, cli_entry  # noqa: E402
-from longtail import FEW_SHOT_THRESHOLD, MANY_SHOT_THRESHOLD, shot_group_captions, shot_groups  # noqa: E402
-from plots import SHOT_GROUP_COLORS, abbreviate  # noqa: E402
-from sources import FORMATS  # noqa: E402
+from leafdisease.utils.errors import UserError, cli_entry  # noqa: E402
+from leafdisease.data.longtail import FEW_SHOT_THRESHOLD, MANY_SHOT_THRESHOLD, shot_group_captions, shot_groups  # noqa: E402
+from leafdisease.evaluation.plots import SHOT_GROUP_COLORS, abbreviate  # noqa: E402
+from leafdisease.data.sources import FORMATS  # noqa: E402
 
 TOP_N = 5
 NEAR_DUPLICATES_SHOWN = 10
@@ -274,9 +274,9 @@ def print_hierarchy(class_hierarchy, summary):
 
 
 def print_image_size_advice(summary, img_size=TRAINING_IMG_SIZE):
-    """Photos smaller than the training size are enlarged: compute spent on no new detail (benchmarks/resolution.md
+    """Photos smaller than the training size are enlarged: compute spent on no new detail (benchmarks/reports/resolution.md
     measured it on field13's 256 px photos), so say so. Photos several times larger than training needs make
-    decoding most of a loader worker's time, and then the loader, not a GPU, sets the pace (benchmarks/feeding.md):
+    decoding most of a loader worker's time, and then the loader, not a GPU, sets the pace (benchmarks/reports/feeding.md):
     say so, and how to cache them at the size training reads them (--max-side auto)."""
     sizes = summary.get("image_sizes")
     if not sizes:
@@ -286,7 +286,7 @@ def print_image_size_advice(summary, img_size=TRAINING_IMG_SIZE):
               f"{img_size} px training size, so training and scoring enlarge most photos: "
               f"{(img_size / sizes['median_short_side']) ** 2:.1f}x the compute per image of training at "
               f"{sizes['median_short_side']} px, for no detail the photos do not have. On field13's 256 px photos a "
-              f"size below theirs was as accurate as theirs (benchmarks/resolution.md); to train at most at the "
+              f"size below theirs was as accurate as theirs (benchmarks/reports/resolution.md); to train at most at the "
               f"photos' size: --img-size {sizes['median_short_side']} (IMG_SIZE for train_fixed.sh) or less.")
         return
     needed = short_side_for_crops(img_size)
@@ -296,7 +296,7 @@ def print_image_size_advice(summary, img_size=TRAINING_IMG_SIZE):
     print(f"\nImage size: the median image is {sizes['median_long_side']} x {sizes['median_short_side']} px, at "
           f"least twice what training at {img_size} px uses (a short side of {needed} px covers its smallest "
           f"crop). Training reads such photos reduced, but decoding them is still most of the data loader's work "
-          f"and can leave a GPU waiting (benchmarks/feeding.md). To cache them once at the size training reads "
+          f"and can leave a GPU waiting (benchmarks/reports/feeding.md). To cache them once at the size training reads "
           f"them, clean again with --max-side auto{size_option}.")
 
 

@@ -11,16 +11,16 @@ reason on the page. Fully offline: Gradio's analytics are off, no share link, fo
 The same answers come as data from the API (gradio_client: Client(URL).predict(files, min_confidence,
 api_name="/diagnose")), listed under "Use via API" at the foot of the page.
 """
-import runtime  # noqa: I001  (first: it sets OMP_WAIT_POLICY before anything loads torch)
+from leafdisease.utils import runtime  # noqa: I001  (first: it sets OMP_WAIT_POLICY before anything loads torch)
 
 import argparse
 import os
 from pathlib import Path
 
-import cli
-import diagnosis
-import hierarchy
-from errors import UserError, cli_entry
+from leafdisease.utils import cli
+from leafdisease.deployment import diagnosis
+from leafdisease.data import hierarchy
+from leafdisease.utils.errors import UserError, cli_entry
 
 # Before gradio is imported: some of its modules read it at import time.
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"

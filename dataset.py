@@ -1,68 +1,33 @@
-"""The data module: cleaned metadata, augmentation pipelines, the Dataset and the samplers.
+"""The data module the scripts share (the design card's dataset.py): the training augmentations (the seed's strong
+augmentation among them), the training Dataset and the class-aware samplers, over the package's data parts.
 
-Everything that decides *what the model sees* lives here, so train.py, analyze_data.py and predict.py
-agree on it: one set of transforms. Class weights and shot groups, which need no torch, are in longtail.py.
+What every reader of a model needs (how a photo is read, the evaluation transform, the model's input, the cleaned
+metadata) lives in leafdisease.data and is re-exported here, so train.py, analyze_data.py and predict.py see one
+data module. Class weights and shot groups, which need no torch, are in leafdisease.data.longtail.
 """
 import math
-import os
-from dataclasses import dataclass
-from pathlib import Path
 
 import albumentations as A
 import cv2
 import numpy as np
-import pandas as pd
 import torch
 from albumentations.pytorch import ToTensorV2
 from torch.utils.data import Dataset, Sampler
 
-import hierarchy
-from cleaning import decode_for_training
-from errors import UserError
-from longtail import compute_class_weights
+from leafdisease.data.longtail import compute_class_weights
+from leafdisease.data.metadata import Metadata, label_to_index, load_metadata, select_classes  # noqa: F401
+from leafdisease.data.reading import (DEFAULT_PHOTO_READING, MIN_CROP_AREA, PHOTO_READINGS,  # noqa: F401
+                                      photo_short_side, read_image_rgb, short_side_for_crops, worker_init)
+from leafdisease.data.transforms import DEFAULT_CROP_PCT, EVAL_INTERPOLATION, ModelInput, eval_pipeline  # noqa: F401
+from leafdisease.utils.errors import UserError
 
 AUGMENTATIONS = ("plain", "weak", "strong", "heavy")
-# The eval resize's interpolation, by timm's name (exported configs carry it) and as OpenCV's flag.
-EVAL_INTERPOLATION = "bilinear"
-_CV2_INTERPOLATION = {"bilinear": cv2.INTER_LINEAR}
-
 
 # ----------------------------------------------------------------------------------------------------
 # Augmentation
 # ----------------------------------------------------------------------------------------------------
-# The weak and strong pipelines' crops keep at least this share of the image's area.
-MIN_CROP_AREA = 0.5
-
-
 def _random_resized_crop(img_size):
     return A.RandomResizedCrop(size=(img_size, img_size), scale=(MIN_CROP_AREA, 1.0), ratio=(0.75, 1.333))
-
-
-def short_side_for_crops(img_size):
-    """The shortest image side at which the strong augmentation's smallest (square) crop still spans img_size
-    pixels, so is not upsampled: larger images only cost decoding time.
-
-    It is also the short side photos are worked at for a model of img_size px: photos at least twice as large are
-    read reduced to between one and two times it (cleaning.reduction) in training, validation, evaluation and
-    prediction alike, and the --max-side auto copies hold exactly that. One size for every way a photo is read:
-    a model trained on copies reduced by area and shown the raw photos decoded in full (a 7x bilinear resize to
-    the evaluation size, which aliases) lost 10 points of test balanced accuracy (benchmarks/feeding.md). The
-    plain and heavy augmentations' smaller crops are upsampled from it."""
-    return math.ceil(img_size / math.sqrt(MIN_CROP_AREA))
-
-
-# How photos are read for a model (train.py --photo-reading; carried by its checkpoint and export):
-# "working": at their working size (short_side_for_crops), a JPEG reduced while it decodes;
-# "full": decoded in full, the augmentation's or evaluation's own resize does all the reducing.
-PHOTO_READINGS = ("working", "full")
-DEFAULT_PHOTO_READING = "working"
-
-
-def photo_short_side(img_size, photo_reading=DEFAULT_PHOTO_READING):
-    """The short side photos are read at for a model of img_size px read `photo_reading` (None: in full)."""
-    if photo_reading not in PHOTO_READINGS:
-        raise UserError(f"photo reading {photo_reading!r}: must be one of {', '.join(PHOTO_READINGS)}")
-    return short_side_for_crops(img_size) if photo_reading == "working" else None
 
 
 def _plain_pipeline(img_size):
@@ -124,15 +89,7 @@ def _heavy_pipeline(img_size):
     ]
 
 
-def _eval_pipeline(img_size, crop_pct):
-    return [
-        A.SmallestMaxSize(max_size=int(round(img_size / crop_pct)),
-                          interpolation=_CV2_INTERPOLATION[EVAL_INTERPOLATION]),
-        A.CenterCrop(height=img_size, width=img_size),
-    ]
-
-
-def build_transform(kind, img_size, rotate_limit=STRONG_AUGMENTATION["rotate_limit"], crop_pct=0.875, to_tensor=True):
+def build_transform(kind, img_size, rotate_limit=STRONG_AUGMENTATION["rotate_limit"], crop_pct=DEFAULT_CROP_PCT, to_tensor=True):
     """An albumentations pipeline: 'plain', 'weak', 'strong' or 'heavy' for training, 'eval' (resize + center crop).
 
     It returns a uint8 CHW tensor, which ModelInput turns into the model's normalised float input on the device; with
@@ -147,7 +104,7 @@ def build_transform(kind, img_size, rotate_limit=STRONG_AUGMENTATION["rotate_lim
     elif kind == "heavy":
         steps = _heavy_pipeline(img_size)
     elif kind == "eval":
-        steps = _eval_pipeline(img_size, crop_pct)
+        steps = eval_pipeline(img_size, crop_pct)
     else:
         raise UserError(f"unknown augmentation '{kind}' (choose plain, weak, strong, heavy or eval)")
     if to_tensor:
@@ -155,133 +112,9 @@ def build_transform(kind, img_size, rotate_limit=STRONG_AUGMENTATION["rotate_lim
     return A.Compose(steps)
 
 
-class ModelInput:
-    """Turns a batch of transformed images (uint8, N x 3 x H x W, as a loader yields them) into the model's input:
-    on `device`, float, normalised with the pretrained mean and std (0-1 scale, the model's data config) so the
-    pretrained features see what they expect, in the model's memory format.
-
-    Normalising here rather than in each loader worker (timm's PrefetchLoader does the same) saves the workers a
-    float pass per image (benchmarks/feeding.md) and sends a quarter of the bytes through the workers' shared
-    memory and the pinned-memory copy; on a GPU the arithmetic costs nothing.
-    """
-
-    def __init__(self, device, mean, std, channels_last=False):
-        self.device = torch.device(device)
-        self.channels_last = channels_last
-        shape = (1, len(mean), 1, 1)
-        # Put on the device once: made per batch, they would be copied from pageable memory, and such a copy makes
-        # the host wait for the GPU's queued work at every step.
-        self.mean = (torch.tensor(mean, dtype=torch.float32) * 255).view(shape).to(self.device)
-        self.std = (torch.tensor(std, dtype=torch.float32) * 255).view(shape).to(self.device)
-
-    @classmethod
-    def for_config(cls, config, device, channels_last=False):
-        """From anything that carries the model's "mean" and "std": timm's data config, a checkpoint, an exported
-        model's card."""
-        return cls(device, [float(value) for value in config["mean"]], [float(value) for value in config["std"]],
-                   channels_last)
-
-    def __call__(self, images):
-        images = images.to(self.device, non_blocking=True).float().sub_(self.mean).div_(self.std)
-        return images.contiguous(memory_format=torch.channels_last) if self.channels_last else images
-
-
 def describe_transform(transform):
     """One line per step, for logs and the run config: proof of what augmentation was applied."""
     return [repr(step).replace("\n", " ") for step in transform.transforms]
-
-
-# ----------------------------------------------------------------------------------------------------
-# Reading images and metadata
-# ----------------------------------------------------------------------------------------------------
-def read_image_rgb(path, short_side=None):
-    """HxWx3 uint8 RGB, at its working size for a model that needs `short_side` px (cleaning.decode_for_training;
-    None: as it is). A file that can't be read mid-training is a UserError naming it, not a crash."""
-    try:
-        image = decode_for_training(path, False, False, short_side) if os.path.isfile(path) else None
-    except OSError:
-        image = None
-    if image is None:
-        raise UserError(f"{path}: cannot read image (missing, truncated or not an image); re-run analyze_data.py")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
-@dataclass
-class Metadata:
-    train: pd.DataFrame
-    val: pd.DataFrame
-    classes: pd.DataFrame
-    hierarchy: object = None  # hierarchy.Hierarchy of the classes, or None (flat)
-
-
-def _read_table(path, columns):
-    if not path.exists():
-        raise UserError(f"{path}: not found; run `python analyze_data.py --source PATH` (or without --source for the demo)")
-    try:
-        table = pd.read_csv(path, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
-        raise UserError(f"{path}: not a valid CSV ({error})") from None
-    missing = [column for column in columns if column not in table.columns]
-    if missing:
-        raise UserError(f"{path}: missing column(s) {', '.join(missing)}")
-    return table
-
-
-def load_metadata(cleaned_dir="data/cleaned"):
-    """The cleaned dataset written by analyze_data.py; paths resolved to absolute strings; the label hierarchy from
-    metadata/hierarchy.csv when cleaning found one."""
-    root = Path(cleaned_dir).resolve()
-    metadata_dir = root / "metadata"
-    classes = _read_table(metadata_dir / "classes.csv", ["id", "name", "train_count", "val_count"])
-    classes = classes.sort_values("id").reset_index(drop=True)
-    known_ids = set(classes["id"].astype(int))
-    splits = {}
-    for split in ("train", "val"):
-        path = metadata_dir / f"{split}.csv"
-        table = _read_table(path, ["path", "label"])
-        unknown = table.loc[~table["label"].isin(known_ids)]
-        if len(unknown):
-            row = unknown.index[0]
-            raise UserError(f"{path}: row {row + 2}: label {unknown['label'].iloc[0]} is not in classes.csv")
-        table = table.assign(path=[str(root / p) for p in table["path"]], label=table["label"].astype(int))
-        splits[split] = table
-    if splits["train"].empty:
-        raise UserError(f"{metadata_dir / 'train.csv'}: no training images")
-    hierarchy_path = metadata_dir / hierarchy.HIERARCHY_FILE
-    class_hierarchy = (hierarchy.read_csv(hierarchy_path, [str(name) for name in classes["name"]])
-                       if hierarchy_path.is_file() else None)
-    return Metadata(train=splits["train"], val=splits["val"], classes=classes, hierarchy=class_hierarchy)
-
-
-def select_classes(metadata, min_samples):
-    """Drop classes with fewer than `min_samples` training images (the seed's "remove classes 44, 45").
-
-    Returns (metadata restricted to kept classes, excluded classes table). Labels stay the original ids;
-    the mapping to contiguous model outputs is `label_to_index`.
-    """
-    keep = metadata.classes["train_count"] >= min_samples
-    kept_classes = metadata.classes.loc[keep].reset_index(drop=True)
-    excluded = metadata.classes.loc[~keep].reset_index(drop=True)
-    if len(kept_classes) < 2:
-        kept = f"only class {kept_classes['id'].iloc[0]} has" if len(kept_classes) else "no class has"
-        raise UserError(f"--min-samples {min_samples}: {kept} that many training images; a classifier needs at "
-                        f"least 2 classes" if min_samples > 1 else
-                        f"classes.csv: the dataset has {len(kept_classes)} class(es); a classifier "
-                        f"needs at least 2 classes, there is nothing to classify")
-    kept_ids = set(kept_classes["id"])
-    subset = Metadata(
-        train=metadata.train.loc[metadata.train["label"].isin(kept_ids)].reset_index(drop=True),
-        val=metadata.val.loc[metadata.val["label"].isin(kept_ids)].reset_index(drop=True),
-        classes=kept_classes,
-        hierarchy=(metadata.hierarchy.subset([str(name) for name in kept_classes["name"]])
-                   if metadata.hierarchy is not None else None),
-    )
-    return subset, excluded
-
-
-def label_to_index(class_ids):
-    """Original class id -> model output index (contiguous 0..K-1)."""
-    return {int(class_id): index for index, class_id in enumerate(class_ids)}
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -313,14 +146,6 @@ class LeafDataset(Dataset):
         transform = self.transform_by_target.get(target, self.transform)
         image = transform(image=read_image_rgb(self.paths[index], self.short_side))["image"]
         return image, target
-
-
-def worker_init(_worker_id):
-    # OpenCV's own thread pool fights the DataLoader workers for the same cores.
-    cv2.setNumThreads(0)
-    worker = torch.utils.data.get_worker_info()
-    if isinstance(worker.dataset, LeafDataset):
-        worker.dataset.reseed(worker.seed % 2**32)  # torch derives worker.seed from the run's --seed
 
 
 def sample_weights(targets, num_classes, scheme):

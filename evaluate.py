@@ -19,7 +19,7 @@ where the errors lie), crop and disease accuracy in metrics.json and on screen, 
 disease in predictions.csv, the level-aware answers in coverage.csv, and the confusion matrix ordered by crop.
 --checkpoint also takes an export.py folder or model.onnx.
 """
-import runtime  # noqa: I001  (first: it sets OMP_WAIT_POLICY before anything loads torch)
+from leafdisease.utils import runtime  # noqa: I001  (first: it sets OMP_WAIT_POLICY before anything loads torch)
 
 import argparse
 from pathlib import Path
@@ -28,15 +28,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-import checkpoint as checkpoint_format
-import cli
-import deployment
-import evaluation
-import explain
-import inference
-import sources
-from atomic_io import write_csv
-from errors import UserError, cli_entry
+from leafdisease.training import checkpoint as checkpoint_format
+from leafdisease.utils import cli
+from leafdisease.deployment import formats
+from leafdisease.evaluation import reports
+from leafdisease.deployment import explain
+from leafdisease.deployment import inference
+from leafdisease.data import sources
+from leafdisease.utils.atomic_io import write_csv
+from leafdisease.utils.errors import UserError, cli_entry
 
 
 OPTION_RULES = {"tau": cli.FINITE, "batch_size": cli.POSITIVE_INT, "workers": cli.NON_NEGATIVE_INT}
@@ -75,7 +75,7 @@ def parse_args(argv=None):
 
 def gradcam_explainer(args, model, checkpoint, device):
     """Grad-CAM panels (image | overlay) for the misclassified grid; None for an ONNX model (no gradients)."""
-    if deployment.kind_of(args.checkpoint) == "onnx":
+    if formats.kind_of(args.checkpoint) == "onnx":
         return None
 
     def explain_images(paths, class_indices):
@@ -87,8 +87,8 @@ def gradcam_explainer(args, model, checkpoint, device):
 @cli_entry
 def main(argv=None):
     args = parse_args(argv)
-    checkpoint, model = deployment.load_model(args.checkpoint)
-    labelled = evaluation.read_labelled_set(args.data, checkpoint, args.format)
+    checkpoint, model = formats.load_model(args.checkpoint)
+    labelled = reports.read_labelled_set(args.data, checkpoint, args.format)
     output = Path(args.output) if args.output else Path(args.checkpoint).parent / f"eval_{labelled.name}"
     cli.check_output_dir("--output", output)
     if args.tau is not None:
@@ -108,9 +108,9 @@ def main(argv=None):
     if not len(indices):
         raise UserError(f"{args.data}: none of its {len(labelled.paths)} images could be read")
     kept = indices.numpy()
-    labelled = evaluation.LabelledSet(labelled.name, labelled.description, [labelled.paths[i] for i in kept],
+    labelled = reports.LabelledSet(labelled.name, labelled.description, [labelled.paths[i] for i in kept],
                                       labelled.targets[kept], labelled.absent)
-    result, per_class, confusion = evaluation.score_metrics(scores, labelled.targets, checkpoint, tau)
+    result, per_class, confusion = reports.score_metrics(scores, labelled.targets, checkpoint, tau)
     probabilities = torch.softmax(inference.adjust_scores(scores, checkpoint["train_counts"], tau), dim=1).numpy()
     many, few = checkpoint_format.shot_thresholds(checkpoint)
     extra = {"checkpoint": str(args.checkpoint), "data": str(args.data), "images": len(labelled.targets),
@@ -118,9 +118,9 @@ def main(argv=None):
              "many_threshold": many, "few_threshold": few,
              "absent_classes": [checkpoint["class_names"][index] for index in labelled.absent]}
     explainer = None if args.no_explain else gradcam_explainer(args, model, checkpoint, device)
-    coverage = evaluation.write_evaluation_report(output, result, per_class, confusion, probabilities, labelled,
+    coverage = reports.write_evaluation_report(output, result, per_class, confusion, probabilities, labelled,
                                                   checkpoint, extra, explainer=explainer)
-    print("\n".join(evaluation.summary_lines(result, per_class, labelled, checkpoint)))
+    print("\n".join(reports.summary_lines(result, per_class, labelled, checkpoint)))
     print("coverage / accuracy by --min-confidence: " + "; ".join(
         f"{row['min_confidence']:g}: {row['coverage']:.0%} / {row['accuracy']:.3f}" for row in coverage if row["images"]))
     if "answered" in coverage[0]:

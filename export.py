@@ -14,7 +14,7 @@ reloaded through timm and the ONNX model run with ONNX Runtime, on real images t
 (--verify-images, default: validation images from --data-dir), against the PyTorch model; the largest logit
 difference is printed, and a difference above --max-logit-diff or any disagreeing predicted class is an error.
 """
-import runtime  # noqa: F401, I001  (first: it sets OMP_WAIT_POLICY before anything loads torch)
+from leafdisease.utils import runtime  # noqa: F401, I001  (first: it sets OMP_WAIT_POLICY before anything loads torch)
 
 import argparse
 import os
@@ -24,13 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
-import checkpoint as checkpoint_format
-import cli
+from leafdisease.training import checkpoint as checkpoint_format
+from leafdisease.utils import cli
 import dataset
-import deployment
-import inference
-from atomic_io import default_permissions
-from errors import UserError, cli_entry
+from leafdisease.deployment import formats
+from leafdisease.deployment import inference
+from leafdisease.utils.atomic_io import default_permissions
+from leafdisease.utils.errors import UserError, cli_entry
 
 FORMATS = {"timm": ("timm",), "onnx": ("onnx",), "all": ("timm", "onnx")}
 
@@ -45,7 +45,7 @@ def parse_args(argv=None):
                        help="image files or folders (default: validation images from --data-dir)")
     check.add_argument("--data-dir", default="data/cleaned", help="cleaned dataset whose val.csv supplies images")
     check.add_argument("--verify-count", type=int, default=32, help="images to check with (spread over the list)")
-    check.add_argument("--max-logit-diff", type=float, default=deployment.DEFAULT_MAX_LOGIT_DIFF,
+    check.add_argument("--max-logit-diff", type=float, default=formats.DEFAULT_MAX_LOGIT_DIFF,
                        help="largest tolerated |logit difference| between PyTorch and the export")
     args = parser.parse_args(argv)
     if args.verify_count < 1:
@@ -71,7 +71,7 @@ def verification_paths(args):
 
 
 def check(name, reference, exported, images, max_difference):
-    difference, disagreements = deployment.compare_logits(reference, exported, images)
+    difference, disagreements = formats.compare_logits(reference, exported, images)
     print(f"{name}: max |logit difference| vs PyTorch {difference:.3g} on {len(images)} images, "
           f"predicted classes {'agree' if not disagreements else f'differ on {disagreements}'}")
     if difference > max_difference or disagreements:
@@ -86,8 +86,8 @@ def main(argv=None):
     args = parse_args(argv)
     checkpoint = checkpoint_format.load(args.checkpoint, need="weights")
     model = inference.build_model(checkpoint, args.checkpoint)
-    card = deployment.model_card(checkpoint, args.checkpoint)
-    images = deployment.transformed_images(verification_paths(args), card)
+    card = formats.model_card(checkpoint, args.checkpoint)
+    images = formats.transformed_images(verification_paths(args), card)
     output = Path(args.output)
     try:
         output.mkdir(parents=True, exist_ok=True)
@@ -97,15 +97,15 @@ def main(argv=None):
     try:
         written = []
         if "timm" in FORMATS[args.format]:
-            deployment.save_timm_folder(model, card, staging)
-            _, reloaded = deployment.load_model(staging)
+            formats.save_timm_folder(model, card, staging)
+            _, reloaded = formats.load_model(staging)
             check(f"{output}/ (timm folder)", model, reloaded, images, args.max_logit_diff)
-            written += deployment.TIMM_FILES
+            written += formats.TIMM_FILES
         if "onnx" in FORMATS[args.format]:
-            deployment.save_onnx(model, card, staging / deployment.ONNX_FILE)
-            _, session = deployment.load_model(staging / deployment.ONNX_FILE)
-            check(f"{output / deployment.ONNX_FILE} (ONNX Runtime)", model, session, images, args.max_logit_diff)
-            written.append(deployment.ONNX_FILE)
+            formats.save_onnx(model, card, staging / formats.ONNX_FILE)
+            _, session = formats.load_model(staging / formats.ONNX_FILE)
+            check(f"{output / formats.ONNX_FILE} (ONNX Runtime)", model, session, images, args.max_logit_diff)
+            written.append(formats.ONNX_FILE)
         # Only checked exports replace what was there.
         for name in written:
             default_permissions(staging / name)

@@ -26,7 +26,7 @@ non-images go to <output stem>.rejected.csv (path,reason, with cleaning's reason
 empty_file...; always written, header-only when none); the rest are still predicted, and the exit code is 0 as
 long as one image was. --calibrate-tau refuses a read-only checkpoint or folder before it scores anything.
 """
-import runtime  # noqa: I001  (first: it sets OMP_WAIT_POLICY before anything loads torch)
+from leafdisease.utils import runtime  # noqa: I001  (first: it sets OMP_WAIT_POLICY before anything loads torch)
 
 import argparse
 from pathlib import Path
@@ -35,17 +35,17 @@ import cv2
 import numpy as np
 import pandas as pd
 
-import checkpoint as checkpoint_format
-import cli
+from leafdisease.training import checkpoint as checkpoint_format
+from leafdisease.utils import cli
 import dataset
-import deployment
-import explain
-import hierarchy
-import inference
-import metrics
-import plots
-from atomic_io import atomic_path, write_csv, write_json
-from errors import UserError, cli_entry
+from leafdisease.deployment import formats
+from leafdisease.deployment import explain
+from leafdisease.data import hierarchy
+from leafdisease.deployment import inference
+from leafdisease.evaluation import metrics
+from leafdisease.evaluation import plots
+from leafdisease.utils.atomic_io import atomic_path, write_csv, write_json
+from leafdisease.utils.errors import UserError, cli_entry
 
 DEFAULT_OUTPUT = {"csv": "predictions.csv", "aichallenger": "predictions.json"}
 OPTION_RULES = {"min_confidence": cli.Range(0, 1), "top_k": cli.POSITIVE_INT, "tau": cli.FINITE,
@@ -265,14 +265,14 @@ def write_explanations(model, checkpoint, paths, probabilities, out_dir, device,
 @cli_entry
 def main(argv=None):
     args = parse_args(argv)
-    if args.calibrate_tau and deployment.kind_of(args.checkpoint) != "checkpoint":
+    if args.calibrate_tau and formats.kind_of(args.checkpoint) != "checkpoint":
         raise UserError(f"--calibrate-tau {args.checkpoint}: stores tau in a train.py .pth checkpoint; calibrate "
                         f"the checkpoint, then export it again")
     if args.calibrate_tau:  # both are rewritten after scoring all of validation: refuse now, not then
         cli.check_output_file("--checkpoint", args.checkpoint)
         cli.check_output_file("--calibrate-tau", calibration_curve_path(args.checkpoint))
-    checkpoint, model = deployment.load_model(args.checkpoint)
-    if args.explain and deployment.kind_of(args.checkpoint) == "onnx":
+    checkpoint, model = formats.load_model(args.checkpoint)
+    if args.explain and formats.kind_of(args.checkpoint) == "onnx":
         raise UserError(f"--explain {args.checkpoint}: Grad-CAM needs the PyTorch weights (the .pth or the exported "
                         f"folder), not the ONNX file")
     images = inference.find_images(args.paths) if args.paths else []

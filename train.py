@@ -9,13 +9,14 @@ A recipe (recipes/*.yaml) sets defaults; flags given on the command line overrid
 
 Runs the same under `torchrun --nproc_per_node=N train.py ...`. train_fixed.sh chains the two stages.
 """
-import runtime  # noqa: I001  (first: it sets OMP_WAIT_POLICY before anything loads torch)
+from leafdisease.utils import runtime  # noqa: I001  (first: it sets OMP_WAIT_POLICY before anything loads torch)
 
 import argparse
 import hashlib
 import math
 import platform
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import albumentations
@@ -28,21 +29,21 @@ import yaml
 from timm.data import resolve_data_config
 from timm.utils import ModelEmaV3
 
-import checkpoint
-import cli
-import cluster
+from leafdisease.training import checkpoint
+from leafdisease.utils import cli
+from leafdisease.training import cluster
 import dataset
-import engine
-import hierarchy
-import longtail
-import losses
-import metrics
-import models
-import plots
-import recipe
-import run_log
-from atomic_io import remove_stale_temporaries, write_csv, write_text
-from errors import UserError, cli_entry
+from leafdisease.training import engine
+from leafdisease.data import hierarchy
+from leafdisease.data import longtail
+from leafdisease.training import losses
+from leafdisease.evaluation import metrics
+from leafdisease.training import models
+from leafdisease.evaluation import plots
+from leafdisease.training import recipe
+from leafdisease.training import run_log
+from leafdisease.utils.atomic_io import remove_stale_temporaries, write_csv, write_text
+from leafdisease.utils.errors import UserError, cli_entry
 
 SELECT_METRICS = metrics.METRIC_NAMES + ("loss",)
 # Without --config (or a value in it), a stage's LR and warmup are those of its recipe (recipe.STAGE_RECIPES),
@@ -91,6 +92,13 @@ def build_parser():
     parser.add_argument("--config", default=None,
                         help="a recipe (recipes/*.yaml) or a finished run's config.yaml; flags here override it")
     parser.add_argument("--profile", default=None, help="a profile applied on top of --config (recipes/demo.yaml)")
+    add_data_and_model_options(parser, recipe_default, from_recipe)
+    add_optimisation_options(parser, recipe_default, from_recipe)
+    add_evaluation_and_runtime_options(parser)
+    return parser
+
+
+def add_data_and_model_options(parser, recipe_default, from_recipe):
     data = parser.add_argument_group("data")
     data.add_argument("--data-dir", default="data/cleaned", help="cleaned dataset written by analyze_data.py")
     data.add_argument("--min-samples", type=int, default=1,
@@ -109,6 +117,8 @@ def build_parser():
                             "decoded in full. Stored with the model: evaluation and prediction read photos alike")
     model.add_argument("--drop-rate", type=float, default=models.DEFAULT_DROP_RATE)
 
+
+def add_optimisation_options(parser, recipe_default, from_recipe):
     stage = parser.add_argument_group("stage and optimisation")
     stage.add_argument("--stage", choices=tuple(recipe.STAGE_RECIPES), default=recipe_default["stage"],
                        help=f"head: frozen backbone, only the classifier trains; full: everything trains {from_recipe}")
@@ -145,6 +155,8 @@ def build_parser():
     augmentation.add_argument("--targeted-aug-below", type=int, default=0,
                               help="classes with fewer training images get the 'heavy' pipeline (0 disables)")
 
+
+def add_evaluation_and_runtime_options(parser):
     evaluation = parser.add_argument_group("evaluation and checkpoints")
     evaluation.add_argument("--select-metric", choices=SELECT_METRICS, default=metrics.DEFAULT_TARGET_METRIC,
                             help="the metric the run is judged on: chooses best.pth, and predict.py --calibrate-tau "
@@ -170,7 +182,6 @@ def build_parser():
     runtime_options.add_argument("--log", choices=run_log.LOGGERS, default="none",
                          help="tensorboard: also write TensorBoard event files into OUTPUT/tensorboard/ (every "
                               "history column, the curves and the confusion matrix); train.log is always written")
-    return parser
 
 
 def check_option_combinations(parser, args):
@@ -397,12 +408,71 @@ def run(args):
         _run(args, process, resume_path, console_log)
 
 
+@dataclass
+class Loaders:
+    """The run's data: the training and validation loaders, the sampler the epoch loop positions, and what the
+    setup report shows."""
+    train: torch.utils.data.DataLoader
+    val: torch.utils.data.DataLoader
+    sampler: object
+    batch_size: int
+    workers: int
+    train_transform: object
+    targeted: dict
+
+
 def _run(args, process, resume_path, console_log):
+    """One stage, as torchvision's main reads: setup (data, model, loaders, optimisation), the epoch loop, the end."""
     rank, world_size, device = process.rank, process.world_size, process.device
     torch.manual_seed(args.seed + rank)
     np.random.seed(args.seed + rank)
-    output = Path(args.output)
+    resume_checkpoint, data = read_run_inputs(args, rank, world_size, resume_path)
+    if resume_checkpoint and resume_checkpoint["epoch"] >= args.epochs and not resume_checkpoint.get("epoch_in_progress"):
+        log(rank, f"{resume_path}: all {args.epochs} epochs already done; nothing to train")
+        if rank == 0:
+            # A run killed while writing its last epoch's reports leaves their temporaries behind.
+            remove_stale_temporaries(Path(args.output))
+        return
+    context, model, parent = build_model_and_context(args, process, data)
+    loaders = build_loaders(args, context, data)
+    state, criterion = build_training_state(args, context, model, parent, loaders)
+    partial_progress = (resume_and_rewrite_best(context, state, resume_checkpoint, resume_path)
+                        if resume_checkpoint else None)
+    start_epoch = len(state.history) + 1
+    tensorboard = None
+    if rank == 0:
+        context.output.mkdir(parents=True, exist_ok=True)
+        console_log.open()  # the run starts writing: from here its console, earlier lines included, is in train.log
+        remove_stale_temporaries(context.output)
+        print_and_write_setup(context, data.excluded, data.metadata, loaders.train_transform, loaders.targeted,
+                              loaders.workers, loaders.batch_size, resume_path, start_epoch)
+        if args.log == "tensorboard":
+            tensorboard = run_log.TensorBoardLog(context.output, first_epoch=start_epoch)
+    try:
+        train_epochs(context, state, criterion, loaders, start_epoch, partial_progress, tensorboard)
+    finally:
+        if tensorboard is not None:
+            tensorboard.close()
+        runtime.teardown_process(process)
+    log(rank, f"done: best {args.select_metric} {state.best_metric:.4f} at epoch {state.best_epoch}; "
+              f"outputs in {context.output}/")
 
+
+@dataclass
+class RunData:
+    metadata: object
+    excluded: object
+    class_ids: list
+    train_targets: np.ndarray
+    val_targets: np.ndarray
+    train_counts: np.ndarray
+    fingerprint: str
+
+
+def read_run_inputs(args, rank, world_size, resume_path):
+    """(the checkpoint to resume from or None, RunData), the same on every rank; a resumed run is checked against
+    this dataset and model before anything else, a finished one included ("nothing to train" must not hide another
+    dataset's run)."""
     resume_checkpoint = cluster.on_every_rank(world_size, "read the checkpoint rank 0 resumes from",
                                               lambda: checkpoint.load(resume_path, need="resume") if resume_path else None)
     metadata, excluded, class_ids, train_targets, val_targets, train_counts = cluster.on_every_rank(
@@ -410,21 +480,22 @@ def _run(args, process, resume_path, console_log):
     fingerprint = dataset_fingerprint(metadata)
     cluster.same_on_every_rank(world_size, f"dataset in --data-dir {args.data_dir}", fingerprint)
     if resume_checkpoint:
-        # Before anything else, a finished run included: "nothing to train" must not hide another dataset's run.
         checkpoint.check_compatible(resume_checkpoint, resume_path, class_ids=class_ids,
                                     dataset_fingerprint=fingerprint, model_name=args.model, stage=args.stage,
                                     hint="use another --output or delete it to start over")
-    if resume_checkpoint and resume_checkpoint["epoch"] >= args.epochs and not resume_checkpoint.get("epoch_in_progress"):
-        log(rank, f"{resume_path}: all {args.epochs} epochs already done; nothing to train")
-        if rank == 0:
-            # A run killed while writing its last epoch's reports leaves their temporaries behind.
-            remove_stale_temporaries(output)
-        return
-    class_weights = resolve_class_weights(args, class_ids, train_counts, excluded)
-    model = models.create_model(args.model, len(class_ids), pretrained=not args.no_pretrained,
+    return resume_checkpoint, RunData(metadata, excluded, class_ids, train_targets, val_targets, train_counts,
+                                      fingerprint)
+
+
+def build_model_and_context(args, process, data):
+    """(engine.RunContext, the model on its device, the --init-from parent's header or None)."""
+    rank, world_size, device = process.rank, process.world_size, process.device
+    class_weights = resolve_class_weights(args, data.class_ids, data.train_counts, data.excluded)
+    model = models.create_model(args.model, len(data.class_ids), pretrained=not args.no_pretrained,
                                 pretrained_file=args.pretrained_file, drop_rate=args.drop_rate)
     parent = cluster.on_every_rank(world_size, f"start from --init-from {args.init_from}",
-                                   lambda: init_from(model, args.init_from, class_ids, args.model) if args.init_from else None)
+                                   lambda: init_from(model, args.init_from, data.class_ids, args.model)
+                                   if args.init_from else None)
     data_config = resolve_data_config(model=model)
     if args.stage == "head":
         models.freeze_backbone(model)
@@ -433,85 +504,82 @@ def _run(args, process, resume_path, console_log):
     channels_last = runtime.use_channels_last(args.channels_last, device)
     model = model.to(device, memory_format=runtime.memory_format(channels_last))
     context = engine.RunContext(
-        args=args, device=device, rank=rank, world_size=world_size, output=output, class_ids=class_ids,
-        class_names=[str(name) for name in metadata.classes["name"]], train_counts=train_counts,
-        class_weights=class_weights, data_config=data_config, dataset_fingerprint=fingerprint,
-        amp_dtype=runtime.amp_dtype(args.amp, device),
-        model_input=dataset.ModelInput.for_config(data_config, device, channels_last), hierarchy=metadata.hierarchy)
+        args=args, device=device, rank=rank, world_size=world_size, output=Path(args.output),
+        class_ids=data.class_ids, class_names=[str(name) for name in data.metadata.classes["name"]],
+        train_counts=data.train_counts, class_weights=class_weights, data_config=data_config,
+        dataset_fingerprint=data.fingerprint, amp_dtype=runtime.amp_dtype(args.amp, device),
+        model_input=dataset.ModelInput.for_config(data_config, device, channels_last),
+        hierarchy=data.metadata.hierarchy)
+    return context, model, parent
 
-    trainable = models.HeadOnly(model) if args.stage == "head" else model
-    if dist.is_initialized():
-        trainable = torch.nn.parallel.DistributedDataParallel(
-            trainable, device_ids=[device.index] if device.type == "cuda" else None)
-    optimizer = engine.build_optimizer(model, args.lr, args.weight_decay, args.backbone_lr_scale)
 
-    train_transform, targeted, eval_transform = build_transforms(args, data_config, train_counts)
+def build_loaders(args, context, data):
+    """The training loader (class-aware sampler, this rank's share) and the validation loader (this rank's share)."""
+    rank, world_size = context.rank, context.world_size
+    train_transform, targeted, eval_transform = build_transforms(args, context.data_config, data.train_counts)
     # Photos far larger than the model needs are read reduced, as predict.py and evaluate.py read them.
     short_side = dataset.photo_short_side(args.img_size, args.photo_reading)
-    train_set = dataset.LeafDataset(metadata.train["path"], train_targets, train_transform, targeted, short_side)
+    train_set = dataset.LeafDataset(data.metadata.train["path"], data.train_targets, train_transform, targeted,
+                                    short_side)
     train_set.reseed(args.seed + rank)  # loader workers reseed their copies from the same --seed
-    val_order = np.arange(len(val_targets))[rank::world_size]
-    val_set = dataset.LeafDataset(metadata.val["path"].iloc[val_order], val_targets[val_order], eval_transform,
-                                  short_side=short_side)
-    sampler = dataset.make_sampler(train_targets, len(class_ids), args.sampler, num_replicas=world_size,
+    val_order = np.arange(len(data.val_targets))[rank::world_size]
+    val_set = dataset.LeafDataset(data.metadata.val["path"].iloc[val_order], data.val_targets[val_order],
+                                  eval_transform, short_side=short_side)
+    sampler = dataset.make_sampler(data.train_targets, len(data.class_ids), args.sampler, num_replicas=world_size,
                                    rank=rank, seed=args.seed)
     batch_size = max(1, min(args.batch_size, len(sampler)))
     workers = args.workers if args.workers is not None else runtime.default_workers(world_size)
-    loader_options = dict(runtime.loader_options(workers, device.type), worker_init_fn=dataset.worker_init)
+    loader_options = dict(runtime.loader_options(workers, context.device.type), worker_init_fn=dataset.worker_init)
     train_loader = torch.utils.data.DataLoader(train_set, batch_size=batch_size, sampler=sampler, drop_last=True,
                                                **loader_options)
     val_loader = torch.utils.data.DataLoader(val_set, batch_size=batch_size * 2, shuffle=False, **loader_options)
+    return Loaders(train_loader, val_loader, sampler, batch_size, workers, train_transform, targeted)
 
-    scheduler = engine.build_scheduler(optimizer, args.epochs, len(sampler) // batch_size, args.warmup_epochs,
-                                       args.warmup_lr, args.min_lr)
-    scaler = torch.amp.GradScaler(device.type, enabled=context.amp_dtype == torch.float16)
+
+def build_training_state(args, context, model, parent, loaders):
+    """(engine.TrainingState: the model, what trains, optimiser, schedule, scaler and EMA; the loss)."""
+    trainable = models.HeadOnly(model) if args.stage == "head" else model
+    if dist.is_initialized():
+        device = context.device
+        trainable = torch.nn.parallel.DistributedDataParallel(
+            trainable, device_ids=[device.index] if device.type == "cuda" else None)
+    optimizer = engine.build_optimizer(model, args.lr, args.weight_decay, args.backbone_lr_scale)
+    scheduler = engine.build_scheduler(optimizer, args.epochs, len(loaders.sampler) // loaders.batch_size,
+                                       args.warmup_epochs, args.warmup_lr, args.min_lr)
+    scaler = torch.amp.GradScaler(context.device.type, enabled=context.amp_dtype == torch.float16)
     ema = ModelEmaV3(model, decay=args.ema_decay) if args.ema_decay > 0 else None
     if args.compile and args.stage == "full":
         model.compile()  # in place (after the EMA's copy): state_dict keys stay the model's own
-    criterion = engine.build_criterion(args.loss, None if args.class_weights == "none" else class_weights,
-                                       train_counts, args.label_smoothing, hierarchy=context.hierarchy,
+    criterion = engine.build_criterion(args.loss, None if args.class_weights == "none" else context.class_weights,
+                                       context.train_counts, args.label_smoothing, hierarchy=context.hierarchy,
                                        hierarchy_weight=args.hierarchy_loss, focal_gamma=args.focal_gamma,
-                                       tau=args.la_tau).to(device)
-
+                                       tau=args.la_tau).to(context.device)
     state = engine.TrainingState(model=model, trainable=trainable, optimizer=optimizer, scheduler=scheduler,
                                  scaler=scaler, ema=ema, parent=parent)
-    partial_progress = (resume_and_rewrite_best(context, state, resume_checkpoint, resume_path)
-                        if resume_checkpoint else None)
-    start_epoch = len(state.history) + 1
+    return state, criterion
 
-    tensorboard = None
-    if rank == 0:
-        output.mkdir(parents=True, exist_ok=True)
-        console_log.open()  # the run starts writing: from here its console, earlier lines included, is in train.log
-        remove_stale_temporaries(output)
-        print_and_write_setup(context, excluded, metadata, train_transform, targeted, workers, batch_size,
-                              resume_path, start_epoch)
-        if args.log == "tensorboard":
-            tensorboard = run_log.TensorBoardLog(output, first_epoch=start_epoch)
-    try:
-        for epoch in range(start_epoch, args.epochs + 1):
-            progress = partial_progress or engine.new_epoch_progress()
-            partial_progress = None
-            sampler.set_epoch(epoch, start_index=progress["steps"] * batch_size)
-            if epoch == 1 and progress["steps"] == 0 and rank == 0:
-                write_batch_grid(context, train_loader)
-            try:
-                engine.train_one_epoch(
-                    state, criterion, train_loader, context.model_input, epoch, progress, epochs=args.epochs,
-                    backbone_frozen=args.stage == "head", clip_grad=args.clip_grad, amp_dtype=context.amp_dtype,
-                    show_progress=rank == 0,
-                    after_step=save_last_every_steps(context, state, epoch))
-            except KeyboardInterrupt:
-                save_last(context, state, epoch_in_progress=epoch, progress=progress)
-                log(rank, f"interrupted in epoch {epoch} after {progress['steps']} steps; saved {output / 'last.pth'}; "
-                          f"continue with --resume auto")
-                raise
-            validate_and_save_epoch(context, state, epoch, progress, val_loader, tensorboard)
-    finally:
-        if tensorboard is not None:
-            tensorboard.close()
-        runtime.teardown_process(process)
-    log(rank, f"done: best {args.select_metric} {state.best_metric:.4f} at epoch {state.best_epoch}; outputs in {output}/")
+
+def train_epochs(context, state, criterion, loaders, start_epoch, partial_progress, tensorboard):
+    """The epoch loop: train (from a mid-epoch position when resuming one), validate, save; an interrupt saves
+    last.pth where it stopped."""
+    args, rank = context.args, context.rank
+    for epoch in range(start_epoch, args.epochs + 1):
+        progress = partial_progress or engine.new_epoch_progress()
+        partial_progress = None
+        loaders.sampler.set_epoch(epoch, start_index=progress["steps"] * loaders.batch_size)
+        if epoch == 1 and progress["steps"] == 0 and rank == 0:
+            write_batch_grid(context, loaders.train)
+        try:
+            engine.train_one_epoch(
+                state, criterion, loaders.train, context.model_input, epoch, progress, epochs=args.epochs,
+                backbone_frozen=args.stage == "head", clip_grad=args.clip_grad, amp_dtype=context.amp_dtype,
+                show_progress=rank == 0, after_step=save_last_every_steps(context, state, epoch))
+        except KeyboardInterrupt:
+            save_last(context, state, epoch_in_progress=epoch, progress=progress)
+            log(rank, f"interrupted in epoch {epoch} after {progress['steps']} steps; saved "
+                      f"{context.output / 'last.pth'}; continue with --resume auto")
+            raise
+        validate_and_save_epoch(context, state, epoch, progress, loaders.val, tensorboard)
 
 
 def save_last_every_steps(context, state, epoch):

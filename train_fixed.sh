@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The seed's fix, end to end: sqrt class weights, strong augmentation and two stages, at 192 px rather than the
-# seed's 320 (chosen on real photos: benchmarks/resolution.md; IMG_SIZE=320 for the seed's), plus class-aware sqrt
-# sampling (chosen on real photos: benchmarks/realdata_final.md; SAMPLER=none leaves it out):
+# seed's 320 (chosen on real photos: benchmarks/reports/resolution.md; IMG_SIZE=320 for the seed's), plus class-aware sqrt
+# sampling (chosen on real photos: benchmarks/reports/realdata_final.md; SAMPLER=none leaves it out):
 #   stage 1: frozen backbone, only the classifier trains (recipes/fixed_stage1.yaml) -> checkpoints/task1_stage1
 #   stage 2: everything trains from stage 1's best (recipes/fixed_stage2.yaml)      -> checkpoints/task1_stage2
 #   then:    post-hoc logit adjustment of stage 2's best.pth, tau chosen on validation (CALIBRATE=0 skips it)

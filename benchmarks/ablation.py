@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 # runtime first: it sets OMP_WAIT_POLICY before torch loads, as the training runs it starts expect.
-import runtime  # noqa: E402, F401, I001
+from leafdisease.utils import runtime  # noqa: E402, F401, I001
 
 import matplotlib  # noqa: E402
 
@@ -34,17 +34,17 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-import checkpoint as checkpoint_format  # noqa: E402
-import cli  # noqa: E402
+from leafdisease.training import checkpoint as checkpoint_format  # noqa: E402
+from leafdisease.utils import cli  # noqa: E402
 import dataset  # noqa: E402
-import longtail  # noqa: E402
-import models  # noqa: E402
-import recipe  # noqa: E402
-from atomic_io import save_figure, write_csv, write_text  # noqa: E402
+from leafdisease.data import longtail  # noqa: E402
+from leafdisease.training import models  # noqa: E402
+from leafdisease.training import recipe  # noqa: E402
+from leafdisease.utils.atomic_io import save_figure, write_csv, write_text  # noqa: E402
 from benchmarks.report import header_lines, markdown_table, start_snapshot  # noqa: E402
 from benchmarks.runner import (format_minutes, format_percent, is_complete, load_record, mean_and_spread,  # noqa: E402
                                option_value, run_stage, settings_key)
-from errors import UserError, cli_entry  # noqa: E402
+from leafdisease.utils.errors import UserError, cli_entry  # noqa: E402
 
 BASELINE, HEAD, FULL = (recipe.settings(recipe.path_of(name)) for name in ("baseline", "fixed_stage1", "fixed_stage2"))
 DEMO = {name: recipe.settings(recipe.path_of(name), recipe.path_of("demo"))
@@ -107,7 +107,7 @@ def parse_args(argv=None):
     parser.add_argument("--no-pretrained", action="store_true", help="random initialisation")
     parser.add_argument("--pretrained-file", default=None, help="local weights file for --model")
     parser.add_argument("--workers", type=int, default=None, help="data-loading processes (default: train.py's)")
-    parser.add_argument("--out", default="benchmarks", help="folder for runs/ and the reports")
+    parser.add_argument("--out", default="benchmarks/reports", help="folder for runs/ and the reports")
     args = parser.parse_args(argv)
     cli.check_options(parser, args, OPTION_RULES)
     if any(RECIPES[row].two_stage for row in args.rows) and args.epochs < 2:

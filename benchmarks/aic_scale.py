@@ -34,13 +34,13 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-import sources  # noqa: E402
-from aichallenger_classes import OFFICIAL_TRAIN_COUNTS, OFFICIAL_VAL_COUNTS  # noqa: E402
-from atomic_io import write_text  # noqa: E402
+from leafdisease.data import sources  # noqa: E402
+from leafdisease.data.aichallenger_classes import OFFICIAL_TRAIN_COUNTS, OFFICIAL_VAL_COUNTS  # noqa: E402
+from leafdisease.utils.atomic_io import write_text  # noqa: E402
 from benchmarks.report import ROOT, header_lines, markdown_table, start_snapshot  # noqa: E402
-from demo_data import MIN_IMAGE_SIZE, render_leaf  # noqa: E402
-from errors import UserError, cli_entry  # noqa: E402
-from staged_output import map_parallel, staged_folder  # noqa: E402
+from leafdisease.data.demo_data import MIN_IMAGE_SIZE, render_leaf  # noqa: E402
+from leafdisease.utils.errors import UserError, cli_entry  # noqa: E402
+from leafdisease.data.staged_output import map_parallel, staged_folder  # noqa: E402
 
 TRAIN_DIR, TRAIN_JSON = sources.AICHALLENGER_SPLITS["train"]
 VAL_DIR, VAL_JSON = sources.AICHALLENGER_SPLITS["val"]
@@ -61,7 +61,7 @@ def parse_args(argv=None):
     parser.add_argument("--source", default="data/aic_standin", help="where the stand-in download is written")
     parser.add_argument("--data-dir", default="data/aic_scale", help="where it is cleaned")
     parser.add_argument("--runs", default="benchmarks/runs/aic_scale", help="train_fixed.sh's OUT_ROOT")
-    parser.add_argument("--out", default="benchmarks", help="folder for aic_scale.md and its plots")
+    parser.add_argument("--out", default="benchmarks/reports", help="folder for aic_scale.md and its plots")
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of the official counts (tests)")
     parser.add_argument("--img-size", type=int, default=64, help="training resolution of the two epochs")
     parser.add_argument("--batch-size", type=int, default=64)

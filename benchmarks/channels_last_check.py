@@ -25,19 +25,19 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 # runtime first: it sets OMP_WAIT_POLICY before torch loads, as train.py runs.
-import runtime  # noqa: E402, I001
+from leafdisease.utils import runtime  # noqa: E402, I001
 
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-import checkpoint as checkpoint_format  # noqa: E402
-import evaluation  # noqa: E402
-import inference  # noqa: E402
-import models  # noqa: E402
-from atomic_io import write_text  # noqa: E402
+from leafdisease.training import checkpoint as checkpoint_format  # noqa: E402
+from leafdisease.evaluation import reports  # noqa: E402
+from leafdisease.deployment import inference  # noqa: E402
+from leafdisease.training import models  # noqa: E402
+from leafdisease.utils.atomic_io import write_text  # noqa: E402
 from benchmarks.report import header_lines, markdown_table, start_snapshot  # noqa: E402
 from benchmarks.resolution import RESULT_FILE  # noqa: E402
-from errors import UserError, cli_entry  # noqa: E402
+from leafdisease.utils.errors import UserError, cli_entry  # noqa: E402
 
 FORMATS = {"NCHW": False, "channels_last": True}
 SETTINGS = {False: "off", True: "on"}  # train.py --channels-last
@@ -49,7 +49,7 @@ def parse_args(argv=None):
     parser.add_argument("--channels-last", required=True, help="resolution.py --out folder of the channels_last runs")
     parser.add_argument("--test", default="../shared/realdata/field13/test", help="the test split the runs scored")
     parser.add_argument("--img-size", type=int, default=128, help="the precision part's input size")
-    parser.add_argument("--out", default="benchmarks")
+    parser.add_argument("--out", default="benchmarks/reports")
     return parser.parse_args(argv)
 
 
@@ -121,11 +121,11 @@ def test_balanced_acc(checkpoint_path, test, tau, channels_last):
     """Balanced accuracy of the checkpoint on `test` with this tau, the model and its inputs in this format."""
     checkpoint = checkpoint_format.load(checkpoint_path, need="weights")
     model = inference.build_model(checkpoint, checkpoint_path)
-    labelled = evaluation.read_labelled_set(test, checkpoint)
+    labelled = reports.read_labelled_set(test, checkpoint)
     scores, indices, _ = inference.predict_scores(model, labelled.paths, checkpoint, torch.device("cpu"),
                                                   batch_size=64, channels_last=SETTINGS[channels_last],
                                                   desc=f"scoring {checkpoint_path.parent.parent.name}")
-    values, _, _ = evaluation.score_metrics(scores, labelled.targets[indices.numpy()], checkpoint, tau)
+    values, _, _ = reports.score_metrics(scores, labelled.targets[indices.numpy()], checkpoint, tau)
     return values["balanced_acc"], scores
 
 

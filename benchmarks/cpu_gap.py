@@ -1,7 +1,7 @@
 """Where the full stage loses speed against a plain fine-tune on a CPU: the cost of each component, then one
 setting changed at a time.
 
-    python benchmarks/cpu_gap.py                     # demo data, 128 px, batch 32, 2 rounds -> benchmarks/cpu_gap.md
+    python benchmarks/cpu_gap.py                     # demo data, 128 px, batch 32, 2 rounds -> benchmarks/reports/cpu_gap.md
     python benchmarks/cpu_gap.py --rounds 3 --variants as-is no-clip plain-aug
     python benchmarks/cpu_gap.py --rounds 0          # the components only (a few seconds of CPU)
 
@@ -39,11 +39,11 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 import dataset  # noqa: E402
-import models  # noqa: E402
-from atomic_io import write_text  # noqa: E402
+from leafdisease.training import models  # noqa: E402
+from leafdisease.utils.atomic_io import write_text  # noqa: E402
 from benchmarks.feeding import cpu_ms  # noqa: E402
 from benchmarks.report import header_lines, markdown_table, start_snapshot  # noqa: E402
-from errors import UserError, cli_entry  # noqa: E402
+from leafdisease.utils.errors import UserError, cli_entry  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 # name: (extra train.py arguments, environment changes, what it tests)
@@ -70,7 +70,7 @@ def parse_args(argv=None):
     parser.add_argument("--val-images", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    parser.add_argument("--out", default="benchmarks")
+    parser.add_argument("--out", default="benchmarks/reports")
     args = parser.parse_args(argv)
     if "as-is" not in args.variants:
         args.variants.insert(0, "as-is")

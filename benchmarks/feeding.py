@@ -1,6 +1,6 @@
 """Can the CPU side feed a fast GPU at 320 px? The cost of one training image on one core, by stage.
 
-    python benchmarks/feeding.py                  # 320 px, writes benchmarks/feeding.md
+    python benchmarks/feeding.py                  # 320 px, writes benchmarks/reports/feeding.md
     python benchmarks/feeding.py --repeats 40 --img-size 128
 
 One process, one thread (as a DataLoader worker runs: OpenCV single-threaded), so the figures are the cost per
@@ -30,12 +30,12 @@ import pandas as pd  # noqa: E402
 from albumentations.pytorch import ToTensorV2  # noqa: E402
 from torch.utils.data import default_collate  # noqa: E402
 
-import cleaning  # noqa: E402
+from leafdisease.data import cleaning  # noqa: E402
 import dataset  # noqa: E402
-from atomic_io import write_text  # noqa: E402
+from leafdisease.utils.atomic_io import write_text  # noqa: E402
 from benchmarks.report import header_lines, markdown_table, start_snapshot  # noqa: E402
 from benchmarks.speed import render_photo  # noqa: E402
-from errors import cli_entry  # noqa: E402
+from leafdisease.utils.errors import cli_entry  # noqa: E402
 
 TRAIN_IMAGES, HEAD_EPOCHS, FULL_EPOCHS = 31_718, 10, 40  # AI Challenger 2018's training split; the seed's stages
 TARGET_SECONDS = 15 * 60
@@ -50,7 +50,7 @@ def parse_args(argv=None):
     parser.add_argument("--max-sides", type=int, nargs="+", default=[512, 1024],
                         help="cleaning --max-side values whose re-encoded copies are measured")
     parser.add_argument("--cores", type=int, default=16, help="cores of the GPU machine in the estimate")
-    parser.add_argument("--out", default="benchmarks")
+    parser.add_argument("--out", default="benchmarks/reports")
     return parser.parse_args(argv)
 
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The prepared GPU check: every CUDA-specific path of the project run once on a real GPU, in at most 5 minutes,
-# with its figures written to benchmarks/gpu.md.
+# with its figures written to benchmarks/reports/gpu.md.
 #
 #   bash benchmarks/gpu_check.sh                   # on a GPU machine
 #   GPU_CHECK_CPU=1 bash benchmarks/gpu_check.sh   # quick CPU mode (tiny model and images; chosen by itself
@@ -29,7 +29,7 @@
 #
 # Settings (environment variables):
 #   GPU_CHECK_CPU=1          quick CPU mode even where CUDA is available
-#   GPU_CHECK_REPORT         the report (default benchmarks/gpu.md; CPU mode: WORK/gpu_check.md, so that no CPU
+#   GPU_CHECK_REPORT         the report (default benchmarks/reports/gpu.md; CPU mode: WORK/gpu_check.md, so that no CPU
 #                   figure ever lands in gpu.md)
 #   GPU_CHECK_WORK           logs, demo data, checkpoints (default: a new temporary folder, kept)
 #   GPU_CHECK_PARTS          the parts to run (default: all, in the order above)
@@ -66,7 +66,7 @@ if [[ -n "${GPU_CHECK_CPU:-}" ]] || ! "$PYTHON" -c "import sys, torch; sys.exit(
   REPORT=${GPU_CHECK_REPORT:-$WORK/gpu_check.md}
 else
   MODE=gpu
-  REPORT=${GPU_CHECK_REPORT:-benchmarks/gpu.md}
+  REPORT=${GPU_CHECK_REPORT:-benchmarks/reports/gpu.md}
 fi
 # Parts and limits: name gpu-limit cpu-limit.
 PART_TABLE="environment 10 600

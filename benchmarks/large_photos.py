@@ -39,11 +39,11 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-import recipe  # noqa: E402
-from atomic_io import write_csv, write_text  # noqa: E402
+from leafdisease.training import recipe  # noqa: E402
+from leafdisease.utils.atomic_io import write_csv, write_text  # noqa: E402
 from benchmarks.cpu_gap import VARIANTS as CPU_GAP_VARIANTS  # noqa: E402
 from benchmarks.report import header_lines, markdown_table, start_snapshot  # noqa: E402
-from errors import UserError, cli_entry  # noqa: E402
+from leafdisease.utils.errors import UserError, cli_entry  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SOURCE = ROOT.parent / "shared" / "realdata" / "field13"
@@ -68,7 +68,7 @@ def parse_args(argv=None):
     parser.add_argument("--variants", nargs="+", choices=RUNS, default=list(RUNS))
     parser.add_argument("--reference-code", default=None,
                         help="a checkout of the code before the change (with its .venv), for plain and fixed-before")
-    parser.add_argument("--out", default="benchmarks")
+    parser.add_argument("--out", default="benchmarks/reports")
     args = parser.parse_args(argv)
     if not (Path(args.source) / "train").is_dir():
         raise UserError(f"--source {args.source}: no train/ folder (expected field13's train/, val/, test/)")

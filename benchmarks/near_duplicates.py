@@ -8,7 +8,7 @@
 2. Hashing (near_duplicates.perceptual_hash), the per-image cost the decode check gains: on the image exactly as
    cleaning.inspect_image has decoded it, for synthetic camera-size JPEGs (--photo-size) and demo-size ones
    (160 px), scaled to --images over --workers decode-check processes.
-Writes benchmarks/near_duplicates.md.
+Writes benchmarks/reports/near_duplicates.md.
 """
 import argparse
 import sys
@@ -22,12 +22,12 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from PIL import Image  # noqa: E402
 
-import cleaning  # noqa: E402
-import near_duplicates  # noqa: E402
-from atomic_io import write_text  # noqa: E402
+from leafdisease.data import cleaning  # noqa: E402
+from leafdisease.data import near_duplicates  # noqa: E402
+from leafdisease.utils.atomic_io import write_text  # noqa: E402
 from benchmarks.photos import render_photo  # noqa: E402
 from benchmarks.report import header_lines, markdown_table, start_snapshot  # noqa: E402
-from errors import cli_entry  # noqa: E402
+from leafdisease.utils.errors import cli_entry  # noqa: E402
 
 TARGET_SECONDS = 60.0
 DEMO_SIZE = 160

@@ -31,7 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 # runtime first: it sets OMP_WAIT_POLICY before torch loads, as the training runs it starts expect.
-import runtime  # noqa: E402, F401, I001
+from leafdisease.utils import runtime  # noqa: E402, F401, I001
 
 import matplotlib  # noqa: E402
 
@@ -41,19 +41,19 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-import checkpoint as checkpoint_format  # noqa: E402
-from aichallenger_classes import OFFICIAL_TRAIN_COUNTS  # noqa: E402
-import cleaning  # noqa: E402
-import evaluation  # noqa: E402
-import inference  # noqa: E402
-import longtail  # noqa: E402
-import metrics  # noqa: E402
-import models  # noqa: E402
-import recipe  # noqa: E402
-from atomic_io import save_figure, save_torch, write_csv, write_json, write_text  # noqa: E402
+from leafdisease.training import checkpoint as checkpoint_format  # noqa: E402
+from leafdisease.data.aichallenger_classes import OFFICIAL_TRAIN_COUNTS  # noqa: E402
+from leafdisease.data import cleaning  # noqa: E402
+from leafdisease.evaluation import reports  # noqa: E402
+from leafdisease.deployment import inference  # noqa: E402
+from leafdisease.data import longtail  # noqa: E402
+from leafdisease.evaluation import metrics  # noqa: E402
+from leafdisease.training import models  # noqa: E402
+from leafdisease.training import recipe  # noqa: E402
+from leafdisease.utils.atomic_io import save_figure, save_torch, write_csv, write_json, write_text  # noqa: E402
 from benchmarks.report import header_lines, markdown_table, start_snapshot  # noqa: E402
 from benchmarks.runner import format_minutes, format_percent, mean_and_spread, run_stages  # noqa: E402
-from errors import UserError, cli_entry  # noqa: E402
+from leafdisease.utils.errors import UserError, cli_entry  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SOURCE = ROOT.parent / "shared" / "realdata" / "field13"
@@ -135,7 +135,7 @@ def add_run_options(parser):
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--no-pretrained", action="store_true", help="random initialisation (tests)")
     parser.add_argument("--workers", type=int, default=None, help="data-loading processes (default: train.py's)")
-    parser.add_argument("--out", default="benchmarks", help="folder for runs/ and the reports")
+    parser.add_argument("--out", default="benchmarks/reports", help="folder for runs/ and the reports")
 
 
 def complete_run_options(args):
@@ -270,7 +270,7 @@ def score_run(args, checkpoint_path, checkpoint):
     model = inference.build_model(checkpoint, checkpoint_path)
     scored = {}
     for split, data in (("val", args.data_dir), ("test", args.test)):
-        labelled = evaluation.read_labelled_set(data, checkpoint)
+        labelled = reports.read_labelled_set(data, checkpoint)
         scores, indices, unreadable = inference.predict_scores(
             model, labelled.paths, checkpoint, torch.device("cpu"), batch_size=64,
             workers=0, desc=f"scoring {split}")
@@ -298,7 +298,7 @@ def run_result(args, row, seed, record):
     result["tau"] = tau
     tiny = np.asarray(checkpoint["train_counts"]) <= TINY_CLASS_MAX_IMAGES
     for split in ("val", "test"):
-        values, per_class, _ = evaluation.score_metrics(scored[split]["scores"], scored[split]["targets"].numpy(),
+        values, per_class, _ = reports.score_metrics(scored[split]["scores"], scored[split]["targets"].numpy(),
                                                         checkpoint, tau)
         present_tiny = tiny & (per_class["support"] > 0).to_numpy()
         values["tiny_acc"] = float(per_class["recall"][present_tiny].mean()) if present_tiny.any() else float("nan")

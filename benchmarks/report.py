@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import torch
 
-import runtime
+from leafdisease.utils import runtime
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -29,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 # runtime first: it sets OMP_WAIT_POLICY before torch loads, as the training runs it starts expect.
-import runtime  # noqa: E402, F401, I001
+from leafdisease.utils import runtime  # noqa: E402, F401, I001
 
 import matplotlib  # noqa: E402
 
@@ -39,15 +39,15 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-import checkpoint as checkpoint_format  # noqa: E402
-import evaluation  # noqa: E402
-import inference  # noqa: E402
-import metrics  # noqa: E402
-from atomic_io import save_figure, write_csv, write_json, write_text  # noqa: E402
+from leafdisease.training import checkpoint as checkpoint_format  # noqa: E402
+from leafdisease.evaluation import reports  # noqa: E402
+from leafdisease.deployment import inference  # noqa: E402
+from leafdisease.evaluation import metrics  # noqa: E402
+from leafdisease.utils.atomic_io import save_figure, write_csv, write_json, write_text  # noqa: E402
 from benchmarks import realdata  # noqa: E402
 from benchmarks.report import header_lines, machine_lines, markdown_table, start_snapshot  # noqa: E402
 from benchmarks.runner import format_percent, mean_and_spread, run_stages  # noqa: E402
-from errors import UserError, cli_entry  # noqa: E402
+from leafdisease.utils.errors import UserError, cli_entry  # noqa: E402
 
 MODEL_ALIASES = {f"lite{k}": f"tf_efficientnet_lite{k}" for k in range(3)}
 DEFAULT_ROWS = ("lite0@128", "lite0@192", "lite0@256", "lite2@128", "lite2@192")
@@ -126,7 +126,7 @@ def scores_at(args, model, checkpoint, img_size, tta):
     resized = dict(checkpoint, img_size=img_size)
     scored = {}
     for split, data in (("val", args.data_dir), ("test", args.test)):
-        labelled = evaluation.read_labelled_set(data, checkpoint)
+        labelled = reports.read_labelled_set(data, checkpoint)
         scores, indices, unreadable = inference.predict_scores(model, labelled.paths, resized, torch.device("cpu"),
                                                                batch_size=64, tta=tta, desc=f"scoring {split}")
         if unreadable:
@@ -157,7 +157,7 @@ def score_run(args, row, seed, record):
                                        realdata.TAU_GRID, many, few).tau
         line = dict(base, scoring=name, eval_px=eval_px, tta=tta, tau=tau)
         for split, (scores, targets) in scored.items():
-            values, _, _ = evaluation.score_metrics(scores, targets, checkpoint, tau)
+            values, _, _ = reports.score_metrics(scores, targets, checkpoint, tau)
             # realdata's per-run extras (the 1-2 photo classes, crop and disease accuracy) may be absent
             line.update({f"{split}_{metric}": values.get(metric, float("nan")) for metric in realdata.METRICS})
         lines.append(line)

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-import checkpoint as checkpoint_format
-import run_log
-from atomic_io import write_json
-from errors import EXIT_INTERRUPTED, EXIT_TRAINING_DIVERGED, UserError
+from leafdisease.training import checkpoint as checkpoint_format
+from leafdisease.training import run_log
+from leafdisease.utils.atomic_io import write_json
+from leafdisease.utils.errors import EXIT_INTERRUPTED, EXIT_TRAINING_DIVERGED, UserError
 
 RUN_RECORD = "ablation_run.json"
 TRAIN_SCRIPT = Path(__file__).resolve().parent.parent / "train.py"

@@ -27,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 # runtime first: it sets OMP_WAIT_POLICY before torch loads, so this measures the loop as a real run executes it.
-import runtime  # noqa: E402, I001
+from leafdisease.utils import runtime  # noqa: E402, I001
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
@@ -35,16 +35,16 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from timm.data import resolve_data_config  # noqa: E402
 
-import cleaning  # noqa: E402
+from leafdisease.data import cleaning  # noqa: E402
 import dataset  # noqa: E402
-import longtail  # noqa: E402
-import models  # noqa: E402
-import recipe  # noqa: E402
-import engine  # noqa: E402
-from atomic_io import write_text  # noqa: E402
+from leafdisease.data import longtail  # noqa: E402
+from leafdisease.training import models  # noqa: E402
+from leafdisease.training import recipe  # noqa: E402
+from leafdisease.training import engine  # noqa: E402
+from leafdisease.utils.atomic_io import write_text  # noqa: E402
 from benchmarks.photos import render_photo  # noqa: E402
 from benchmarks.report import header_lines, markdown_table, start_snapshot  # noqa: E402
-from errors import UserError, cli_entry  # noqa: E402
+from leafdisease.utils.errors import UserError, cli_entry  # noqa: E402
 
 DEMO_STAGE2 = recipe.settings(recipe.path_of("fixed_stage2"), recipe.path_of("demo"))
 TARGET_LOOP_RATIO = 0.90
@@ -97,7 +97,7 @@ def parse_args(argv=None):
                         help="resolution of the CUDA measurements (default: recipes/fixed_stage2.yaml's)")
     parser.add_argument("--gpu-only", action="store_true",
                         help="only the GPU part (at --gpu-img-size, bf16, channels_last), on --device")
-    parser.add_argument("--out", default="benchmarks")
+    parser.add_argument("--out", default="benchmarks/reports")
     args = parser.parse_args(argv)
     if args.steps < 1 or args.batch_size < 1 or args.photos < 1:
         parser.error("--steps, --batch-size and --photos must be positive")

@@ -20,14 +20,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 # runtime first: it sets OMP_WAIT_POLICY before torch loads, as train.py runs.
-import runtime  # noqa: E402, I001
+from leafdisease.utils import runtime  # noqa: E402, I001
 
 import torch  # noqa: E402
 
-import models  # noqa: E402
-from atomic_io import write_text  # noqa: E402
+from leafdisease.training import models  # noqa: E402
+from leafdisease.utils.atomic_io import write_text  # noqa: E402
 from benchmarks.report import header_lines, start_snapshot  # noqa: E402
-from errors import cli_entry  # noqa: E402
+from leafdisease.utils.errors import cli_entry  # noqa: E402
 
 # name: (channels_last, compiled), as train.py --channels-last on / --compile set them
 VARIANTS = {"eager": (False, False), "channels_last": (True, False), "compiled": (False, True)}
@@ -41,7 +41,7 @@ def parse_args(argv=None):
     parser.add_argument("--steps", type=int, default=6, help="timed steps per variant, alternating")
     parser.add_argument("--variants", nargs="+", choices=tuple(VARIANTS), default=list(VARIANTS))
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--out", default="benchmarks")
+    parser.add_argument("--out", default="benchmarks/reports")
     return parser.parse_args(argv)
 
 

@@ -33,13 +33,13 @@ DATA_SOURCE=${DATA_SOURCE:-}
 
 # True when DATA_DIR was cleaned from the built-in demo.
 cleaned_is_demo() {
-  "$PYTHON" -c 'import sys, cleaning; sys.exit(0 if cleaning.cleaned_from_demo(sys.argv[1]) else 1)' "$DATA_DIR"
+  "$PYTHON" -c 'import sys; from leafdisease.data import cleaning; sys.exit(0 if cleaning.cleaned_from_demo(sys.argv[1]) else 1)' "$DATA_DIR"
 }
 
 # Sets PROFILE to "demo" or "real".
 prepare_data() {
   # Decoding photos far larger than the training crops costs more CPU time than the model at 128 px
-  # (benchmarks/feeding.md), so by default cleaning caches smaller copies when the photos are that large.
+  # (benchmarks/reports/feeding.md), so by default cleaning caches smaller copies when the photos are that large.
   local max_side=${MAX_SIDE:-auto} CACHE_ARGS=()
   if [[ "$max_side" != off ]]; then CACHE_ARGS=(--max-side "$max_side"); fi
   add_if_set CACHE_ARGS --img-size "${IMG_SIZE:-}"

@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 import analyze_data
-import demo_data
-from sources import AICHALLENGER_SPLITS
+from leafdisease.data import demo_data
+from leafdisease.data.sources import AICHALLENGER_SPLITS
 
 SCRIPT = Path(__file__).resolve().parent.parent / "analyze_data.py"
 TINY_DEMO = ["--demo-scale", "0.002", "--demo-image-size", "48", "--workers", "2"]

@@ -18,11 +18,11 @@ import torch
 
 import app
 import dataset
-import diagnosis
-import hierarchy
+from leafdisease.deployment import diagnosis
+from leafdisease.data import hierarchy
 import predict
 from conftest import ROOT
-from errors import UserError
+from leafdisease.utils.errors import UserError
 
 MIN_CONFIDENCE = 0.4
 

@@ -17,18 +17,18 @@ import torch
 from PIL import Image
 
 import analyze_data
-import atomic_io
-import cleaning
+from leafdisease.utils import atomic_io
+from leafdisease.data import cleaning
 import dataset
 import evaluate
 import export
-import inference
+from leafdisease.deployment import inference
 import predict
-import sources
+from leafdisease.data import sources
 import train
 import visualize_training
 from conftest import write_cleaned_dataset
-from errors import UserError
+from leafdisease.utils.errors import UserError
 from tiny_run import TINY_ARGS
 
 

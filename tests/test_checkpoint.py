@@ -7,11 +7,11 @@ import pytest
 import timm
 import torch
 
-import checkpoint
+from leafdisease.training import checkpoint
 import predict
 import train
 import visualize_training
-from errors import UserError
+from leafdisease.utils.errors import UserError
 from tiny_run import TINY_ARGS
 
 

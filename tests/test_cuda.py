@@ -12,8 +12,8 @@ import torch
 import yaml
 
 import dataset
-import engine
-import runtime
+from leafdisease.training import engine
+from leafdisease.utils import runtime
 from tiny_run import load_checkpoint, run_stage
 
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (see benchmarks/gpu_check.sh)")

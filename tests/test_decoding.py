@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import cleaning
+from leafdisease.data import cleaning
 import dataset
-import inference
+from leafdisease.deployment import inference
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import demo_data.writer  # noqa: E402
-from demo_data import (  # noqa: E402
+from leafdisease.data.demo_data import writer as demo_writer  # noqa: E402
+from leafdisease.data.demo_data import (  # noqa: E402
     CLASS_NAMES,
     FULL_TRAIN_COUNTS,
     TRAIN_ANNOTATIONS,
@@ -24,7 +24,7 @@ from demo_data import (  # noqa: E402
     generate_demo,
     render_leaf,
 )
-from errors import UserError  # noqa: E402
+from leafdisease.utils.errors import UserError  # noqa: E402
 
 TINY = dict(scale=0.002, image_size=48, seed=3)
 
@@ -149,7 +149,7 @@ def test_second_call_reuses_a_complete_demo(tmp_path, monkeypatch):
     def must_not_render(*args):
         raise AssertionError("a complete demo was regenerated")
 
-    monkeypatch.setattr(demo_data.writer, "_write_image", must_not_render)
+    monkeypatch.setattr(demo_writer, "_write_image", must_not_render)
     assert generate_demo(tmp_path / "demo", workers=1, **TINY) == root
     assert _file_bytes(root) == before
 

@@ -10,7 +10,7 @@ import timm
 import torch
 
 import dataset
-import engine
+from leafdisease.training import engine
 import train
 
 ROOT = Path(__file__).resolve().parent.parent

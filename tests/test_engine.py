@@ -9,12 +9,12 @@ import pytest
 import torch
 from timm.utils import ModelEmaV3
 
-import checkpoint
+from leafdisease.training import checkpoint
 import dataset
-import engine
-import models
+from leafdisease.training import engine
+from leafdisease.training import models
 from benchmarks import runner
-from errors import UserError
+from leafdisease.utils.errors import UserError
 
 NUM_CLASSES, BATCH = 3, 4
 CPU_INPUT = dataset.ModelInput.for_config({"mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)}, torch.device("cpu"))

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 import evaluate
-import evaluation
+from leafdisease.evaluation import reports
 import export
-import metrics
+from leafdisease.evaluation import metrics
 
 
 def run_evaluate(model_path, data, output, *argv):
@@ -53,9 +53,9 @@ def test_coverage_report_matches_the_probabilities(trained_checkpoint, tiny_clea
 
 def test_misclassified_grid_gets_grad_cam_of_the_predicted_class(tmp_path):
     probabilities = np.array([[0.2, 0.8], [0.7, 0.3], [0.4, 0.6], [0.9, 0.1]])
-    labelled = evaluation.LabelledSet("set", "test", ["a.png", "b.png", "c.png", "d.png"], np.array([0, 1, 0, 0]))
+    labelled = reports.LabelledSet("set", "test", ["a.png", "b.png", "c.png", "d.png"], np.array([0, 1, 0, 0]))
     checkpoint = {"class_ids": [3, 7], "class_names": ["rust", "healthy"], "train_counts": [5, 5]}
-    result, per_class, confusion = evaluation.score_metrics(torch.log(torch.tensor(probabilities)), labelled.targets,
+    result, per_class, confusion = reports.score_metrics(torch.log(torch.tensor(probabilities)), labelled.targets,
                                                             checkpoint)
     calls = []
 
@@ -63,7 +63,7 @@ def test_misclassified_grid_gets_grad_cam_of_the_predicted_class(tmp_path):
         calls.append((paths, class_indices))
         return [np.zeros((8, 16, 3), np.uint8) for _ in paths]
 
-    evaluation.write_evaluation_report(tmp_path, result, per_class, confusion, probabilities, labelled, checkpoint,
+    reports.write_evaluation_report(tmp_path, result, per_class, confusion, probabilities, labelled, checkpoint,
                                        {}, explainer=explainer)
     # Errors: a.png (rust predicted healthy), c.png (rust -> healthy), b.png (healthy -> rust).
     assert len(calls) == 1

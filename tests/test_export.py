@@ -9,11 +9,11 @@ import pytest
 import timm
 import torch
 
-import checkpoint as checkpoint_format
+from leafdisease.training import checkpoint as checkpoint_format
 import dataset
-import deployment
+from leafdisease.deployment import formats
 import export
-import inference
+from leafdisease.deployment import inference
 import predict
 import train
 from conftest import write_cleaned_dataset
@@ -46,7 +46,7 @@ def exported(checkpoint, data_dir, tmp_path_factory):
 def val_images(checkpoint, data_dir):
     card = checkpoint_format.load(checkpoint)
     paths = dataset.load_metadata(data_dir).val["path"].tolist()
-    return paths, deployment.transformed_images(paths, card)
+    return paths, formats.transformed_images(paths, card)
 
 
 def reference_logits(checkpoint, images):
@@ -71,7 +71,7 @@ def test_timm_folder_loads_without_num_classes(exported, checkpoint, val_images)
     assert cfg["interpolation"] == dataset.EVAL_INTERPOLATION
     with torch.no_grad():
         assert torch.allclose(model(val_images[1]), reference_logits(checkpoint, val_images[1]), atol=1e-6)
-    card = json.loads((exported / "config.json").read_text())[deployment.CARD_KEY]
+    card = json.loads((exported / "config.json").read_text())[formats.CARD_KEY]
     assert card["class_ids"] == [0, 2, 3] and card["train_counts"] == loaded["train_counts"]
 
 
@@ -82,7 +82,7 @@ def test_onnx_has_dynamic_batch_and_matches_pytorch(exported, checkpoint, val_im
     images = val_images[1]
     expected = reference_logits(checkpoint, images).numpy()
     for batch in (images[:1], images[:7], images):
-        got = session.run(None, {deployment.ONNX_INPUT: batch.numpy()})[0]
+        got = session.run(None, {formats.ONNX_INPUT: batch.numpy()})[0]
         assert got.shape == (len(batch), 3)
         assert np.abs(got - expected[:len(batch)]).max() < 1e-4
         assert (got.argmax(1) == expected[:len(batch)].argmax(1)).all()
@@ -93,7 +93,7 @@ def test_export_prints_the_logit_difference(checkpoint, data_dir, tmp_path, caps
                  "--verify-images", str(data_dir / "images"), "--verify-count", "5"])
     lines = [line for line in capsys.readouterr().out.splitlines() if "max |logit difference|" in line]
     assert len(lines) == 1 and "on 5 images" in lines[0] and "predicted classes agree" in lines[0]
-    assert float(lines[0].split("PyTorch ")[1].split()[0]) < deployment.DEFAULT_MAX_LOGIT_DIFF
+    assert float(lines[0].split("PyTorch ")[1].split()[0]) < formats.DEFAULT_MAX_LOGIT_DIFF
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]
 
 

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 import torch
 
-import atomic_io
-import engine
+from leafdisease.utils import atomic_io
+from leafdisease.training import engine
 import train
 from tiny_run import TINY_ARGS
 

@@ -49,7 +49,7 @@ def test_cpu_mode_runs_every_part_and_reports_it(cpu_check):
     assert "full stage training | random tensors in memory" in speed and "| evaluation | DataLoader" in speed
     assert "Whole loop / model-only" in speed
     assert "distributed: gloo, 1 process(es)" in section(report, "torchrun")[1]
-    # Without GPU_CHECK_REPORT the CPU mode writes into its work folder, never into benchmarks/gpu.md.
+    # Without GPU_CHECK_REPORT the CPU mode writes into its work folder, never into benchmarks/reports/gpu.md.
     assert (work / "gpu_check.md").exists()
 
 

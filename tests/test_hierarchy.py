@@ -9,20 +9,20 @@ import pytest
 import torch
 
 import analyze_data
-import checkpoint as checkpoint_format
+from leafdisease.training import checkpoint as checkpoint_format
 import dataset
 import evaluate
 import export
-import hierarchy
-import losses
+from leafdisease.data import hierarchy
+from leafdisease.training import losses
 import predict
 import train
 import visualize_training
-from aichallenger_classes import AICHALLENGER_CLASS_NAMES
-from cleaning import clean_dataset
+from leafdisease.data.aichallenger_classes import AICHALLENGER_CLASS_NAMES
+from leafdisease.data.cleaning import clean_dataset
 from conftest import write_cleaned_dataset
 from dataset import load_metadata
-from errors import UserError
+from leafdisease.utils.errors import UserError
 from test_cleaning import write_image, write_imagefolder
 from tiny_run import TINY_ARGS
 

@@ -8,15 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import longtail
-from cleaning import clean_dataset
+from leafdisease.data import longtail
+from leafdisease.data.cleaning import clean_dataset
 from test_cleaning import write_imagefolder
 
 ROOT = Path(__file__).resolve().parent.parent
 HEAVY = ("torch", "albumentations", "cv2")
 
 
-@pytest.mark.parametrize("module, allowed", [("longtail", ()), ("metrics", ()), ("cleaning", ("cv2",))])
+@pytest.mark.parametrize("module, allowed", [("leafdisease.data.longtail", ()), ("leafdisease.evaluation.metrics", ()), ("leafdisease.data.cleaning", ("cv2",))])
 def test_module_imports_without_torch(module, allowed):
     """cleaning keeps OpenCV itself: it checks that the trainer's reader decodes each image."""
     code = (f"import sys; import {module}; "

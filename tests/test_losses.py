@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from losses import FocalLoss, LogitAdjustedLoss, build_loss
+from leafdisease.training.losses import FocalLoss, LogitAdjustedLoss, build_loss
 
 LOGITS = torch.tensor([[2.0, 0.0, -1.0], [0.5, 1.5, 0.0]])
 TARGETS = torch.tensor([0, 2])

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from metrics import classification_metrics, collapse_warning, confusion_matrix, per_class_metrics
+from leafdisease.evaluation.metrics import classification_metrics, collapse_warning, confusion_matrix, per_class_metrics
 
 
 def logits_for(predictions, num_classes):
@@ -54,7 +54,7 @@ def test_top5_counts_true_class_within_five_highest():
 
 
 def test_a_class_without_images_is_undefined_not_zero_in_tables_and_named_in_the_confusion_matrix(monkeypatch):
-    import plots
+    from leafdisease.evaluation import plots
 
     confusion = np.array([[3, 1, 0], [0, 2, 0], [0, 0, 0]])  # class 2: trained on, no validation image
     per_class = per_class_metrics(confusion)

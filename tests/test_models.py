@@ -5,9 +5,9 @@ import pytest
 import timm
 import torch
 
-import models
-from demo_data.photo import render_leaf
-from errors import UserError
+from leafdisease.training import models
+from leafdisease.data.demo_data.photo import render_leaf
+from leafdisease.utils.errors import UserError
 
 
 def hub_refused(monkeypatch):

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 
 import analyze_data
-import near_duplicates
-from cleaning import clean_dataset
-from errors import UserError
+from leafdisease.data import near_duplicates
+from leafdisease.data.cleaning import clean_dataset
+from leafdisease.utils.errors import UserError
 
 
 def brute_force(query, reference, threshold):

@@ -11,10 +11,10 @@ import torch
 from PIL import Image
 from timm.data import resolve_data_config
 
-import cleaning
+from leafdisease.data import cleaning
 import dataset
-import engine
-import inference
+from leafdisease.training import engine
+from leafdisease.deployment import inference
 import predict
 import train
 from conftest import write_cleaned_dataset

@@ -5,12 +5,12 @@ import pandas as pd
 import pytest
 import torch
 
-import checkpoint as checkpoint_format
+from leafdisease.training import checkpoint as checkpoint_format
 import dataset
-import explain
-import hierarchy
+from leafdisease.deployment import explain
+from leafdisease.data import hierarchy
 import export
-import inference
+from leafdisease.deployment import inference
 import predict
 import train
 from conftest import write_cleaned_dataset

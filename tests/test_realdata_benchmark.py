@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 import torch
 
-import checkpoint as checkpoint_format
-import evaluation
-import inference
+from leafdisease.training import checkpoint as checkpoint_format
+from leafdisease.evaluation import reports
+from leafdisease.deployment import inference
 from benchmarks import realdata
 
 
@@ -61,7 +61,7 @@ def test_rows_are_trained_scored_and_resumed(tmp_path, tiny_profile, capsys):
     search = inference.search_tau(scored["val"]["scores"], scored["val"]["targets"].numpy(), checkpoint["train_counts"],
                                   realdata.TAU_GRID, 100, 20)
     assert fixed_tau["tau"] == search.tau
-    test_metrics, _, _ = evaluation.score_metrics(scored["test"]["scores"], scored["test"]["targets"].numpy(),
+    test_metrics, _, _ = reports.score_metrics(scored["test"]["scores"], scored["test"]["targets"].numpy(),
                                                   checkpoint, search.tau)
     assert fixed_tau["test_balanced_acc"] == pytest.approx(test_metrics["balanced_acc"])
     assert len(scored["test"]["targets"]) == 11 and len(scored["val"]["targets"]) == 8

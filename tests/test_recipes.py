@@ -4,9 +4,9 @@ import pytest
 import torch
 import yaml
 
-import recipe
+from leafdisease.training import recipe
 import train
-from errors import UserError
+from leafdisease.utils.errors import UserError
 from tiny_run import TINY_ARGS
 
 

@@ -5,9 +5,9 @@ import os
 import subprocess
 import sys
 
-import atomic_io
-import cleaning
-import progress
+from leafdisease.utils import atomic_io
+from leafdisease.data import cleaning
+from leafdisease.utils import progress
 from test_bad_input import image_folder
 
 

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-import run_log
+from leafdisease.training import run_log
 import train
 from tiny_run import TINY_ARGS
 

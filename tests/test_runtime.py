@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-import runtime
-from errors import UserError
+from leafdisease.utils import runtime
+from leafdisease.utils.errors import UserError
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from aichallenger_classes import AICHALLENGER_CLASS_NAMES
-from errors import UserError
-from sources import AICHALLENGER_LISTS, AICHALLENGER_SPLITS, detect_format, read_source
+from leafdisease.data.aichallenger_classes import AICHALLENGER_CLASS_NAMES
+from leafdisease.utils.errors import UserError
+from leafdisease.data.sources import AICHALLENGER_LISTS, AICHALLENGER_SPLITS, detect_format, read_source
 
 TRAIN_DIR, TRAIN_JSON = AICHALLENGER_SPLITS["train"]
 VAL_DIR, VAL_JSON = AICHALLENGER_SPLITS["val"]
@@ -82,7 +82,7 @@ def test_reads_aichallenger_train_and_val(tmp_path):
 
 
 def test_official_names_are_the_demo_generators_table():
-    import demo_data
+    from leafdisease.data import demo_data
 
     assert demo_data.CLASS_NAMES is AICHALLENGER_CLASS_NAMES
     assert len(AICHALLENGER_CLASS_NAMES) == 61 and len(set(AICHALLENGER_CLASS_NAMES)) == 61

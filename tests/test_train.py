@@ -3,9 +3,9 @@ import pytest
 import timm
 import torch
 
-import errors
-import longtail
-import losses
+from leafdisease.utils import errors
+from leafdisease.data import longtail
+from leafdisease.training import losses
 import train
 from tiny_run import TINY_ARGS, load_checkpoint, run_stage
 

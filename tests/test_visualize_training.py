@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 import torch
 
-import metrics
-import plots
+from leafdisease.evaluation import metrics
+from leafdisease.evaluation import plots
 import train
 import visualize_training as vt
 

@@ -1,0 +1,2 @@
+"""Evaluation: metrics over the long tail (metrics), a labelled set's evaluation and its report files (reports),
+and the figures (plots)."""
