@@ -40,7 +40,10 @@ CSS = """
 .reading h3 { margin: 0 0 0.3rem 0; }
 .reading p { font-size: 1.05rem; margin: 0.2rem 0; }
 .problem { border-left: 4px solid #dc2626; padding-left: 0.6rem; }
+.unknown-photo { border-left: 4px solid #9ca3af; padding-left: 0.6rem; }
+.closest-classes { opacity: 0.45; }
 """
+UNKNOWN_PHOTO_TITLE = "This does not look like a leaf this model knows"
 
 
 def parse_args(argv=None):
@@ -83,6 +86,15 @@ def facts_markdown(diagnoser):
              f"{facts['image_size']} px input",
              f"tau {diagnoser.tau:g}" + (" (calibrated)" if facts["tau"] is not None else "")]
     return f"Model: {' · '.join(parts)} · `{diagnoser.path}`"
+
+
+def unknown_markdown(answer):
+    """An unknown photo's answer: no diagnosis, its closest class greyed beside it."""
+    closest = answer["top"][0]
+    return (f"### {UNKNOWN_PHOTO_TITLE}\nIt is unlike the photos of the classes it "
+            f"was trained on (unknown score {answer['unknown']['score']:.3g}, above {answer['unknown']['threshold']:.3g})"
+            f", so it gives no diagnosis. Closest class, greyed: "
+            f"<span style='color:#9ca3af'>{shown_name(closest['name'])} ({percent(closest['probability'])})</span>.")
 
 
 def reading_markdown(levels, min_confidence):
@@ -155,11 +167,16 @@ def build_page(diagnoser, min_confidence):
                         else:
                             gr.Markdown("No heat map: Grad-CAM needs the PyTorch weights (the .pth or the "
                                         "exported folder), not the ONNX file.")
+                        is_unknown = bool(answer["unknown"] and answer["unknown"]["is_unknown"])
                         with gr.Column():
-                            gr.Markdown(reading_markdown(answer["reading"], shown_threshold),
-                                        elem_classes=["reading"])
+                            if is_unknown:
+                                gr.Markdown(unknown_markdown(answer), elem_classes=["reading", "unknown-photo"])
+                            else:
+                                gr.Markdown(reading_markdown(answer["reading"], shown_threshold),
+                                            elem_classes=["reading"])
                             gr.Label({shown_name(top["name"]): top["probability"] for top in answer["top"]},
-                                     num_top_classes=diagnosis.TOP_K, show_heading=False, show_label=False)
+                                     num_top_classes=diagnosis.TOP_K, show_heading=False, show_label=False,
+                                     elem_classes=["closest-classes"] if is_unknown else None)
 
         files.change(diagnose, [files, threshold], [answers, photos], api_name="diagnose")
         threshold.release(reread, [photos, threshold], [answers], api_visibility="private")

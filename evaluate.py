@@ -18,6 +18,12 @@ checkpoint (hierarchy.py) also levels.csv (accuracy and balanced accuracy at the
 where the errors lie), crop and disease accuracy in metrics.json and on screen, each photo's most probable crop and
 disease in predictions.csv, the level-aware answers in coverage.csv, and the confusion matrix ordered by crop.
 --checkpoint also takes an export.py folder or model.onnx.
+
+Unknown photos: --ood DIR [DIR ...] names folders of photos the model should NOT know (another crop, no leaf at
+all). With a model that carries the unknown-photo score (leafdisease/deployment/unknown.py), unknown_photos.csv and
+the screen give, per folder and per score method: AUROC against DATA's photos, the share of the folder's photos
+still diagnosed at the stored threshold and at the threshold keeping 95 % of DATA's photos (FPR at 95 % TPR), and
+DATA's coverage and accuracy at the stored threshold.
 """
 from leafdisease.utils import runtime  # noqa: I001  (first: it sets OMP_WAIT_POLICY before anything loads torch)
 
@@ -33,13 +39,14 @@ from leafdisease.utils import cli
 from leafdisease.deployment import formats
 from leafdisease.evaluation import reports
 from leafdisease.deployment import explain
-from leafdisease.deployment import inference
+from leafdisease.deployment import inference, unknown
 from leafdisease.data import sources
 from leafdisease.utils.atomic_io import write_csv
 from leafdisease.utils.errors import UserError, cli_entry
 
 
 OPTION_RULES = {"tau": cli.FINITE, "batch_size": cli.POSITIVE_INT, "workers": cli.NON_NEGATIVE_INT}
+UNKNOWN_REPORT = "unknown_photos.csv"
 
 
 def parse_args(argv=None):
@@ -54,6 +61,8 @@ def parse_args(argv=None):
                         help="logits - tau x log(prior); default: the checkpoint's calibrated tau, else 0 (off)")
     parser.add_argument("--no-explain", action="store_true",
                         help="misclassified.png without Grad-CAM (the default shows photo | heat map; ONNX: never)")
+    parser.add_argument("--ood", nargs="+", default=[], metavar="DIR",
+                        help="folders of photos the model should not know: how many it would still diagnose")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=None, help="image-loading processes (default: available cores - 1)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
@@ -65,6 +74,9 @@ def parse_args(argv=None):
         raise UserError(f"--checkpoint {args.checkpoint}: no such file or folder")
     if not Path(args.data).exists():
         raise UserError(f"{args.data}: no such file or folder")
+    for folder in args.ood:
+        if not Path(folder).is_dir():
+            raise UserError(f"--ood {folder}: no such folder")
     if args.output is not None:
         cli.check_output_dir("--output", args.output)
         cli.check_not_inside("--output", args.output, "DATA", args.data if Path(args.data).is_dir() else None)
@@ -98,9 +110,9 @@ def main(argv=None):
         tau_source = "stored by calibration" if "logit_adjust_tau" in checkpoint else "default, no adjustment"
     device = runtime.resolve_device(args.device)
     amp_dtype = runtime.amp_dtype(args.amp, device)
-    scores, indices, unreadable = inference.predict_scores(
-        model, labelled.paths, checkpoint, device,
-        batch_size=args.batch_size, workers=args.workers, tta=args.tta, amp_dtype=amp_dtype, desc="evaluate")
+    score_options = {"batch_size": args.batch_size, "workers": args.workers, "tta": args.tta, "amp_dtype": amp_dtype}
+    scores, indices, unreadable, features = inference.predict_scores_and_features(
+        model, labelled.paths, checkpoint, device, desc="evaluate", features="unknown" in checkpoint, **score_options)
     write_csv(output / "unreadable.csv", pd.DataFrame(unreadable, columns=["path", "reason"]))
     if unreadable:
         print(f"{len(unreadable)} unreadable image(s) not scored, listed in {output / 'unreadable.csv'}: "
@@ -129,7 +141,41 @@ def main(argv=None):
                   f"{row['min_confidence']:g}: {row['answered']:.0%} ({row['answered_class']:.0%} / "
                   f"{row['answered_disease']:.0%} / {row['answered_crop']:.0%}); {row['answered_correct']:.3f}"
                   for row in coverage if row["answered"]))
+    if args.ood:
+        report_unknown_photos(args, checkpoint, model, device, (scores, features), result, labelled, tau, output,
+                              score_options)
     print(f"tau {tau:g} ({tau_source}); TTA {'on' if args.tta else 'off'}; {device} -> {output}/")
+
+
+def report_unknown_photos(args, checkpoint, model, device, known, result, labelled, tau, output, score_options):
+    """unknown_photos.csv: each --ood folder against DATA's photos, for every unknown-photo score method."""
+    record = checkpoint.get("unknown")
+    known_scores, known_features = known
+    if record is None or known_features is None:
+        print(f"--ood: {args.checkpoint} carries no unknown-photo score to test; add it with `python predict.py "
+              f"--checkpoint {args.checkpoint} --fit-unknown --data-dir DATA_DIR`"
+              if record is None else "--ood: an ONNX file gives no features to score; use the checkpoint")
+        return
+    predicted = inference.adjust_scores(known_scores, checkpoint["train_counts"], tau).argmax(dim=1).numpy()
+    correct = predicted == labelled.targets
+    known_by_method = unknown.score_all(record, known_features, known_scores)
+    rows = []
+    for folder in args.ood:
+        scores, _, rejected, features = inference.predict_scores_and_features(
+            model, inference.find_images([folder]), checkpoint, device, desc=f"--ood {folder}", **score_options)
+        by_method = unknown.score_all(record, features, scores)
+        for method in unknown.METHODS:
+            rows.append({"ood": str(folder), "photos": len(scores), "unreadable": len(rejected), "method": method,
+                         "default": method == record["method"], **unknown.detection_metrics(
+                             known_by_method[method].numpy(), by_method[method].numpy(),
+                             unknown.threshold(record, method=method), correct, labelled.targets)})
+    table = pd.DataFrame(rows)
+    write_csv(output / UNKNOWN_REPORT, table)
+    for row in table.loc[table["default"]].itertuples():
+        print(f"--ood {row.ood}: {row.photos} photos, {row.method} score: AUROC {row.auroc:.3f}; still diagnosed "
+              f"{row.diagnosed_at_stored:.1%} at the stored threshold ({row.fpr_at_95_tpr:.1%} at 95 % of "
+              f"{labelled.name} kept); {labelled.name}: {row.known_coverage_at_stored:.1%} answered, balanced "
+              f"accuracy {row.known_balanced_accuracy_at_stored:.3f} of those (all methods: {output / UNKNOWN_REPORT})")
 
 
 if __name__ == "__main__":

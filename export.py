@@ -98,14 +98,19 @@ def main(argv=None):
         written = []
         if "timm" in FORMATS[args.format]:
             formats.save_timm_folder(model, card, staging)
+            if checkpoint.get("unknown") is not None:
+                formats.save_unknown_record(checkpoint["unknown"], staging / formats.UNKNOWN_FILE)
             _, reloaded = formats.load_model(staging)
             check(f"{output}/ (timm folder)", model, reloaded, images, args.max_logit_diff)
-            written += formats.TIMM_FILES
+            written += formats.timm_files(checkpoint)
         if "onnx" in FORMATS[args.format]:
             formats.save_onnx(model, card, staging / formats.ONNX_FILE)
             _, session = formats.load_model(staging / formats.ONNX_FILE)
             check(f"{output / formats.ONNX_FILE} (ONNX Runtime)", model, session, images, args.max_logit_diff)
             written.append(formats.ONNX_FILE)
+            if checkpoint.get("unknown") is not None:
+                print(f"{output / formats.ONNX_FILE}: carries no unknown-photo score (an ONNX file gives no features "
+                      f"to score); the timm folder (--format timm) does")
         # Only checked exports replace what was there.
         for name in written:
             default_permissions(staging / name)

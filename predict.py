@@ -3,6 +3,8 @@
   python predict.py --checkpoint checkpoints/task1_stage2/best.pth photos/ more.jpg
   python predict.py --checkpoint ... --format aichallenger --output submission.json AgriculturalDisease_testA/images
   python predict.py --checkpoint ... --calibrate-tau --data-dir data/cleaned      # once; stores tau in the checkpoint
+  python predict.py --checkpoint ... --fit-unknown --data-dir data/cleaned        # a checkpoint from before the
+                                                                                  # unknown-photo score: adds it
 
 Everything (model, classes, image size, normalisation) comes from the checkpoint; images go through the same
 eval transform as training-time validation. Post-hoc logit adjustment subtracts tau x log(training class prior)
@@ -17,6 +19,11 @@ and disease with their probabilities (the sums over their classes), and --min-co
 model is sure of: a photo whose top class is below P but whose disease reaches it is labelled '<disease>, severity
 uncertain', one whose crop does '<crop>, disease uncertain', and only one below P at every level 'unknown'; a
 'level' column (class, disease, crop, unknown) follows 'label'. The AI Challenger JSON is the same either way.
+Unknown photos: a model trained since the unknown-photo score (or given it by --fit-unknown) scores how unlike its
+own classes each photo is (leafdisease/deployment/unknown.py); the CSV's 'unknown_score' and 'unknown' columns follow
+'label', which says 'unknown' for a photo above the stored threshold (set to keep --unknown-keep of the validation
+photos answered; give --unknown-keep to move it). A model without the record leaves both columns empty and says
+which command fills them.
 --explain writes <explain-dir>/<photo stem>.png (the model's input crop beside the Grad-CAM heat map of the
 predicted class) and adds a 'gradcam' column naming it. --checkpoint also takes an export.py folder or model.onnx
 (ONNX: no --explain, no --calibrate-tau).
@@ -41,7 +48,7 @@ import dataset
 from leafdisease.deployment import formats
 from leafdisease.deployment import explain
 from leafdisease.data import hierarchy
-from leafdisease.deployment import inference
+from leafdisease.deployment import inference, unknown
 from leafdisease.evaluation import metrics
 from leafdisease.evaluation import plots
 from leafdisease.utils.atomic_io import atomic_path, write_csv, write_json
@@ -50,7 +57,8 @@ from leafdisease.utils.errors import UserError, cli_entry
 DEFAULT_OUTPUT = {"csv": "predictions.csv", "aichallenger": "predictions.json"}
 OPTION_RULES = {"min_confidence": cli.Range(0, 1), "top_k": cli.POSITIVE_INT, "tau": cli.FINITE,
                 "tau_min": cli.Range(high=0), "tau_max": cli.NON_NEGATIVE,
-                "tau_step": cli.POSITIVE, "batch_size": cli.POSITIVE_INT, "workers": cli.NON_NEGATIVE_INT}
+                "tau_step": cli.POSITIVE, "batch_size": cli.POSITIVE_INT, "workers": cli.NON_NEGATIVE_INT,
+                "unknown_keep": cli.SHARE}
 
 
 def parse_args(argv=None):
@@ -82,6 +90,14 @@ def parse_args(argv=None):
     adjustment.add_argument("--tau-max", type=float, default=2.0)
     adjustment.add_argument("--tau-step", type=float, default=0.25)
 
+    unknown_photos = parser.add_argument_group("unknown photos (not a leaf the model knows)")
+    unknown_photos.add_argument("--unknown-keep", type=float, default=None,
+                                help="the share of validation photos the unknown-photo threshold keeps answered "
+                                     "(default: the threshold stored with the model)")
+    unknown_photos.add_argument("--fit-unknown", action="store_true",
+                                help="fit the unknown-photo score on --data-dir (training features, validation "
+                                     "threshold) and store it in --checkpoint (for checkpoints from before it)")
+
     runtime_options = parser.add_argument_group("runtime")
     runtime_options.add_argument("--batch-size", type=int, default=64)
     runtime_options.add_argument("--workers", type=int, default=None,
@@ -89,8 +105,8 @@ def parse_args(argv=None):
     runtime_options.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     runtime_options.add_argument("--amp", choices=runtime.AMP_CHOICES, default="off", help="mixed precision on CUDA")
     args = parser.parse_args(argv)
-    if not args.paths and not args.calibrate_tau:
-        parser.error("give image files or folders to predict (or --calibrate-tau)")
+    if not args.paths and not args.calibrate_tau and not args.fit_unknown:
+        parser.error("give image files or folders to predict (or --calibrate-tau, --fit-unknown)")
     cli.check_options(parser, args, OPTION_RULES)
     cli.check_device("--device", args.device)
     if not Path(args.checkpoint).exists():
@@ -193,6 +209,49 @@ def calibrate_tau(args, checkpoint, score_images):
     return search.tau
 
 
+def fit_unknown(args, checkpoint, model, device, score_options):
+    """Fit the unknown-photo record on --data-dir and store it in the checkpoint."""
+    keep = args.unknown_keep or unknown.DEFAULT_KEEP
+    checkpoint["unknown"] = inference.fit_unknown_record(model, checkpoint, args.data_dir, device, keep=keep,
+                                                         **score_options)
+    checkpoint_format.save(args.checkpoint, checkpoint)
+    record = checkpoint["unknown"]
+    print(f"stored the unknown-photo score ({record['method']}, fitted on {record['train_photos']} training photos; "
+          f"threshold {record['thresholds'][record['method']]:.4g} keeps {keep:.0%} of the validation photos "
+          f"answered) in {args.checkpoint}")
+
+
+def add_unknown_columns(table, predictions, checkpoint, args):
+    """'unknown_score' and 'unknown' after the label (and level) columns, and 'unknown' as the label of a photo
+    above the threshold; empty columns and one line naming the command that fills them for a model without the
+    record."""
+    position = 1 + ("label" in table) + ("level" in table)
+    if predictions.unknown_scores is None:
+        table.insert(position, "unknown_score", np.nan)
+        table.insert(position + 1, "unknown", pd.NA)
+        if formats.kind_of(args.checkpoint) == "onnx":
+            print(f"unknown_score and unknown left empty: an ONNX file gives no features to score; use the "
+                  f"checkpoint or the exported folder")
+        else:
+            print(f"unknown_score and unknown left empty: {args.checkpoint} carries no unknown-photo score; add it "
+                  f"with `python predict.py --checkpoint {args.checkpoint} --fit-unknown --data-dir DATA_DIR` "
+                  f"(the cleaned dataset it was trained on)")
+        return table
+    flagged = predictions.unknown
+    if "label" not in table:
+        table.insert(1, "label", table["pred_1_name"])
+        position += 1
+    table.loc[flagged, "label"] = hierarchy.UNKNOWN_LABEL
+    table.insert(position, "unknown_score", predictions.unknown_scores.round(metrics.PROBABILITY_DECIMALS))
+    table.insert(position + 1, "unknown", flagged)
+    record = checkpoint["unknown"]
+    print(f"{int(flagged.sum())} of {len(flagged)} photo(s) do not look like a leaf this model knows ({record['method']} "
+          f"score above {unknown.threshold(record, args.unknown_keep):.4g}, the threshold that keeps "
+          f"{args.unknown_keep or record['keep']:.0%} of its validation photos answered): labelled "
+          f"'{hierarchy.UNKNOWN_LABEL}'")
+    return table
+
+
 def predictions_table(paths, probabilities, checkpoint, top_k, class_hierarchy=None):
     ids, names, top_probabilities = inference.top_classes(probabilities, checkpoint, top_k)
     table = {"path": [str(path) for path in paths]}
@@ -268,6 +327,11 @@ def main(argv=None):
     if args.calibrate_tau and formats.kind_of(args.checkpoint) != "checkpoint":
         raise UserError(f"--calibrate-tau {args.checkpoint}: stores tau in a train.py .pth checkpoint; calibrate "
                         f"the checkpoint, then export it again")
+    if args.fit_unknown and formats.kind_of(args.checkpoint) != "checkpoint":
+        raise UserError(f"--fit-unknown {args.checkpoint}: stores the unknown-photo score in a train.py .pth "
+                        f"checkpoint; fit the checkpoint, then export it again")
+    if args.fit_unknown:
+        cli.check_output_file("--checkpoint", args.checkpoint)
     if args.calibrate_tau:  # both are rewritten after scoring all of validation: refuse now, not then
         cli.check_output_file("--checkpoint", args.checkpoint)
         cli.check_output_file("--calibrate-tau", calibration_curve_path(args.checkpoint))
@@ -284,6 +348,8 @@ def main(argv=None):
     def score_images(paths, desc):
         return inference.predict_scores(model, paths, checkpoint, device, desc=desc, **score_options)
 
+    if args.fit_unknown:
+        fit_unknown(args, checkpoint, model, device, score_options)
     if args.calibrate_tau:
         tau, tau_source = calibrate_tau(args, checkpoint, score_images), "calibrated now"
     elif args.tau is not None:
@@ -295,7 +361,8 @@ def main(argv=None):
     if not images:
         return
 
-    predictions = inference.predict_probabilities(model, images, checkpoint, device, tau, **score_options)
+    predictions = inference.predict_probabilities(model, images, checkpoint, device, tau,
+                                                  unknown_keep=args.unknown_keep, **score_options)
     output = Path(args.output)
     report_rejected(predictions.rejected, output)
     if not predictions.paths:
@@ -314,6 +381,7 @@ def main(argv=None):
         table = predictions_table(predicted, probabilities, checkpoint, args.top_k, class_hierarchy)
         if args.min_confidence > 0:
             table = add_level_answers(table, probabilities, checkpoint, class_hierarchy, args.min_confidence)
+        table = add_unknown_columns(table, predictions, checkpoint, args)
         if explained:
             table["gradcam"] = explained
         write_csv(output, table)

@@ -34,6 +34,7 @@ from leafdisease.utils import cli
 from leafdisease.training import cluster
 import dataset
 from leafdisease.training import engine
+from leafdisease.deployment import inference, unknown
 from leafdisease.data import hierarchy
 from leafdisease.data import longtail
 from leafdisease.training import losses
@@ -60,6 +61,7 @@ OPTION_RULES = {
     "rotate_limit": cli.Range(0, 180, integer=True),
     "targeted_aug_below": cli.NON_NEGATIVE_INT, "many_threshold": cli.POSITIVE_INT,
     "few_threshold": cli.NON_NEGATIVE_INT, "save_every_steps": cli.NON_NEGATIVE_INT, "seed": cli.SEED,
+    "unknown_keep": cli.SHARE,
 }
 
 
@@ -163,6 +165,9 @@ def add_evaluation_and_runtime_options(parser):
                                  "tunes tau for it. balanced_acc when every class matters equally; acc for a test "
                                  "set as long-tailed as training (AI Challenger's leaderboard); prior_acc: recall "
                                  "weighted by the training shares. Plain accuracy is what hid the seed's collapse"),
+    evaluation.add_argument("--unknown-keep", type=float, default=unknown.DEFAULT_KEEP,
+                            help="the share of validation photos the unknown-photo threshold keeps answered; the "
+                                 "rest of the score range is 'not a leaf this model knows' (predict.py can change it)")
     evaluation.add_argument("--many-threshold", type=int, default=longtail.MANY_SHOT_THRESHOLD)
     evaluation.add_argument("--few-threshold", type=int, default=longtail.FEW_SHOT_THRESHOLD)
     evaluation.add_argument("--output", default="checkpoints/run")
@@ -450,6 +455,8 @@ def _run(args, process, resume_path, console_log):
             tensorboard = run_log.TensorBoardLog(context.output, first_epoch=start_epoch)
     try:
         train_epochs(context, state, criterion, loaders, start_epoch, partial_progress, tensorboard)
+        if rank == 0:
+            write_unknown_record(context, loaders.workers)
     finally:
         if tensorboard is not None:
             tensorboard.close()
@@ -580,6 +587,20 @@ def train_epochs(context, state, criterion, loaders, start_epoch, partial_progre
                       f"{context.output / 'last.pth'}; continue with --resume auto")
             raise
         validate_and_save_epoch(context, state, epoch, progress, loaders.val, tensorboard)
+
+
+def write_unknown_record(context, workers):
+    """best.pth with the unknown-photo record of its weights (leafdisease/deployment/unknown.py): features of the
+    training photos and the threshold that keeps --unknown-keep of the validation photos answered."""
+    path = context.output / "best.pth"
+    best = checkpoint.load(path, need="weights")
+    best["unknown"] = inference.fit_unknown_record(
+        inference.build_model(best, path), best, context.args.data_dir, context.device, keep=context.args.unknown_keep,
+        workers=workers, amp_dtype=context.amp_dtype, channels_last=context.args.channels_last)
+    checkpoint.save(path, best)
+    record = best["unknown"]
+    log(0, f"unknown photos: {record['method']} score fitted on {record['train_photos']} training photos; threshold "
+           f"{record['thresholds'][record['method']]:.4g} keeps {record['keep']:.0%} of the validation photos answered")
 
 
 def save_last_every_steps(context, state, epoch):

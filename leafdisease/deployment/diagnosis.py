@@ -9,6 +9,10 @@ hierarchy.UNKNOWN_LABEL below the confidence threshold. A flat model has one, th
 column). A model with a label hierarchy (hierarchy.py) first gets the diagnosis at the most specific level the
 model is sure of (predict.py --min-confidence's 'label' and 'level': "Tomato bacterial spot, severity uncertain"),
 then the best crop, disease and class with their probabilities (sums over their classes).
+
+A model that carries the unknown-photo score (unknown.py) also says, per photo, whether it looks like a leaf the model
+knows: {"score", "threshold", "is_unknown"} under "unknown" (None for a model without the score); an unknown photo's
+classes are its closest ones, not a diagnosis.
 """
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,7 +24,7 @@ import torch
 from leafdisease.deployment import formats
 from leafdisease.deployment import explain
 from leafdisease.data import hierarchy
-from leafdisease.deployment import inference
+from leafdisease.deployment import inference, unknown
 from leafdisease.evaluation import metrics
 
 TOP_K = 5  # classes shown per photo, as bars
@@ -38,6 +42,8 @@ class Photo:
     crop: np.ndarray = None
     overlay: np.ndarray = None
     problem: str = ""
+    unknown_score: float = None
+    is_unknown: bool = None
 
 
 class Diagnoser:
@@ -56,6 +62,9 @@ class Diagnoser:
         predictions = inference.predict_probabilities(self.model, list(paths), self.card, self.device, self.tau,
                                                       workers=0, desc="diagnose")
         probabilities = {str(path): row for path, row in zip(predictions.paths, predictions.probabilities)}
+        unknown_of = ({} if predictions.unknown_scores is None else
+                      {str(path): (float(score), bool(flag)) for path, score, flag in
+                       zip(predictions.paths, predictions.unknown_scores, predictions.unknown)})
         problems = {str(path): reason for path, reason in predictions.rejected}
         if self.explains and predictions.paths:
             top = predictions.probabilities.argmax(dim=1).tolist()
@@ -70,7 +79,7 @@ class Diagnoser:
             if path in problems:
                 photos.append(Photo(name, problem=problems[path]))
             else:
-                photos.append(Photo(name, probabilities[path], *pictures[path]))
+                photos.append(Photo(name, probabilities[path], *pictures[path], "", *unknown_of.get(path, (None, None))))
         return photos
 
 
@@ -102,8 +111,9 @@ def reading(probabilities, card, min_confidence):
 
 def answers(photos, card, min_confidence):
     """Per photo, what the page shows and its API returns: {"file", "top" (TOP_K {"id", "name", "probability"},
-    best first), "reading", "heat_map" (whether a Grad-CAM overlay is shown)}, or {"file", "problem"} for a file
-    that could not be read."""
+    best first), "reading", "heat_map" (whether a Grad-CAM overlay is shown), "unknown" ({"score", "threshold",
+    "is_unknown"}, None without the score)}, or {"file", "problem"} for a file that could not be read."""
+    record = card.get("unknown")
     result = []
     for photo in photos:
         if photo.problem:
@@ -115,7 +125,10 @@ def answers(photos, card, min_confidence):
                        "top": [{"id": int(class_id), "name": str(name), "probability": float(probability)}
                                for class_id, name, probability in zip(ids, names, probabilities)],
                        "reading": reading(photo.probabilities, card, min_confidence),
-                       "heat_map": photo.overlay is not None})
+                       "heat_map": photo.overlay is not None,
+                       "unknown": None if photo.unknown_score is None else {
+                           "score": round(photo.unknown_score, metrics.PROBABILITY_DECIMALS),
+                           "threshold": unknown.threshold(record), "is_unknown": photo.is_unknown}})
     return result
 
 

@@ -30,6 +30,9 @@ CARD_KEYS = ("model_name", "num_classes", "class_ids", "class_names", "train_cou
 OPTIONAL_CARD_KEYS = ("logit_adjust_tau", "best_epoch", "best_metric", "select_metric", "hierarchy", "trained_at",
                       "photo_reading")
 TIMM_FILES = ("model.safetensors", "config.json")
+# The unknown-photo record (unknown.py) beside the timm files: its tensors, and its other values as JSON in the
+# file's metadata. The ONNX file carries no features to score, so it has none.
+UNKNOWN_FILE = "unknown.safetensors"
 ONNX_FILE = "model.onnx"
 ONNX_INPUT, ONNX_OUTPUT = "image", "logits"
 # fp32 ONNX Runtime kernels differ from PyTorch's in rounding only; a real export error is orders larger.
@@ -64,6 +67,43 @@ def save_timm_folder(model, card, out_dir):
     save_for_hf(model, out_dir, model_config={"label_names": list(card["class_names"]), CARD_KEY: json_values(card)},
                 safe_serialization=True, data_config=timm_data_config(card))
     return Path(out_dir)
+
+
+def save_unknown_record(record, path):
+    """The unknown-photo record as a safetensors file (atomically): tensors by name ('val_scores.knn', ...), the
+    rest as JSON under the metadata key 'values'."""
+    from safetensors.torch import save_file
+
+    tensors = {key: value.contiguous() for key, value in record.items() if isinstance(value, torch.Tensor)}
+    tensors.update({f"val_scores.{method}": values.contiguous() for method, values in record["val_scores"].items()})
+    values = {key: value for key, value in record.items() if not isinstance(value, torch.Tensor) and key != "val_scores"}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"values": json_text(values)})
+    return Path(path)
+
+
+def load_unknown_record(path):
+    """The record save_unknown_record wrote; a damaged file is a one-line UserError."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            record = json.loads(handle.metadata()["values"])
+            record["val_scores"] = {}
+            for key in handle.keys():
+                if key.startswith("val_scores."):
+                    record["val_scores"][key.split(".", 1)[1]] = handle.get_tensor(key)
+                else:
+                    record[key] = handle.get_tensor(key)
+    except (OSError, KeyError, ValueError, SafetensorError) as error:
+        raise UserError(f"{path}: unreadable unknown-photo record ({str(error).splitlines()[0]})") from None
+    return record
+
+
+def timm_files(checkpoint):
+    """The files a timm-folder export of `checkpoint` holds: TIMM_FILES, and UNKNOWN_FILE when it carries the
+    unknown-photo record."""
+    return TIMM_FILES + ((UNKNOWN_FILE,) if checkpoint.get("unknown") is not None else ())
 
 
 def save_onnx(model, card, path):
@@ -124,6 +164,8 @@ def load_model(path):
             model = timm.create_model(f"local-dir:{path}", pretrained=True)
         except (OSError, RuntimeError, ValueError, SafetensorError) as error:  # SafetensorError: a damaged file
             raise UserError(f"{path}: cannot load the exported model ({str(error).splitlines()[0]})") from None
+        if (path / UNKNOWN_FILE).is_file():
+            card["unknown"] = load_unknown_record(path / UNKNOWN_FILE)
         return card, model.eval()
     if not path.is_file():
         raise UserError(f"{path}: ONNX model not found")

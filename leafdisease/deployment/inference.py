@@ -14,7 +14,9 @@ import torch
 
 from leafdisease.training import checkpoint as checkpoint_format
 from leafdisease.data import cleaning
+from leafdisease.data import metadata as cleaned_metadata
 from leafdisease.data import reading, transforms
+from leafdisease.deployment import unknown
 from leafdisease.evaluation import metrics
 from leafdisease.utils import runtime
 from leafdisease.utils import progress
@@ -112,20 +114,39 @@ class ImageFiles(torch.utils.data.Dataset):
         return self.transform(image=image)["image"], index, ""
 
 
-@torch.no_grad()
 def predict_scores(model, paths, checkpoint, device, batch_size=64, workers=0, tta=False, amp_dtype=None,
                    desc="predict", channels_last="auto"):
     """Scores (N_readable, K) for the readable images, their indices into `paths`, and [(path, reason)] for the rest.
 
-    `checkpoint` (or an exported model's card) says how images are transformed. Scores are the logits, or with `tta` the log of the mean softmax over the image and its horizontal flip:
-    either way softmax(scores) are the probabilities and argmax the prediction.
+    `checkpoint` (or an exported model's card) says how images are transformed. Scores are the logits, or with
+    `tta` the log of the mean softmax over the image and its horizontal flip: either way softmax(scores) are the
+    probabilities and argmax the prediction.
     """
+    scores, indices, rejected, _ = predict_scores_and_features(model, paths, checkpoint, device, batch_size, workers,
+                                                               tta, amp_dtype, desc, channels_last, features=False)
+    return scores, indices, rejected
+
+
+def logits_and_features(model, images, features=True):
+    """(logits, penultimate features) of a timm model in one pass; (logits, None) without `features` or for a
+    model that does not expose them (an ONNX file)."""
+    if features and hasattr(model, "forward_head") and hasattr(model, "forward_features"):
+        pre_logits = model.forward_head(model.forward_features(images), pre_logits=True)
+        return model.get_classifier()(pre_logits), pre_logits
+    return model(images), None
+
+
+@torch.no_grad()
+def predict_scores_and_features(model, paths, checkpoint, device, batch_size=64, workers=0, tta=False,
+                                amp_dtype=None, desc="predict", channels_last="auto", features=True):
+    """predict_scores, plus the penultimate features (N_readable, D; the mean over the TTA views) when the model
+    exposes them (None otherwise): what the unknown-photo scores need, from the same forward pass."""
     to_input = model_input(checkpoint, device, channels_last)
     model = model.to(device, memory_format=runtime.memory_format(to_input.channels_last)).eval()
     loader = torch.utils.data.DataLoader(
-        ImageFiles(paths, eval_transform(checkpoint), checkpoint), batch_size=batch_size, shuffle=False, num_workers=workers,
-        pin_memory=device.type == "cuda", worker_init_fn=reading.worker_init)
-    all_scores, all_indices, rejected = [], [], []
+        ImageFiles(paths, eval_transform(checkpoint), checkpoint), batch_size=batch_size, shuffle=False,
+        num_workers=workers, pin_memory=device.type == "cuda", worker_init_fn=reading.worker_init)
+    all_scores, all_features, all_indices, rejected = [], [], [], []
     with progress.bar(total=len(paths), desc=desc, unit="img", dynamic_ncols=True, mininterval=1.0) as bar:
         for images, indices, reasons in loader:
             ok = torch.tensor([not reason for reason in reasons], dtype=torch.bool)
@@ -136,32 +157,72 @@ def predict_scores(model, paths, checkpoint, device, batch_size=64, workers=0, t
             images = to_input(images[ok])
             views = [images, torch.flip(images, dims=[3])] if tta else [images]
             with runtime.autocast(device, amp_dtype):
-                view_logits = [model(view).float() for view in views]
-            all_scores.append(combine_views(view_logits).cpu())
+                outputs = [logits_and_features(model, view, features) for view in views]
+            all_scores.append(combine_views([logits.float() for logits, _ in outputs]).cpu())
+            if outputs[0][1] is not None:
+                all_features.append(torch.stack([feats.float() for _, feats in outputs]).mean(dim=0).cpu())
             all_indices.append(indices[ok])
     if not all_scores:
-        return torch.empty(0, 0), torch.empty(0, dtype=torch.long), rejected
-    return torch.cat(all_scores), torch.cat(all_indices), rejected
+        return torch.empty(0, 0), torch.empty(0, dtype=torch.long), rejected, None
+    return (torch.cat(all_scores), torch.cat(all_indices), rejected,
+            torch.cat(all_features) if all_features else None)
 
 
 @dataclass
 class Predictions:
     """What a model says about a list of photos: the readable ones (`paths`, in the order given) with their class
-    probabilities (N, K) after logit adjustment, and [(path, reason)] for the photos that could not be read."""
+    probabilities (N, K) after logit adjustment, and [(path, reason)] for the photos that could not be read.
+    unknown_scores (N,; higher = less like the model's classes) and unknown (N, bool: above the threshold) when the
+    model carries an unknown-photo record (unknown.py), else None."""
 
     paths: list
     probabilities: torch.Tensor
     rejected: list
+    unknown_scores: np.ndarray = None
+    unknown: np.ndarray = None
 
 
-def predict_probabilities(model, paths, checkpoint, device, tau, **score_options):
-    """Class probabilities of each readable photo, logit-adjusted by `tau`: the one path from photo files to
-    answers that predict.py and the diagnosis page (app.py) share. `score_options` go to predict_scores."""
-    scores, indices, rejected = predict_scores(model, paths, checkpoint, device, **score_options)
+def predict_probabilities(model, paths, checkpoint, device, tau, unknown_keep=None, **score_options):
+    """Class probabilities of each readable photo, logit-adjusted by `tau`, and its unknown-photo score where the
+    model carries the record (at its stored threshold, or one keeping `unknown_keep` of the validation photos): the
+    one path from photo files to answers that predict.py, evaluate.py and the diagnosis page (app.py) share.
+    `score_options` go to predict_scores_and_features."""
+    record = checkpoint.get("unknown")
+    scores, indices, rejected, features = predict_scores_and_features(model, paths, checkpoint, device,
+                                                                      features=record is not None, **score_options)
     if not len(indices):
         return Predictions([], torch.empty(0, len(checkpoint["class_ids"])), rejected)
     probabilities = torch.softmax(adjust_scores(scores, checkpoint["train_counts"], tau), dim=1)
-    return Predictions([paths[index] for index in indices.tolist()], probabilities, rejected)
+    answered = [paths[index] for index in indices.tolist()]
+    if record is None or features is None:
+        return Predictions(answered, probabilities, rejected)
+    unknown_scores = unknown.score(record, features, scores).numpy()
+    return Predictions(answered, probabilities, rejected, unknown_scores,
+                       unknown_scores > unknown.threshold(record, unknown_keep))
+
+
+def fit_unknown_record(model, checkpoint, data_dir, device, keep=unknown.DEFAULT_KEEP, **score_options):
+    """The unknown-photo record (unknown.fit) of a model from the cleaned dataset it was trained on: the penultimate
+    features of a class-balanced sample of at most unknown.MAX_REFERENCE training photos, and the validation
+    photos' features and logits, which set the threshold that keeps `keep` of them answered."""
+    metadata = cleaned_metadata.load_metadata(data_dir)
+    index_of = cleaned_metadata.label_to_index(checkpoint["class_ids"])
+    train = metadata.train.loc[metadata.train["label"].isin(index_of.keys())].reset_index(drop=True)
+    val = metadata.val.loc[metadata.val["label"].isin(index_of.keys())].reset_index(drop=True)
+    if val.empty:
+        raise UserError(f"{Path(data_dir) / 'metadata' / 'val.csv'}: no validation photo of the model's classes to "
+                        f"set the unknown-photo threshold on")
+    sample = train.iloc[unknown.reference_sample(train["label"].map(index_of).to_numpy())].reset_index(drop=True)
+    scored = {}
+    for name, table in (("training", sample), ("validation", val)):
+        scores, indices, _, features = predict_scores_and_features(model, list(table["path"]), checkpoint, device,
+                                                                   desc=f"unknown-photo fit: {name}", **score_options)
+        if features is None:
+            raise UserError("this model does not expose its features (an ONNX file): fit the unknown-photo score "
+                            "on the checkpoint")
+        scored[name] = (features, scores, table["label"].iloc[indices.numpy()].map(index_of).to_numpy())
+    (train_features, _, train_targets), (val_features, val_logits, _) = scored["training"], scored["validation"]
+    return unknown.fit(train_features, train_targets, len(checkpoint["class_ids"]), val_features, val_logits, keep)
 
 
 def top_classes(probabilities, checkpoint, top_k):

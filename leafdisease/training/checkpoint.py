@@ -22,6 +22,8 @@ but the file:
                       repaired on resume), and with EMA state_dict_ema (timm's key: timm's load_checkpoint
                       prefers those weights)
   predict.py adds     logit_adjust_tau, logit_adjust_report
+  unknown             the unknown-photo record (leafdisease/deployment/unknown.py): written into best.pth at the
+                      end of training, or by predict.py --fit-unknown; absent in checkpoints from before it
 
 Versions: none (before format_version): EMA weights under 'ema_state_dict'; load() renames them.
           1: format_version, EMA weights under 'state_dict_ema'.
@@ -44,7 +46,7 @@ HEADER_KEYS = ("model_name", "num_classes", "class_ids", "class_names", "train_c
                "dataset_fingerprint", "parent", "versions", "hierarchy", "trained_at", "photo_reading")
 SECTION_KEYS = ("epoch", "per_class", "confusion_matrix", "optimizer", "scheduler", "scaler", "global_step",
                 "epoch_in_progress", "epoch_progress", "best", "state_dict_ema", "logit_adjust_tau",
-                "logit_adjust_report")
+                "logit_adjust_report", "unknown")
 
 # What each reader relies on; load(need=...) refuses a checkpoint without it.
 NEEDS = {

@@ -65,6 +65,7 @@ POSITIVE = Range(low=0, low_open=True)
 NON_NEGATIVE = Range(low=0)
 FINITE = Range()
 FRACTION = Range(low=0, high=1, high_open=True)  # [0, 1): probabilities, decays, smoothing
+SHARE = Range(low=0, high=1, low_open=True)  # (0, 1]: a share of photos kept
 SEED = Range(low=0, high=2**32 - 1, integer=True)  # numpy's seed range
 
 
