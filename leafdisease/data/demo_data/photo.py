@@ -90,6 +90,12 @@ def _camera(rng, image):
     return np.clip(image * 255 + 0.5, 0, 255).astype(np.uint8)
 
 
+def render_scene(rng, image_size=DEFAULT_IMAGE_SIZE):
+    """A field scene with no leaf in it (bare soil, grass, out-of-focus foliage or straw, through the same camera as
+    render_leaf): a photo of nothing the classes show, for unknown-photo checks. RGB uint8, image_size square."""
+    return _camera(rng, _background(rng, image_size))
+
+
 def render_leaf(class_id, rng, image_size=DEFAULT_IMAGE_SIZE):
     """One synthetic photo of class `class_id`: an image_size x image_size x 3 RGB uint8 array."""
     crop, disease, severity = AICHALLENGER_CLASS_TABLE[class_id]

@@ -1,0 +1,266 @@
+"""Unknown photos on real photos: every unknown-photo score against near, other-crop and no-leaf photos (issue 32).
+
+    python benchmarks/ood.py                                  # each field13 crop left out in turn, seed 0
+    python benchmarks/ood.py --seeds 0 1 2                    # more seeds (finished runs are reused)
+
+For each crop of field13 (bean, blackgram, citrus) and seed, a model is trained without that crop (its classes are
+left out of train/ and val/ before cleaning) by today's default recipe at the CPU profile (realdata.py's `sampler`
+row, --profile final: 5 head + 15 full epochs at 128 px); train.py fits the unknown-photo record at its end, the
+threshold keeping 95 % of the validation photos answered. Each run is then shown:
+
+- known:  field13's test photos of the crops it was trained on;
+- near:   the left-out crop's test photos (leaves of a crop it never saw, the same kind of photo);
+- chilli: ../shared/realdata/chilli5's test photos (another crop's field photos, another camera);
+- noleaf: photos with no leaf at all: --noleaf-count field scenes the demo generator draws without a leaf (soil,
+          grass, out-of-focus foliage, straw) and crops of the photos matplotlib ships (a portrait, a logo).
+
+For every score method (leafdisease/deployment/unknown.py): AUROC against the known photos, the share still
+diagnosed at the stored threshold, and the known photos' coverage and balanced accuracy there (against all of
+them); and the method's scoring time per photo beside the forward pass's. Runs resume (runs/ood/); results are
+written after each run to OUT/ood.md and ood.csv.
+"""
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from leafdisease.utils import runtime  # noqa: E402, F401, I001  (first: OMP_WAIT_POLICY before torch loads)
+
+import cv2  # noqa: E402
+import matplotlib  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+
+from benchmarks import realdata  # noqa: E402
+from benchmarks.report import header_lines, markdown_table, start_snapshot  # noqa: E402
+from benchmarks.runner import mean_and_spread, run_stages  # noqa: E402
+from leafdisease.data import cleaning  # noqa: E402
+from leafdisease.data.demo_data.photo import render_scene  # noqa: E402
+from leafdisease.deployment import inference, unknown  # noqa: E402
+from leafdisease.evaluation import metrics  # noqa: E402
+from leafdisease.training import checkpoint as checkpoint_format  # noqa: E402
+from leafdisease.training import models  # noqa: E402
+from leafdisease.utils.atomic_io import write_csv, write_json, write_text  # noqa: E402
+from leafdisease.utils.errors import UserError, cli_entry  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared" / "realdata"
+CROPS = ("bean", "blackgram", "citrus")
+SETS = ("near", "chilli", "noleaf")
+PACKAGE_PHOTOS = ("grace_hopper.jpg", "logo2.png", "Minduka_Present_Blue_Pack.png")
+RESULT_FILE = "ood_result.json"
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--source", default=str(SHARED / "field13"), help="field13 root (train/, val/, test/)")
+    parser.add_argument("--chilli", default=str(SHARED / "chilli5" / "test"), help="another crop's photos")
+    parser.add_argument("--crops", nargs="+", choices=CROPS, default=list(CROPS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--profile", choices=tuple(realdata.PROFILES), default="final")
+    parser.add_argument("--noleaf-count", type=int, default=100)
+    parser.add_argument("--model", default=models.DEFAULT_MODEL)
+    parser.add_argument("--no-pretrained", action="store_true", help="random initialisation (tests)")
+    parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--work", default="benchmarks/runs/ood", help="cleaned data, runs, no-leaf photos")
+    parser.add_argument("--out", default="benchmarks/reports")
+    args = parser.parse_args(argv)
+    for folder in (Path(args.source) / "train", Path(args.chilli)):
+        if not folder.is_dir():
+            raise UserError(f"{folder}: not found")
+    return args
+
+
+# ----------------------------------------------------------------------------------------------------
+# Photos
+# ----------------------------------------------------------------------------------------------------
+def crop_of(class_name):
+    return class_name.split("_")[0]
+
+
+def write_source_without(source, crop, target):
+    """An ImageFolder train/ and val/ of `source` without `crop`'s classes (links to the photos)."""
+    if (target / "done").exists():
+        return target
+    for split in ("train", "val"):
+        for class_dir in sorted((Path(source) / split).iterdir()):
+            if class_dir.is_dir() and crop_of(class_dir.name) != crop:
+                (target / split / class_dir.name).mkdir(parents=True, exist_ok=True)
+                for photo in class_dir.iterdir():
+                    link = target / split / class_dir.name / photo.name
+                    if not link.exists():
+                        link.symlink_to(photo.resolve())
+    (target / "done").write_text("")
+    return target
+
+
+def write_noleaf_photos(target, count, size=256):
+    """`count` leaf-free field scenes from the demo generator, and 4 crops of each photo matplotlib ships."""
+    if (target / "done").exists():
+        return sorted(path for path in target.iterdir() if path.suffix == ".png")
+    target.mkdir(parents=True, exist_ok=True)
+    for index in range(count):
+        scene = render_scene(np.random.default_rng(1000 + index), size)
+        cv2.imwrite(str(target / f"scene_{index:03d}.png"), cv2.cvtColor(scene, cv2.COLOR_RGB2BGR))
+    sample_data = Path(matplotlib.get_data_path()) / "sample_data"
+    rng = np.random.default_rng(0)
+    for name in PACKAGE_PHOTOS:
+        image = cv2.imread(str(sample_data / name), cv2.IMREAD_COLOR)
+        if image is None:
+            continue
+        height, width = image.shape[:2]
+        side = min(height, width) // 2
+        for index in range(4):
+            top, left = rng.integers(0, height - side + 1), rng.integers(0, width - side + 1)
+            cv2.imwrite(str(target / f"{Path(name).stem}_{index}.png"), image[top:top + side, left:left + side])
+    (target / "done").write_text("")
+    return sorted(path for path in target.iterdir() if path.suffix == ".png")
+
+
+def test_photos(source, crops_kept, crop_left_out):
+    """(known paths, their class names; the left-out crop's test paths)."""
+    known, names, near = [], [], []
+    for class_dir in sorted((Path(source) / "test").iterdir()):
+        photos = sorted(str(path) for path in class_dir.iterdir())
+        if crop_of(class_dir.name) == crop_left_out:
+            near += photos
+        elif crop_of(class_dir.name) in crops_kept:
+            known += photos
+            names += [class_dir.name] * len(photos)
+    return known, names, near
+
+
+# ----------------------------------------------------------------------------------------------------
+# Runs
+# ----------------------------------------------------------------------------------------------------
+def run_args(args, crop, data_dir):
+    """What realdata.stage_commands needs for the `sampler` row on the data without `crop`."""
+    return SimpleNamespace(out=str(Path(args.work) / crop), profile=args.profile, suffix="", data_dir=str(data_dir),
+                           model=args.model, batch_size=32, no_pretrained=args.no_pretrained,
+                           workers=args.workers, select_metric=metrics.DEFAULT_TARGET_METRIC)
+
+
+def scored(model, checkpoint, paths, desc):
+    """(logits, features, seconds of the forward passes) of readable `paths`."""
+    started = time.perf_counter()
+    scores, indices, rejected, features = inference.predict_scores_and_features(
+        model, paths, checkpoint, torch.device("cpu"), batch_size=64, desc=desc)
+    if rejected:
+        raise UserError(f"{rejected[0][0]}: {rejected[0][1]}")
+    return scores, features, time.perf_counter() - started
+
+
+def evaluate_run(args, crop, seed, checkpoint_path, photos):
+    checkpoint = checkpoint_format.load(checkpoint_path, need="weights")
+    record = checkpoint["unknown"]
+    model = inference.build_model(checkpoint, checkpoint_path)
+    kept = sorted({crop_of(name) for name in checkpoint["class_names"]})
+    known_paths, known_names, near = test_photos(args.source, kept, crop)
+    index_of = {name: index for index, name in enumerate(checkpoint["class_names"])}
+    targets = np.array([index_of[name] for name in known_names])
+    logits, features, forward_s = scored(model, checkpoint, known_paths, "known")
+    predicted = inference.adjust_scores(logits, checkpoint["train_counts"], checkpoint.get("logit_adjust_tau") or 0)
+    correct = predicted.argmax(dim=1).numpy() == targets
+    sets = {"near": near, "chilli": photos["chilli"], "noleaf": photos["noleaf"]}
+    others = {name: scored(model, checkpoint, paths, name)[:2] for name, paths in sets.items()}
+    rows = []
+    for method in unknown.METHODS:
+        started = time.perf_counter()
+        known_scores = unknown.score(record, features, logits, method).numpy()
+        scoring_s = time.perf_counter() - started
+        threshold = unknown.threshold(record, method=method)
+        row = {"crop_left_out": crop, "seed": seed, "method": method, "known_photos": len(known_paths),
+               "known_balanced_acc_all": float(np.mean([correct[targets == label].mean()
+                                                        for label in np.unique(targets)])),
+               "forward_ms_per_photo": 1000 * forward_s / len(known_paths),
+               "score_ms_per_photo": 1000 * scoring_s / len(known_paths)}
+        for name, (set_logits, set_features) in others.items():
+            figures = unknown.detection_metrics(known_scores, unknown.score(record, set_features, set_logits,
+                                                                            method).numpy(),
+                                                threshold, correct, targets)
+            row.update({f"{name}_photos": len(sets[name]), f"{name}_auroc": figures["auroc"],
+                        f"{name}_diagnosed": figures["diagnosed_at_stored"],
+                        f"{name}_fpr95": figures["fpr_at_95_tpr"]})
+            row.update({"known_coverage": figures["known_coverage_at_stored"],
+                        "known_balanced_acc_answered": figures.get("known_balanced_accuracy_at_stored")})
+        rows.append(row)
+    return rows
+
+
+def summary_table(runs):
+    rows = []
+    for method in unknown.METHODS:
+        group = runs[runs["method"] == method]
+
+        def cell(column, scale=100, digits=1):
+            mean, spread = mean_and_spread(scale * group[column].to_numpy(dtype=float))
+            return f"{mean:.{digits}f}" + ("" if np.isnan(spread) else f" ± {spread:.{digits}f}")
+        rows.append({"method": method + (" (default)" if method == unknown.DEFAULT_METHOD else ""),
+                     "runs": len(group), "near AUROC": cell("near_auroc"), "near diagnosed %": cell("near_diagnosed"),
+                     "chilli AUROC": cell("chilli_auroc"), "chilli diagnosed %": cell("chilli_diagnosed"),
+                     "no-leaf AUROC": cell("noleaf_auroc"), "no-leaf diagnosed %": cell("noleaf_diagnosed"),
+                     "known answered %": cell("known_coverage"),
+                     "known bal. acc. answered / all": f"{cell('known_balanced_acc_answered')} / "
+                                                       f"{cell('known_balanced_acc_all')}",
+                     "score ms/photo (forward)": f"{group['score_ms_per_photo'].mean():.2f} "
+                                                 f"({group['forward_ms_per_photo'].mean():.1f})"})
+    return pd.DataFrame(rows)
+
+
+def write_reports(args, started, argv):
+    results = sorted(Path(args.work).rglob(RESULT_FILE))
+    runs = pd.DataFrame([row for path in results for row in json.loads(path.read_text())])
+    if runs.empty:
+        return
+    out = Path(args.out)
+    write_csv(out / "ood.csv", runs)
+    lines = header_lines("Unknown photos on real photos: leave-one-crop-out on field13", started,
+                         "benchmarks/ood.py", argv)
+    lines += ["- Each run: field13 without one crop, realdata.py's `sampler` row at the `"
+              f"{args.profile}` profile; the unknown-photo record fitted by train.py at the end (threshold keeps "
+              f"{unknown.DEFAULT_KEEP:.0%} of validation photos). Known: field13 test photos of the crops trained "
+              "on; near: the left-out crop's test photos; chilli: chilli5's test photos; no-leaf: demo scenes "
+              f"without a leaf ({args.noleaf_count}) and crops of matplotlib's sample photos.",
+              "- Mean ± standard deviation over crops left out and seeds; `diagnosed %`: unknown photos still given "
+              "a class at the stored threshold (lower is better); `known answered %`: known test photos kept.",
+              f"- Runs: {', '.join(sorted(f'{crop} seed {seed}' for crop, seed in set(zip(runs.crop_left_out, runs.seed))))}.",
+              ""]
+    lines += markdown_table(summary_table(runs))
+    write_text(out / "ood.md", "\n".join(lines) + "\n")
+
+
+@cli_entry
+def main(argv=None):
+    args = parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    started = start_snapshot()
+    work = Path(args.work)
+    photos = {"chilli": sorted(str(path) for path in Path(args.chilli).rglob("*") if path.is_file()),
+              "noleaf": [str(path) for path in write_noleaf_photos(work / "noleaf", args.noleaf_count)]}
+    for seed in args.seeds:
+        for crop in args.crops:
+            data_dir = work / crop / "cleaned"
+            source = write_source_without(args.source, crop, work / crop / "source")
+            if not (data_dir / "metadata" / "classes.csv").is_file():
+                cleaning.clean_dataset(source, data_dir, progress=False)
+            stages = realdata.stage_commands(run_args(args, crop, data_dir), "sampler", seed)
+            result_path = stages[-1][0] / RESULT_FILE
+            if result_path.exists():
+                continue
+            print(f"== without {crop}, seed {seed}", flush=True)
+            record = run_stages(stages)
+            rows = evaluate_run(args, crop, seed, stages[-1][0] / "best.pth", photos)
+            write_json(result_path, [dict(row, train_wall_s=record["wall_seconds"]) for row in rows])
+            write_reports(args, started, argv)
+    write_reports(args, started, argv)
+    if (Path(args.out) / "ood.md").exists():
+        print((Path(args.out) / "ood.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
