@@ -22,18 +22,15 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
-from leafdisease.utils import atomic_io  # noqa: E402
-from leafdisease.utils import cli  # noqa: E402
-from leafdisease.data import demo_data  # noqa: E402
-from leafdisease.data import hierarchy  # noqa: E402
-from leafdisease.data import near_duplicates  # noqa: E402
-from leafdisease.training import recipe  # noqa: E402
-from leafdisease.data.cleaning import MIN_MAX_SIDE, WEIGHT_SCHEMES_WRITTEN, clean_dataset, read_summary, reduction  # noqa: E402
 from dataset import build_transform, load_metadata, read_image_rgb, short_side_for_crops  # noqa: E402
-from leafdisease.utils.errors import UserError, cli_entry  # noqa: E402
+from leafdisease.data import demo_data, hierarchy, near_duplicates  # noqa: E402
+from leafdisease.data.cleaning import MIN_MAX_SIDE, WEIGHT_SCHEMES_WRITTEN, clean_dataset, read_summary, reduction  # noqa: E402
 from leafdisease.data.longtail import FEW_SHOT_THRESHOLD, MANY_SHOT_THRESHOLD, shot_group_captions, shot_groups  # noqa: E402
-from leafdisease.evaluation.plots import SHOT_GROUP_COLORS, abbreviate  # noqa: E402
 from leafdisease.data.sources import FORMATS  # noqa: E402
+from leafdisease.evaluation.plots import SHOT_GROUP_COLORS, abbreviate  # noqa: E402
+from leafdisease.training import recipe  # noqa: E402
+from leafdisease.utils import atomic_io, cli  # noqa: E402
+from leafdisease.utils.errors import UserError, cli_entry  # noqa: E402
 
 TOP_N = 5
 NEAR_DUPLICATES_SHOWN = 10

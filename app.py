@@ -17,9 +17,9 @@ import argparse
 import os
 from pathlib import Path
 
-from leafdisease.utils import cli
-from leafdisease.deployment import diagnosis
 from leafdisease.data import hierarchy
+from leafdisease.deployment import diagnosis
+from leafdisease.utils import cli
 from leafdisease.utils.errors import UserError, cli_entry
 
 # Before gradio is imported: some of its modules read it at import time.

@@ -34,13 +34,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from leafdisease.data import sources
+from leafdisease.deployment import explain, formats, inference, unknown
+from leafdisease.evaluation import reports
 from leafdisease.training import checkpoint as checkpoint_format
 from leafdisease.utils import cli
-from leafdisease.deployment import formats
-from leafdisease.evaluation import reports
-from leafdisease.deployment import explain
-from leafdisease.deployment import inference, unknown
-from leafdisease.data import sources
 from leafdisease.utils.atomic_io import write_csv
 from leafdisease.utils.errors import UserError, cli_entry
 

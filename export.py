@@ -27,8 +27,7 @@ import numpy as np
 from leafdisease.training import checkpoint as checkpoint_format
 from leafdisease.utils import cli
 import dataset
-from leafdisease.deployment import formats
-from leafdisease.deployment import inference
+from leafdisease.deployment import formats, inference
 from leafdisease.utils.atomic_io import default_permissions
 from leafdisease.utils.errors import UserError, cli_entry
 

@@ -42,15 +42,12 @@ import cv2
 import numpy as np
 import pandas as pd
 
+import dataset
+from leafdisease.data import hierarchy
+from leafdisease.deployment import explain, formats, inference, unknown
+from leafdisease.evaluation import metrics, plots
 from leafdisease.training import checkpoint as checkpoint_format
 from leafdisease.utils import cli
-import dataset
-from leafdisease.deployment import formats
-from leafdisease.deployment import explain
-from leafdisease.data import hierarchy
-from leafdisease.deployment import inference, unknown
-from leafdisease.evaluation import metrics
-from leafdisease.evaluation import plots
 from leafdisease.utils.atomic_io import atomic_path, write_csv, write_json
 from leafdisease.utils.errors import UserError, cli_entry
 

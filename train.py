@@ -29,20 +29,12 @@ import yaml
 from timm.data import resolve_data_config
 from timm.utils import ModelEmaV3
 
-from leafdisease.training import checkpoint
-from leafdisease.utils import cli
-from leafdisease.training import cluster
 import dataset
-from leafdisease.training import engine
+from leafdisease.data import hierarchy, longtail
 from leafdisease.deployment import inference, unknown
-from leafdisease.data import hierarchy
-from leafdisease.data import longtail
-from leafdisease.training import losses
-from leafdisease.evaluation import metrics
-from leafdisease.training import models
-from leafdisease.evaluation import plots
-from leafdisease.training import recipe
-from leafdisease.training import run_log
+from leafdisease.evaluation import metrics, plots
+from leafdisease.training import checkpoint, cluster, engine, losses, models, recipe, run_log
+from leafdisease.utils import cli
 from leafdisease.utils.atomic_io import remove_stale_temporaries, write_csv, write_text
 from leafdisease.utils.errors import UserError, cli_entry
 

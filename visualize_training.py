@@ -34,14 +34,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from leafdisease.data import hierarchy
+from leafdisease.data.longtail import SHOT_GROUPS, shot_group_captions, shot_groups
+from leafdisease.evaluation import metrics, plots
 from leafdisease.training import checkpoint as checkpoint_format
 from leafdisease.utils import cli
-from leafdisease.data import hierarchy
-from leafdisease.evaluation import metrics
-from leafdisease.evaluation import plots
 from leafdisease.utils.atomic_io import write_csv, write_text
 from leafdisease.utils.errors import UserError, cli_entry
-from leafdisease.data.longtail import SHOT_GROUPS, shot_group_captions, shot_groups
 
 CHECKPOINT_NAMES = ("best.pth", "last.pth")
 HISTORY_COLUMNS = ("epoch", "train_loss", "val_loss", "val_acc", "val_balanced_acc", "val_macro_f1", "lr")

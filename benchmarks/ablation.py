@@ -34,16 +34,23 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from leafdisease.training import checkpoint as checkpoint_format  # noqa: E402
-from leafdisease.utils import cli  # noqa: E402
-import dataset  # noqa: E402
-from leafdisease.data import longtail  # noqa: E402
-from leafdisease.training import models  # noqa: E402
-from leafdisease.training import recipe  # noqa: E402
-from leafdisease.utils.atomic_io import save_figure, write_csv, write_text  # noqa: E402
 from benchmarks.report import header_lines, markdown_table, start_snapshot  # noqa: E402
-from benchmarks.runner import (format_minutes, format_percent, is_complete, load_record, mean_and_spread,  # noqa: E402
-                               option_value, run_stage, settings_key)
+import dataset  # noqa: E402
+from benchmarks.runner import (  # noqa: E402
+    format_minutes,
+    format_percent,
+    is_complete,
+    load_record,
+    mean_and_spread,
+    option_value,
+    run_stage,
+    settings_key,
+)
+from leafdisease.data import longtail  # noqa: E402
+from leafdisease.training import checkpoint as checkpoint_format  # noqa: E402
+from leafdisease.training import models, recipe  # noqa: E402
+from leafdisease.utils import cli  # noqa: E402
+from leafdisease.utils.atomic_io import save_figure, write_csv, write_text  # noqa: E402
 from leafdisease.utils.errors import UserError, cli_entry  # noqa: E402
 
 BASELINE, HEAD, FULL = (recipe.settings(recipe.path_of(name)) for name in ("baseline", "fixed_stage1", "fixed_stage2"))

@@ -34,13 +34,13 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from benchmarks.report import ROOT, header_lines, markdown_table, start_snapshot  # noqa: E402
 from leafdisease.data import sources  # noqa: E402
 from leafdisease.data.aichallenger_classes import OFFICIAL_TRAIN_COUNTS, OFFICIAL_VAL_COUNTS  # noqa: E402
-from leafdisease.utils.atomic_io import write_text  # noqa: E402
-from benchmarks.report import ROOT, header_lines, markdown_table, start_snapshot  # noqa: E402
 from leafdisease.data.demo_data import MIN_IMAGE_SIZE, render_leaf  # noqa: E402
-from leafdisease.utils.errors import UserError, cli_entry  # noqa: E402
 from leafdisease.data.staged_output import map_parallel, staged_folder  # noqa: E402
+from leafdisease.utils.atomic_io import write_text  # noqa: E402
+from leafdisease.utils.errors import UserError, cli_entry  # noqa: E402
 
 TRAIN_DIR, TRAIN_JSON = sources.AICHALLENGER_SPLITS["train"]
 VAL_DIR, VAL_JSON = sources.AICHALLENGER_SPLITS["val"]

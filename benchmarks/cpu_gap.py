@@ -39,10 +39,10 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 import dataset  # noqa: E402
-from leafdisease.training import models  # noqa: E402
-from leafdisease.utils.atomic_io import write_text  # noqa: E402
 from benchmarks.feeding import cpu_ms  # noqa: E402
 from benchmarks.report import header_lines, markdown_table, start_snapshot  # noqa: E402
+from leafdisease.training import models  # noqa: E402
+from leafdisease.utils.atomic_io import write_text  # noqa: E402
 from leafdisease.utils.errors import UserError, cli_entry  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent

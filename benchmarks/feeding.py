@@ -30,11 +30,11 @@ import pandas as pd  # noqa: E402
 from albumentations.pytorch import ToTensorV2  # noqa: E402
 from torch.utils.data import default_collate  # noqa: E402
 
-from leafdisease.data import cleaning  # noqa: E402
 import dataset  # noqa: E402
-from leafdisease.utils.atomic_io import write_text  # noqa: E402
 from benchmarks.report import header_lines, markdown_table, start_snapshot  # noqa: E402
 from benchmarks.speed import render_photo  # noqa: E402
+from leafdisease.data import cleaning  # noqa: E402
+from leafdisease.utils.atomic_io import write_text  # noqa: E402
 from leafdisease.utils.errors import cli_entry  # noqa: E402
 
 TRAIN_IMAGES, HEAD_EPOCHS, FULL_EPOCHS = 31_718, 10, 40  # AI Challenger 2018's training split; the seed's stages

@@ -39,10 +39,10 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from leafdisease.training import recipe  # noqa: E402
-from leafdisease.utils.atomic_io import write_csv, write_text  # noqa: E402
 from benchmarks.cpu_gap import VARIANTS as CPU_GAP_VARIANTS  # noqa: E402
 from benchmarks.report import header_lines, markdown_table, start_snapshot  # noqa: E402
+from leafdisease.training import recipe  # noqa: E402
+from leafdisease.utils.atomic_io import write_csv, write_text  # noqa: E402
 from leafdisease.utils.errors import UserError, cli_entry  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -30,10 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from leafdisease.utils.atomic_io import write_csv, write_json, write_text  # noqa: E402
 from benchmarks.large_photos import fresh, stage_rate, test_scores, timed  # noqa: E402
 from benchmarks.report import header_lines, markdown_table, start_snapshot  # noqa: E402
 from benchmarks.runner import mean_and_spread  # noqa: E402
+from leafdisease.utils.atomic_io import write_csv, write_json, write_text  # noqa: E402
 from leafdisease.utils.errors import UserError, cli_entry  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent

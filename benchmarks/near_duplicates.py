@@ -22,11 +22,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from leafdisease.data import cleaning  # noqa: E402
-from leafdisease.data import near_duplicates  # noqa: E402
-from leafdisease.utils.atomic_io import write_text  # noqa: E402
 from benchmarks.photos import render_photo  # noqa: E402
 from benchmarks.report import header_lines, markdown_table, start_snapshot  # noqa: E402
+from leafdisease.data import cleaning, near_duplicates  # noqa: E402
+from leafdisease.utils.atomic_io import write_text  # noqa: E402
 from leafdisease.utils.errors import cli_entry  # noqa: E402
 
 TARGET_SECONDS = 60.0

@@ -41,18 +41,15 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from leafdisease.training import checkpoint as checkpoint_format  # noqa: E402
-from leafdisease.data.aichallenger_classes import OFFICIAL_TRAIN_COUNTS  # noqa: E402
-from leafdisease.data import cleaning  # noqa: E402
-from leafdisease.evaluation import reports  # noqa: E402
-from leafdisease.deployment import inference  # noqa: E402
-from leafdisease.data import longtail  # noqa: E402
-from leafdisease.evaluation import metrics  # noqa: E402
-from leafdisease.training import models  # noqa: E402
-from leafdisease.training import recipe  # noqa: E402
-from leafdisease.utils.atomic_io import save_figure, save_torch, write_csv, write_json, write_text  # noqa: E402
 from benchmarks.report import header_lines, markdown_table, start_snapshot  # noqa: E402
 from benchmarks.runner import format_minutes, format_percent, mean_and_spread, run_stages  # noqa: E402
+from leafdisease.data import cleaning, longtail  # noqa: E402
+from leafdisease.data.aichallenger_classes import OFFICIAL_TRAIN_COUNTS  # noqa: E402
+from leafdisease.deployment import inference  # noqa: E402
+from leafdisease.evaluation import metrics, reports  # noqa: E402
+from leafdisease.training import checkpoint as checkpoint_format  # noqa: E402
+from leafdisease.training import models, recipe  # noqa: E402
+from leafdisease.utils.atomic_io import save_figure, save_torch, write_csv, write_json, write_text  # noqa: E402
 from leafdisease.utils.errors import UserError, cli_entry  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent

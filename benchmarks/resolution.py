@@ -39,14 +39,13 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from leafdisease.training import checkpoint as checkpoint_format  # noqa: E402
-from leafdisease.evaluation import reports  # noqa: E402
-from leafdisease.deployment import inference  # noqa: E402
-from leafdisease.evaluation import metrics  # noqa: E402
-from leafdisease.utils.atomic_io import save_figure, write_csv, write_json, write_text  # noqa: E402
 from benchmarks import realdata  # noqa: E402
 from benchmarks.report import header_lines, machine_lines, markdown_table, start_snapshot  # noqa: E402
 from benchmarks.runner import format_percent, mean_and_spread, run_stages  # noqa: E402
+from leafdisease.deployment import inference  # noqa: E402
+from leafdisease.evaluation import metrics, reports  # noqa: E402
+from leafdisease.training import checkpoint as checkpoint_format  # noqa: E402
+from leafdisease.utils.atomic_io import save_figure, write_csv, write_json, write_text  # noqa: E402
 from leafdisease.utils.errors import UserError, cli_entry  # noqa: E402
 
 MODEL_ALIASES = {f"lite{k}": f"tf_efficientnet_lite{k}" for k in range(3)}

@@ -18,10 +18,10 @@ import torch
 
 import app
 import dataset
-from leafdisease.deployment import diagnosis
-from leafdisease.data import hierarchy
 import predict
 from conftest import ROOT
+from leafdisease.data import hierarchy
+from leafdisease.deployment import diagnosis
 from leafdisease.utils.errors import UserError
 
 MIN_CONFIDENCE = 0.4

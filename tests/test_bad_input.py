@@ -17,20 +17,18 @@ import torch
 from PIL import Image
 
 import analyze_data
-from leafdisease.utils import atomic_io
-from leafdisease.data import cleaning
 import dataset
 import evaluate
 import export
-from leafdisease.deployment import inference
 import predict
-from leafdisease.data import sources
 import train
 import visualize_training
 from conftest import write_cleaned_dataset
+from leafdisease.data import cleaning, sources
+from leafdisease.deployment import inference
+from leafdisease.utils import atomic_io
 from leafdisease.utils.errors import UserError
 from tiny_run import TINY_ARGS
-
 
 
 def snapshot(folder):

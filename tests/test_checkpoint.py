@@ -7,13 +7,12 @@ import pytest
 import timm
 import torch
 
-from leafdisease.training import checkpoint
 import predict
 import train
 import visualize_training
+from leafdisease.training import checkpoint
 from leafdisease.utils.errors import UserError
 from tiny_run import TINY_ARGS
-
 
 
 def header(**overrides):

@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from leafdisease.data.cleaning import clean_dataset, read_checked_rgb
 from dataset import load_metadata, read_image_rgb
+from leafdisease.data.cleaning import clean_dataset, read_checked_rgb
 from leafdisease.data.longtail import compute_class_weights
-from leafdisease.utils.errors import UserError
 from leafdisease.data.sources import AICHALLENGER_SPLITS
+from leafdisease.utils.errors import UserError
 
 TRAIN_DIR, TRAIN_JSON = AICHALLENGER_SPLITS["train"]
 VAL_DIR, VAL_JSON = AICHALLENGER_SPLITS["val"]

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from leafdisease.data import cleaning
 import dataset
+from leafdisease.data import cleaning
 from leafdisease.deployment import inference
 
 

@@ -11,7 +11,6 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from leafdisease.data.demo_data import writer as demo_writer  # noqa: E402
 from leafdisease.data.demo_data import (  # noqa: E402
     CLASS_NAMES,
     FULL_TRAIN_COUNTS,
@@ -24,6 +23,7 @@ from leafdisease.data.demo_data import (  # noqa: E402
     generate_demo,
     render_leaf,
 )
+from leafdisease.data.demo_data import writer as demo_writer  # noqa: E402
 from leafdisease.utils.errors import UserError  # noqa: E402
 
 TINY = dict(scale=0.002, image_size=48, seed=3)

@@ -10,8 +10,8 @@ import timm
 import torch
 
 import dataset
-from leafdisease.training import engine
 import train
+from leafdisease.training import engine
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--model", "test_efficientnet", "--no-pretrained", "--img-size", "32", "--batch-size", "4", "--workers", "0"]

@@ -9,11 +9,9 @@ import pytest
 import torch
 from timm.utils import ModelEmaV3
 
-from leafdisease.training import checkpoint
 import dataset
-from leafdisease.training import engine
-from leafdisease.training import models
 from benchmarks import runner
+from leafdisease.training import checkpoint, engine, models
 from leafdisease.utils.errors import UserError
 
 NUM_CLASSES, BATCH = 3, 4

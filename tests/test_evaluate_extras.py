@@ -7,9 +7,8 @@ import pytest
 import torch
 
 import evaluate
-from leafdisease.evaluation import reports
 import export
-from leafdisease.evaluation import metrics
+from leafdisease.evaluation import metrics, reports
 
 
 def run_evaluate(model_path, data, output, *argv):

@@ -9,16 +9,14 @@ import pytest
 import timm
 import torch
 
-from leafdisease.training import checkpoint as checkpoint_format
 import dataset
-from leafdisease.deployment import formats
 import export
-from leafdisease.deployment import inference
 import predict
 import train
 from conftest import write_cleaned_dataset
+from leafdisease.deployment import formats, inference
+from leafdisease.training import checkpoint as checkpoint_format
 from tiny_run import TINY_ARGS
-
 
 
 @pytest.fixture(scope="module")

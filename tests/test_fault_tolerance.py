@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 import torch
 
-from leafdisease.utils import atomic_io
-from leafdisease.training import engine
 import train
+from leafdisease.training import engine
+from leafdisease.utils import atomic_io
 from tiny_run import TINY_ARGS
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -7,23 +7,23 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from test_cleaning import write_image, write_imagefolder
 
 import analyze_data
-from leafdisease.training import checkpoint as checkpoint_format
 import dataset
 import evaluate
 import export
-from leafdisease.data import hierarchy
-from leafdisease.training import losses
 import predict
 import train
 import visualize_training
-from leafdisease.data.aichallenger_classes import AICHALLENGER_CLASS_NAMES
-from leafdisease.data.cleaning import clean_dataset
 from conftest import write_cleaned_dataset
 from dataset import load_metadata
+from leafdisease.data import hierarchy
+from leafdisease.data.aichallenger_classes import AICHALLENGER_CLASS_NAMES
+from leafdisease.data.cleaning import clean_dataset
+from leafdisease.training import checkpoint as checkpoint_format
+from leafdisease.training import losses
 from leafdisease.utils.errors import UserError
-from test_cleaning import write_image, write_imagefolder
 from tiny_run import TINY_ARGS
 
 FIELD13 = ["bean_angular_leaf_spot", "bean_healthy", "bean_rust", "blackgram_anthracnose", "blackgram_healthy",

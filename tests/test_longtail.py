@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_cleaning import write_imagefolder
 
 from leafdisease.data import longtail
 from leafdisease.data.cleaning import clean_dataset
-from test_cleaning import write_imagefolder
 
 ROOT = Path(__file__).resolve().parent.parent
 HEAVY = ("torch", "albumentations", "cv2")

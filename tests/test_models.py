@@ -5,8 +5,8 @@ import pytest
 import timm
 import torch
 
-from leafdisease.training import models
 from leafdisease.data.demo_data.photo import render_leaf
+from leafdisease.training import models
 from leafdisease.utils.errors import UserError
 
 

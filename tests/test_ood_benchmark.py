@@ -1,10 +1,10 @@
 """benchmarks/ood.py on a tiny generated field13-like set: leave-one-crop-out runs, every method scored, resume."""
 import pandas as pd
 import pytest
+from test_realdata_benchmark import write_image_folder
 
 from benchmarks import ood, realdata
 from leafdisease.deployment import unknown
-from test_realdata_benchmark import write_image_folder
 
 
 @pytest.fixture()

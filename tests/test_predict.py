@@ -11,13 +11,13 @@ import torch
 from PIL import Image
 from timm.data import resolve_data_config
 
-from leafdisease.data import cleaning
 import dataset
-from leafdisease.training import engine
-from leafdisease.deployment import inference
 import predict
 import train
 from conftest import write_cleaned_dataset
+from leafdisease.data import cleaning
+from leafdisease.deployment import inference
+from leafdisease.training import engine
 from tiny_run import TINY_ARGS, load_checkpoint
 
 FAST = ["--workers", "0", "--batch-size", "5"]  # batch 5: batches split differently from training's evaluation

@@ -5,17 +5,15 @@ import pandas as pd
 import pytest
 import torch
 
-from leafdisease.training import checkpoint as checkpoint_format
 import dataset
-from leafdisease.deployment import explain
-from leafdisease.data import hierarchy
 import export
-from leafdisease.deployment import inference
 import predict
 import train
 from conftest import write_cleaned_dataset
+from leafdisease.data import hierarchy
+from leafdisease.deployment import explain, inference
+from leafdisease.training import checkpoint as checkpoint_format
 from tiny_run import TINY_ARGS
-
 
 
 @pytest.fixture(scope="module")

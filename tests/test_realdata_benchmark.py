@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 import torch
 
-from leafdisease.training import checkpoint as checkpoint_format
-from leafdisease.evaluation import reports
-from leafdisease.deployment import inference
 from benchmarks import realdata
+from leafdisease.deployment import inference
+from leafdisease.evaluation import reports
+from leafdisease.training import checkpoint as checkpoint_format
 
 
 def write_image_folder(root, counts_by_split, image_size=36, seed=0):

@@ -4,11 +4,10 @@ import pytest
 import torch
 import yaml
 
-from leafdisease.training import recipe
 import train
+from leafdisease.training import recipe
 from leafdisease.utils.errors import UserError
 from tiny_run import TINY_ARGS
-
 
 
 def test_a_recipe_sets_defaults_and_flags_override_it():

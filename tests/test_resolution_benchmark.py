@@ -5,9 +5,9 @@ import json
 
 import pandas as pd
 import pytest
+from test_realdata_benchmark import write_image_folder
 
 from benchmarks import realdata, resolution
-from test_realdata_benchmark import write_image_folder
 
 
 @pytest.fixture()

@@ -5,10 +5,10 @@ import os
 import subprocess
 import sys
 
-from leafdisease.utils import atomic_io
-from leafdisease.data import cleaning
-from leafdisease.utils import progress
 from test_bad_input import image_folder
+
+from leafdisease.data import cleaning
+from leafdisease.utils import atomic_io, progress
 
 
 def test_atomic_write_fsyncs_the_file_before_the_rename_and_the_folder_after(tmp_path, monkeypatch):

@@ -6,10 +6,9 @@ import pandas as pd
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from leafdisease.training import run_log
 import train
+from leafdisease.training import run_log
 from tiny_run import TINY_ARGS
-
 
 
 @pytest.fixture(scope="module")

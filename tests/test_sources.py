@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from leafdisease.data.aichallenger_classes import AICHALLENGER_CLASS_NAMES
-from leafdisease.utils.errors import UserError
 from leafdisease.data.sources import AICHALLENGER_LISTS, AICHALLENGER_SPLITS, detect_format, read_source
+from leafdisease.utils.errors import UserError
 
 TRAIN_DIR, TRAIN_JSON = AICHALLENGER_SPLITS["train"]
 VAL_DIR, VAL_JSON = AICHALLENGER_SPLITS["val"]

@@ -3,12 +3,11 @@ import pytest
 import timm
 import torch
 
-from leafdisease.utils import errors
+import train
 from leafdisease.data import longtail
 from leafdisease.training import losses
-import train
+from leafdisease.utils import errors
 from tiny_run import TINY_ARGS, load_checkpoint, run_stage
-
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,9 @@ import pandas as pd
 import pytest
 import torch
 
-from leafdisease.evaluation import metrics
-from leafdisease.evaluation import plots
 import train
 import visualize_training as vt
+from leafdisease.evaluation import metrics, plots
 
 SINGLE_RUN_FIGURES = ("training_curves.png", "per_class_recall.png", "confusion_matrix_normalized.png")
 COMPARISON_FIGURES = ("comparison_curves.png", "shot_group_accuracy.png", "per_class_recall_change.png")

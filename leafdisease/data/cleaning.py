@@ -62,17 +62,20 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from leafdisease.utils import atomic_io
-from leafdisease.data import demo_data
-from leafdisease.data import hierarchy
-from leafdisease.data import near_duplicates
-from leafdisease.utils import runtime
-from leafdisease.utils.cli import is_inside
-from leafdisease.utils.errors import UserError
-from leafdisease.data.longtail import (FEW_SHOT_THRESHOLD, MANY_SHOT_THRESHOLD, SHOT_GROUPS, check_thresholds,
-                      compute_class_weights, shot_groups)
+from leafdisease.data import demo_data, hierarchy, near_duplicates
+from leafdisease.data.longtail import (
+    FEW_SHOT_THRESHOLD,
+    MANY_SHOT_THRESHOLD,
+    SHOT_GROUPS,
+    check_thresholds,
+    compute_class_weights,
+    shot_groups,
+)
 from leafdisease.data.sources import REJECTED_COLUMNS, read_source
 from leafdisease.data.staged_output import map_parallel, remove_abandoned, staged_folder
+from leafdisease.utils import atomic_io, runtime
+from leafdisease.utils.cli import is_inside
+from leafdisease.utils.errors import UserError
 
 # Bump when a rule above changes, so an unchanged source is cleaned again under the new rules.
 CLEANING_VERSION = 3

@@ -48,9 +48,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from leafdisease.utils import atomic_io
-from leafdisease.evaluation import metrics
 from leafdisease.data.aichallenger_classes import AICHALLENGER_CLASS_NAMES, AICHALLENGER_CLASS_TABLE
+from leafdisease.evaluation import metrics
+from leafdisease.utils import atomic_io
 from leafdisease.utils.errors import UserError
 
 HIERARCHY_FILE = "hierarchy.csv"

@@ -57,8 +57,8 @@ from pathlib import Path, PurePosixPath
 import pandas as pd
 
 from leafdisease.data.aichallenger_classes import AICHALLENGER_CLASS_NAMES
-from leafdisease.utils.errors import UserError
 from leafdisease.data.hierarchy import HIERARCHY_FILE
+from leafdisease.utils.errors import UserError
 
 FORMATS = ("aichallenger", "aichallenger-list", "imagefolder", "csv", "list")
 AICHALLENGER_SPLITS = {

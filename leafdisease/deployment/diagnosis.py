@@ -21,10 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from leafdisease.deployment import formats
-from leafdisease.deployment import explain
 from leafdisease.data import hierarchy
-from leafdisease.deployment import inference, unknown
+from leafdisease.deployment import explain, formats, inference, unknown
 from leafdisease.evaluation import metrics
 
 TOP_K = 5  # classes shown per photo, as bars

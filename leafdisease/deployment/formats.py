@@ -17,9 +17,9 @@ import timm
 import torch
 from safetensors import SafetensorError
 
-from leafdisease.training import checkpoint as checkpoint_format
 from leafdisease.data import transforms
 from leafdisease.deployment import inference
+from leafdisease.training import checkpoint as checkpoint_format
 from leafdisease.utils.atomic_io import atomic_path, json_text, json_values
 from leafdisease.utils.errors import UserError
 

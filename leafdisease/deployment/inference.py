@@ -12,14 +12,12 @@ import numpy as np
 import timm
 import torch
 
-from leafdisease.training import checkpoint as checkpoint_format
-from leafdisease.data import cleaning
+from leafdisease.data import cleaning, reading, transforms
 from leafdisease.data import metadata as cleaned_metadata
-from leafdisease.data import reading, transforms
 from leafdisease.deployment import unknown
 from leafdisease.evaluation import metrics
-from leafdisease.utils import runtime
-from leafdisease.utils import progress
+from leafdisease.training import checkpoint as checkpoint_format
+from leafdisease.utils import progress, runtime
 from leafdisease.utils.errors import UserError
 
 

@@ -5,12 +5,12 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
-import numpy as np  # noqa: E402
 
-from leafdisease.utils.atomic_io import save_figure  # noqa: E402
 from leafdisease.data import hierarchy as label_hierarchy  # noqa: E402
+from leafdisease.utils.atomic_io import save_figure  # noqa: E402
 
 
 def plot_training_curves(history, path, title="Training curves"):

@@ -12,14 +12,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from leafdisease.training import checkpoint as checkpoint_format
+from leafdisease.data import hierarchy, longtail, sources
 from leafdisease.data import metadata as cleaned_metadata
-from leafdisease.data import hierarchy
 from leafdisease.deployment import inference
-from leafdisease.data import longtail
-from leafdisease.evaluation import metrics
-from leafdisease.evaluation import plots
-from leafdisease.data import sources
+from leafdisease.evaluation import metrics, plots
+from leafdisease.training import checkpoint as checkpoint_format
 from leafdisease.utils.atomic_io import write_csv, write_json
 from leafdisease.utils.errors import UserError
 

@@ -35,9 +35,9 @@ from pathlib import Path
 
 import torch
 
+from leafdisease.data.longtail import FEW_SHOT_THRESHOLD, MANY_SHOT_THRESHOLD
 from leafdisease.utils.atomic_io import save_torch
 from leafdisease.utils.errors import UserError
-from leafdisease.data.longtail import FEW_SHOT_THRESHOLD, MANY_SHOT_THRESHOLD
 
 FORMAT_VERSION = 1
 

@@ -20,9 +20,8 @@ from timm.optim import create_optimizer_v2
 from timm.scheduler import CosineLRScheduler
 
 from leafdisease.data import hierarchy as label_hierarchy
-from leafdisease.training import losses
 from leafdisease.evaluation import metrics
-from leafdisease.training import models
+from leafdisease.training import losses, models
 from leafdisease.utils import runtime
 from leafdisease.utils.errors import TrainingDiverged
 from leafdisease.utils.progress import bar as progress_bar

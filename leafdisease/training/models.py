@@ -1,8 +1,8 @@
 """Model building: timm models, ImageNet weights (offline for EfficientNet-Lite0/1/2), backbone freezing."""
 import importlib
 
-import torch
 import timm
+import torch
 from timm.utils import freeze
 
 from leafdisease.utils.errors import UserError

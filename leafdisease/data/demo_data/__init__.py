@@ -13,11 +13,26 @@ Modules: counts (class names and counts), raster (drawing primitives), leaves (l
 diseases (lesions and the per-disease painters), photo (background, lighting, camera: one photo), writer (the
 dataset on disk).
 """
-from leafdisease.data.demo_data.counts import (CLASS_NAMES, DEFAULT_SCALE, FULL_TRAIN_COUNTS, NUM_CLASSES, demo_train_counts,
-                              demo_val_counts)
+from leafdisease.data.demo_data.counts import (
+                              CLASS_NAMES,
+                              DEFAULT_SCALE,
+                              FULL_TRAIN_COUNTS,
+                              NUM_CLASSES,
+                              demo_train_counts,
+                              demo_val_counts,
+)
 from leafdisease.data.demo_data.photo import DEFAULT_IMAGE_SIZE, MIN_IMAGE_SIZE, RENDER_VERSION, render_leaf
-from leafdisease.data.demo_data.writer import (CLASS_NAMES_FILE, INFO_FILE, TRAIN_ANNOTATIONS, TRAIN_DIR, VAL_ANNOTATIONS, VAL_DIR,
-                              generate_demo, image_file_name, is_demo_folder)
+from leafdisease.data.demo_data.writer import (
+                              CLASS_NAMES_FILE,
+                              INFO_FILE,
+                              TRAIN_ANNOTATIONS,
+                              TRAIN_DIR,
+                              VAL_ANNOTATIONS,
+                              VAL_DIR,
+                              generate_demo,
+                              image_file_name,
+                              is_demo_folder,
+)
 
 __all__ = ["CLASS_NAMES", "CLASS_NAMES_FILE", "DEFAULT_IMAGE_SIZE", "DEFAULT_SCALE", "FULL_TRAIN_COUNTS", "INFO_FILE",
            "MIN_IMAGE_SIZE", "NUM_CLASSES", "RENDER_VERSION", "TRAIN_ANNOTATIONS", "TRAIN_DIR", "VAL_ANNOTATIONS",

@@ -5,8 +5,15 @@ import math
 import cv2
 import numpy as np
 
-from leafdisease.data.demo_data.raster import (SUBPIXEL_BITS, blend, fixed_point, gaussian_blur, pixel_grid, smooth_noise,
-                              smoothstep)
+from leafdisease.data.demo_data.raster import (
+    SUBPIXEL_BITS,
+    blend,
+    fixed_point,
+    gaussian_blur,
+    pixel_grid,
+    smooth_noise,
+    smoothstep,
+)
 
 # Diseased area of a "serious" leaf relative to a "general" one; unsplit diseases sit in between.
 _EXTENT = {"general": 1.0, "serious": 3.0, None: 1.7}

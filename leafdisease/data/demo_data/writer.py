@@ -10,12 +10,18 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from leafdisease.data.demo_data.counts import (
+    CLASS_NAMES,
+    DEFAULT_SCALE,
+    NUM_CLASSES,
+    demo_train_counts,
+    demo_val_counts,
+)
+from leafdisease.data.demo_data.photo import DEFAULT_IMAGE_SIZE, MIN_IMAGE_SIZE, RENDER_VERSION, render_leaf
+from leafdisease.data.staged_output import map_parallel, remove_abandoned, staged_folder
 from leafdisease.utils import runtime
 from leafdisease.utils.atomic_io import write_csv, write_json
-from leafdisease.data.demo_data.counts import CLASS_NAMES, DEFAULT_SCALE, NUM_CLASSES, demo_train_counts, demo_val_counts
-from leafdisease.data.demo_data.photo import DEFAULT_IMAGE_SIZE, MIN_IMAGE_SIZE, RENDER_VERSION, render_leaf
 from leafdisease.utils.errors import UserError
-from leafdisease.data.staged_output import map_parallel, remove_abandoned, staged_folder
 
 TRAIN_DIR = "AgriculturalDisease_trainingset"
 VAL_DIR = "AgriculturalDisease_validationset"
