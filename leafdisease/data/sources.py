@@ -39,8 +39,10 @@ Rules a user can rely on:
   (absolute, or relative to the CSV's folder, '..' included): the user wrote it; ImageFolder reads the files
   under its class folders.
 - A listed image whose file does not exist is not fatal: it becomes a 'missing_file' row of the rejected table
-  (rejected.csv after cleaning), since one lost file should not stop a 30k-image dataset. If none of the
-  listed files exist, the layout is wrong and that is fatal.
+  (rejected.csv after cleaning), since one lost file should not stop a 30k-image dataset; so does a symbolic link
+  to nothing (ImageFolder lists every entry under its class folders, links included: files_under). A link loop, a
+  folder (a link to one: linked folders are not descended into) or a pipe is an 'unreadable_file' row
+  (file_problem). If none of the listed files exist, the layout is wrong and that is fatal.
 - Class names come from <root>/class_names.csv (columns id,name; for CSV and list files, next to the file) when
   present, else the official AI Challenger names (aichallenger_classes.py) for both AI Challenger layouts, the
   class folder names (ImageFolder) or the name labels (CSV, list), else "class_<id>".
@@ -48,9 +50,11 @@ Rules a user can rely on:
   integers keep those integers, otherwise folders get ids by sorted name (or the id of their name in
   class_names.csv); CSV and list integer labels as given, name labels by sorted name (or class_names.csv).
 """
+import errno
 import json
 import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -276,8 +280,8 @@ def _read_imagefolder(root):
     folder_files = {}
     for split, split_dir in split_dirs.items():
         for class_dir in sorted(p for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            # Every file counts (non-images end up rejected, never silently skipped).
-            files = sorted(p for p in class_dir.rglob("*") if p.is_file())
+            # Every file counts (non-images end up rejected, never silently skipped), links that are not files too.
+            files = files_under(class_dir)
             folder_files.setdefault(class_dir.name, []).extend((split, f) for f in files)
     if not any(folder_files.values()):
         where = " and ".join(str(p) for p in split_dirs.values())
@@ -322,9 +326,38 @@ def _imagefolder_class_ids(root, folders, declared):
 def _class_folders_present(root):
     for child in root.iterdir():
         if child.is_dir() and not child.name.startswith("."):
-            if any(grandchild.is_dir() or grandchild.is_file() for grandchild in child.iterdir()):
+            if any(True for _ in child.iterdir()):
                 return True
     return False
+
+
+def files_under(folder):
+    """Every entry anywhere under `folder` (sorted) except the folders it descends into: files, and symbolic links
+    of every kind, a dangling link, a link loop or a link to a folder included, so a reader lists those with their
+    reason (file_problem) instead of passing over them. Linked folders are not descended into."""
+    return sorted(path for path in Path(folder).rglob("*") if path.is_symlink() or not path.is_dir())
+
+
+def file_problem(path):
+    """(reason, detail) of rejected.csv when `path` is not a readable regular file's path (missing, a dangling
+    link, a link loop, a folder), else None. The one rule for cleaning (sources, cleaning.inspect_image), predict.py
+    and evaluate.py."""
+    try:
+        mode = os.stat(path).st_mode
+        if stat.S_ISREG(mode):
+            return None
+        if not stat.S_ISDIR(mode):
+            return "unreadable_file", "not a regular file (a device, pipe or socket)"
+        linked = f" (a link to {os.readlink(path)})" if os.path.islink(path) else ""
+        return "unreadable_file", f"a folder{linked}, not a file; the files in a linked folder are not read"
+    except FileNotFoundError:
+        if os.path.islink(path):
+            return "missing_file", f"a symbolic link to {os.readlink(path)}, which does not exist"
+        return "missing_file", "listed in the source but the file does not exist"
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return "unreadable_file", "a symbolic link loop (it leads back to itself)"
+        return "unreadable_file", error.strerror or str(error)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -566,15 +599,18 @@ def _reject_outside_dataset(source, listing, folder_of_split):
 
 
 def _drop_missing_files(source):
-    """Move listed-but-absent files from images to rejected; all absent means the layout is wrong."""
+    """Move listed paths that are not files (absent, a dangling link, a link loop, a folder: file_problem) from
+    images to rejected; none of them a file means the layout is wrong."""
     images = source.images
-    exists = images["path"].map(os.path.isfile).astype(bool)
+    problems = images["path"].map(file_problem)
+    exists = problems.isna().astype(bool)
     if not exists.any():
         raise UserError(f"{source.root}: none of the {len(images)} listed images exist "
                         f"(first: {images['path'].iloc[0]}); is the image folder in place?")
     missing = images.loc[~exists]
+    problems = problems.loc[~exists]
     source.rejected = pd.concat([source.rejected, pd.DataFrame({
-        "path": missing["path"], "split": missing["split"], "reason": "missing_file",
-        "detail": "listed in the source but the file does not exist", "label": missing["label"],
+        "path": missing["path"], "split": missing["split"], "reason": [reason for reason, _ in problems],
+        "detail": [detail for _, detail in problems], "label": missing["label"],
     }, columns=REJECTED_COLUMNS)], ignore_index=True)
     source.images = images.loc[exists].reset_index(drop=True).astype({"label": "int64"})

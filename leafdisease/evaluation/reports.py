@@ -67,7 +67,8 @@ def read_labelled_set(data, checkpoint, fmt=None):
         description = f"{source.fmt} {data} ({split_text})"
         if len(source.rejected):
             listed = [f"{path} ({reason})" for path, reason in zip(source.rejected["path"], source.rejected["reason"])]
-            print(f"{len(listed)} listed image(s) missing from disk or outside the dataset, not scored: "
+            print(f"{len(listed)} listed file(s) not scored (missing, not a file, outside the dataset or listed "
+                  f"again): "
                   f"{', '.join(listed[:5])}" + (" ..." if len(listed) > 5 else ""))
     if table.empty:
         raise UserError(f"{data}: no labelled images to evaluate")
