@@ -27,6 +27,7 @@ from leafdisease.utils import cli  # noqa: E402
 from leafdisease.data import demo_data  # noqa: E402
 from leafdisease.data import hierarchy  # noqa: E402
 from leafdisease.data import near_duplicates  # noqa: E402
+from leafdisease.training import models  # noqa: E402
 from leafdisease.training import recipe  # noqa: E402
 from leafdisease.data.cleaning import MIN_MAX_SIDE, WEIGHT_SCHEMES_WRITTEN, clean_dataset, read_summary, reduction  # noqa: E402
 from dataset import build_transform, load_metadata, read_image_rgb, short_side_for_crops  # noqa: E402
@@ -45,7 +46,7 @@ SCHEME_STYLES = {"inverse": ("tab:red", "o"), "sqrt": ("tab:green", "s"), "effec
 OPTION_RULES = {"demo_scale": cli.POSITIVE, "demo_image_size": cli.at_least(demo_data.MIN_IMAGE_SIZE),
                 "val_fraction": cli.Range(0, 1, low_open=True, high_open=True),
                 "seed": cli.SEED, "workers": cli.POSITIVE_INT, "many_threshold": cli.POSITIVE_INT,
-                "few_threshold": cli.NON_NEGATIVE_INT, "img_size": cli.POSITIVE_INT}
+                "few_threshold": cli.NON_NEGATIVE_INT, "img_size": models.IMG_SIZE_RANGE}
 AUTO = "auto"  # --max-side auto
 MAX_SIDE_RULE = cli.at_least(MIN_MAX_SIDE)
 
@@ -87,7 +88,9 @@ def parse_args(argv=None):
                                "1/8; default: keep originals)")
     cleaning.add_argument("--img-size", type=int, default=None,
                           help="the training resolution that --max-side auto, the image-size advice and the "
-                               "augmentation figure are for (default: train.py's; the demo profile's on the demo)")
+                               "augmentation figure are for, in train.py's range "
+                               f"{models.MIN_IMG_SIZE}-{models.MAX_IMG_SIZE} (default: train.py's; the demo "
+                               "profile's on the demo)")
     cleaning.add_argument("--val-fraction", type=float, default=0.15,
                           help="validation share per class when the source has no split")
     cleaning.add_argument("--seed", type=int, default=0, help="seed of the stratified split and the plot draws")
@@ -282,12 +285,16 @@ def print_image_size_advice(summary, img_size=TRAINING_IMG_SIZE):
     if not sizes:
         return
     if sizes["median_short_side"] < img_size:
+        # Never advise a size train.py refuses (models.IMG_SIZE_RANGE).
+        matching = max(sizes["median_short_side"], models.MIN_IMG_SIZE)
         print(f"\nImage size: the median image's short side ({sizes['median_short_side']} px) is below the "
               f"{img_size} px training size, so training and scoring enlarge most photos: "
               f"{(img_size / sizes['median_short_side']) ** 2:.1f}x the compute per image of training at "
               f"{sizes['median_short_side']} px, for no detail the photos do not have. On field13's 256 px photos a "
-              f"size below theirs was as accurate as theirs (benchmarks/reports/resolution.md); to train at most at the "
-              f"photos' size: --img-size {sizes['median_short_side']} (IMG_SIZE for train_fixed.sh) or less.")
+              f"size below theirs was as accurate as theirs (benchmarks/reports/resolution.md); "
+              + (f"to train at most at the photos' size: --img-size {matching} (IMG_SIZE for train_fixed.sh) or less."
+                 if matching == sizes["median_short_side"] else
+                 f"the smallest size train.py takes is --img-size {matching} (IMG_SIZE for train_fixed.sh)."))
         return
     needed = short_side_for_crops(img_size)
     if reduction(sizes["median_long_side"], sizes["median_short_side"], needed) == 1:
