@@ -91,6 +91,9 @@ def parse_args(argv=None):
                                "augmentation figure are for, in train.py's range "
                                f"{models.MIN_IMG_SIZE}-{models.MAX_IMG_SIZE} (default: train.py's; the demo "
                                "profile's on the demo)")
+    cleaning.add_argument("--recipe", default=recipe.DEFAULT,
+                          help="without --img-size, the recipe (recipes/RECIPE.yaml, its demo profile's on the demo) "
+                               "whose resolution --img-size is (default: %(default)s, train.py's)")
     cleaning.add_argument("--val-fraction", type=float, default=0.15,
                           help="validation share per class when the source has no split")
     cleaning.add_argument("--seed", type=int, default=0, help="seed of the stratified split and the plot draws")
@@ -115,6 +118,9 @@ def parse_args(argv=None):
         raise UserError(f"--max-side {args.max_side}: must be {MAX_SIDE_RULE} or '{AUTO}'")
     if args.few_threshold > args.many_threshold:
         raise UserError(f"--few-threshold {args.few_threshold} is above --many-threshold {args.many_threshold}")
+    if args.recipe not in recipe.available():
+        raise UserError(f"--recipe {args.recipe}: no {recipe.path_of(args.recipe)} (recipes: "
+                        f"{', '.join(sorted(recipe.available()))})")
     if args.source is not None and not Path(args.source).exists():
         raise UserError(f"--source {args.source}: no such file or folder")
     cli.check_output_dir("--out", args.out)
@@ -172,7 +178,7 @@ def prepare_cleaned_dataset(args):
     else:
         print(f"Using the cleaned dataset in {out} (pass --source PATH or --demo to rebuild it).")
         source, reuse = read_summary(out).get("source"), True
-    args.img_size = args.img_size or default_img_size(source)
+    args.img_size = args.img_size or default_img_size(source, args.recipe)
     if reuse:
         return
     auto = args.max_side == AUTO
@@ -204,10 +210,12 @@ def prepare_cleaned_dataset(args):
         print_cache_choice(summary["cache"], args.img_size)
 
 
-def default_img_size(source):
-    """The resolution the shell scripts train a cleaned copy of `source` at: the demo profile's for the built-in
-    demo (a folder with demo_data's info file), train.py's otherwise."""
-    return DEMO_IMG_SIZE if demo_data.is_demo_folder(source) else TRAINING_IMG_SIZE
+def default_img_size(source, recipe_name=recipe.DEFAULT):
+    """The resolution the shell scripts train a cleaned copy of `source` at with recipes/<recipe_name>.yaml: its
+    demo profile's for the built-in demo (a folder with demo_data's info file), the recipe's own otherwise (for
+    recipe.DEFAULT: train.py's default)."""
+    profile = recipe.path_of("demo") if demo_data.is_demo_folder(source) else None
+    return recipe.settings(recipe.path_of(recipe_name), profile).get("img_size", TRAINING_IMG_SIZE)
 
 
 def print_cache_choice(cache, img_size):

@@ -17,7 +17,8 @@ from torch.utils.data import Dataset, Sampler
 from leafdisease.data.longtail import compute_class_weights
 from leafdisease.data.metadata import Metadata, label_to_index, load_metadata, select_classes  # noqa: F401
 from leafdisease.data.reading import (DEFAULT_PHOTO_READING, MIN_CROP_AREA, PHOTO_READINGS,  # noqa: F401
-                                      photo_short_side, read_image_rgb, short_side_for_crops, worker_init)
+                                      check_cache_covers, photo_short_side, read_image_rgb, short_side_for_crops,
+                                      worker_init)
 from leafdisease.data.transforms import DEFAULT_CROP_PCT, EVAL_INTERPOLATION, ModelInput, eval_pipeline  # noqa: F401
 from leafdisease.utils.errors import UserError
 

@@ -371,6 +371,7 @@ def plan_run(args):
     output = Path(args.output)
     cli.check_output_dir("--output", output)
     cli.check_not_inside("--output", output, "--data-dir", args.data_dir)
+    dataset.check_cache_covers(args.data_dir, args.img_size, f"training at --img-size {args.img_size}")
     cli.check_input_file("--init-from", args.init_from)
     if args.resume == "auto":
         resume_path = output / "last.pth" if (output / "last.pth").exists() else None

@@ -344,6 +344,7 @@ ANALYZE_OPTION_CASES = [
     (["--demo-scale", "0"], "--demo-scale 0"),
     (["--few-threshold", "500"], "--few-threshold 500"),
     (["--demo"], "--demo"),
+    (["--recipe", "nosuch"], "--recipe nosuch"),
 ]
 
 

@@ -15,6 +15,7 @@ import pandas as pd
 from leafdisease.training import checkpoint as checkpoint_format
 from leafdisease.data import metadata as cleaned_metadata
 from leafdisease.data import hierarchy
+from leafdisease.data import reading
 from leafdisease.deployment import inference
 from leafdisease.data import longtail
 from leafdisease.evaluation import metrics
@@ -50,6 +51,7 @@ def read_labelled_set(data, checkpoint, fmt=None):
     """The images of `data` with their checkpoint class indices; UserError for a class the checkpoint lacks."""
     data = Path(data)
     if (data / "metadata" / "classes.csv").is_file():
+        reading.check_cache_covers(data, checkpoint["img_size"], f"the checkpoint's {checkpoint['img_size']} px model")
         metadata = cleaned_metadata.load_metadata(data)
         names = dict(zip(metadata.classes["id"].astype(int), metadata.classes["name"].astype(str)))
         table = metadata.val.assign(label=metadata.val["label"].astype(int))
