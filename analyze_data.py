@@ -123,7 +123,8 @@ def parse_args(argv=None):
                         f"{', '.join(sorted(recipe.available()))})")
     if args.source is not None and not Path(args.source).exists():
         raise UserError(f"--source {args.source}: no such file or folder")
-    cli.check_output_dir("--out", args.out)
+    # Cleaning replaces --out whole with a folder staged beside it.
+    cli.check_output_dir("--out", args.out, replaced=bool(args.source or args.demo))
     cli.check_not_inside("--out", args.out, "--source", args.source if args.source and Path(args.source).is_dir() else None)
     if args.visualize:
         cli.check_output_dir("--plots-dir", args.plots_dir)

@@ -733,3 +733,16 @@ def test_a_windows_drive_path_in_a_list_is_outside_the_dataset(tmp_path, written
     assert list(source.rejected["reason"]) == ["outside_dataset"]
     assert list(source.rejected["path"]) == [written]
     assert len(source.images) == 4
+
+
+def test_analyze_refuses_an_out_in_a_read_only_folder(tmp_path, capsys):
+    """Cleaning stages its output beside --out and renames it in: the folder holding --out must be writable."""
+    source = image_folder(tmp_path / "source", {"a": 3, "b": 3})
+    parent = tmp_path / "locked"
+    (parent / "cleaned").mkdir(parents=True)
+    parent.chmod(0o555)
+    try:
+        expect_one_line_error(analyze_data.main, ["--source", source, "--out", parent / "cleaned", "--workers", "1"],
+                              capsys, f"--out {parent / 'cleaned'}: {parent} is read-only", tmp_path)
+    finally:
+        parent.chmod(0o755)
