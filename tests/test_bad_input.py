@@ -723,7 +723,7 @@ def test_evaluate_and_calibration_refuse_a_cache_made_for_a_smaller_model(cached
     assert message.endswith(command)
 
 
-@pytest.mark.parametrize("written", ["C:\\photos\\leaf.jpg", "d:/photos/leaf.jpg"])
+@pytest.mark.parametrize("written", ["C:\\photos\\leaf.jpg", "d:/photos/leaf.jpg", "\\\\nas\\photos\\leaf.jpg"])
 def test_a_windows_drive_path_in_a_list_is_outside_the_dataset(tmp_path, written):
     for index in range(4):
         write_png(tmp_path / "ds" / "images" / f"{index}.png", seed=index)

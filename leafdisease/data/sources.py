@@ -90,6 +90,9 @@ ENTRY_COLUMN = "entry"
 # rejected.csv: the contract's path,split,reason,detail plus the label, so a lost image's class is visible.
 REJECTED_COLUMNS = ["path", "split", "reason", "detail", "label"]
 INTEGER_PATTERN = re.compile(r"^[+-]?\d+$")
+# A list line's path on a Windows drive (C:\x\y.jpg, d:/x.jpg) or share (\\server\x.jpg): absolute on the machine
+# that wrote the list, never inside the dataset here.
+WINDOWS_ABSOLUTE_PATTERN = re.compile(r"^([A-Za-z]:[\\/]|\\\\)")
 
 
 @dataclass
@@ -514,7 +517,9 @@ def _read_list(list_path, resolve):
         match = LIST_LINE_PATTERN.match(line)
         if match is None:
             raise UserError(f"{list_path}: line {line_number}: expected '<image path> <label>', got '{line:.80}'")
-        image_path = resolve(match["path"].replace("\\", "/"))
+        written = match["path"]
+        # A Windows absolute path stays as written: _reject_outside_dataset lists it as outside_dataset.
+        image_path = written if WINDOWS_ABSOLUTE_PATTERN.match(written) else resolve(written.replace("\\", "/"))
         entries.append((line_number, image_path, match["label"]))
     if not entries:
         raise UserError(f"{list_path}: no entries")
@@ -583,7 +588,8 @@ def _reject_outside_dataset(source, listing, folder_of_split):
     those files; all of them outside is an error naming `listing` (the dataset or list given)."""
     images = source.images
     folders = {split: os.path.abspath(folder) for split, folder in folder_of_split.items()}
-    outside = pd.Series([os.path.commonpath([path, folders[split]]) != folders[split]
+    # Every listed path is absolute here but a Windows one (C:\x.jpg, _read_list), which is outside by definition.
+    outside = pd.Series([not os.path.isabs(path) or os.path.commonpath([path, folders[split]]) != folders[split]
                          for path, split in zip(images["path"], images["split"])], index=images.index, dtype=bool)
     if not outside.any():
         return
@@ -593,7 +599,9 @@ def _reject_outside_dataset(source, listing, folder_of_split):
     rows = images.loc[outside]
     source.rejected = pd.concat([source.rejected, pd.DataFrame({
         "path": rows["path"], "split": rows["split"], "reason": "outside_dataset",
-        "detail": [f"the listed path leaves {folders[split]}" for split in rows["split"]], "label": rows["label"],
+        "detail": [f"the listed path leaves {folders[split]}" if os.path.isabs(path) else
+                   f"a Windows drive or share path, outside {folders[split]}"
+                   for path, split in zip(rows["path"], rows["split"])], "label": rows["label"],
     }, columns=REJECTED_COLUMNS)], ignore_index=True)
     source.images = images.loc[~outside].reset_index(drop=True)
 
