@@ -31,8 +31,9 @@ Rules a user can rely on:
   with the same label, it is kept once (its first listing, a training one before a validation one) and each repeat
   is a 'duplicate_entry' row of the rejected table; listed with different labels, every listing is a
   'label_conflict' row (there is no way to know which label is right). The detail names every listing.
-- A listed path that leaves its dataset (a '..' too many, or an absolute path elsewhere) in the AI Challenger
-  layouts (JSON and lists) and text lists becomes an 'outside_dataset' row of the rejected table, and the file is
+- A listed path that leaves its dataset (a '..' too many, an absolute path elsewhere, a list line's Windows drive
+  or share path such as C:\\x\\y.jpg, kept as written) in the AI Challenger layouts (JSON and lists) and text
+  lists becomes an 'outside_dataset' row of the rejected table, and the file is
   never opened: a downloaded annotation file must not make cleaning read files outside the dataset. The dataset
   is the root folder for AI Challenger, the folder of the list (each list's own with --val-list) for text lists.
   The check is on the path as written (symlinks inside the dataset are followed as usual). A CSV names any file
