@@ -28,7 +28,7 @@ from leafdisease.data.cleaning import MIN_MAX_SIDE, WEIGHT_SCHEMES_WRITTEN, clea
 from leafdisease.data.longtail import FEW_SHOT_THRESHOLD, MANY_SHOT_THRESHOLD, shot_group_captions, shot_groups  # noqa: E402
 from leafdisease.data.sources import FORMATS  # noqa: E402
 from leafdisease.evaluation.plots import SHOT_GROUP_COLORS, abbreviate  # noqa: E402
-from leafdisease.training import recipe  # noqa: E402
+from leafdisease.training import models, recipe  # noqa: E402
 from leafdisease.utils import atomic_io, cli  # noqa: E402
 from leafdisease.utils.errors import UserError, cli_entry  # noqa: E402
 
@@ -42,7 +42,7 @@ SCHEME_STYLES = {"inverse": ("tab:red", "o"), "sqrt": ("tab:green", "s"), "effec
 OPTION_RULES = {"demo_scale": cli.POSITIVE, "demo_image_size": cli.at_least(demo_data.MIN_IMAGE_SIZE),
                 "val_fraction": cli.Range(0, 1, low_open=True, high_open=True),
                 "seed": cli.SEED, "workers": cli.POSITIVE_INT, "many_threshold": cli.POSITIVE_INT,
-                "few_threshold": cli.NON_NEGATIVE_INT, "img_size": cli.POSITIVE_INT}
+                "few_threshold": cli.NON_NEGATIVE_INT, "img_size": models.IMG_SIZE_RANGE}
 AUTO = "auto"  # --max-side auto
 MAX_SIDE_RULE = cli.at_least(MIN_MAX_SIDE)
 
@@ -84,7 +84,12 @@ def parse_args(argv=None):
                                "1/8; default: keep originals)")
     cleaning.add_argument("--img-size", type=int, default=None,
                           help="the training resolution that --max-side auto, the image-size advice and the "
-                               "augmentation figure are for (default: train.py's; the demo profile's on the demo)")
+                               "augmentation figure are for, in train.py's range "
+                               f"{models.MIN_IMG_SIZE}-{models.MAX_IMG_SIZE} (default: train.py's; the demo "
+                               "profile's on the demo)")
+    cleaning.add_argument("--recipe", default=recipe.DEFAULT,
+                          help="without --img-size, the recipe (recipes/RECIPE.yaml, its demo profile's on the demo) "
+                               "whose resolution --img-size is (default: %(default)s, train.py's)")
     cleaning.add_argument("--val-fraction", type=float, default=0.15,
                           help="validation share per class when the source has no split")
     cleaning.add_argument("--seed", type=int, default=0, help="seed of the stratified split and the plot draws")
@@ -109,9 +114,13 @@ def parse_args(argv=None):
         raise UserError(f"--max-side {args.max_side}: must be {MAX_SIDE_RULE} or '{AUTO}'")
     if args.few_threshold > args.many_threshold:
         raise UserError(f"--few-threshold {args.few_threshold} is above --many-threshold {args.many_threshold}")
+    if args.recipe not in recipe.available():
+        raise UserError(f"--recipe {args.recipe}: no {recipe.path_of(args.recipe)} (recipes: "
+                        f"{', '.join(sorted(recipe.available()))})")
     if args.source is not None and not Path(args.source).exists():
         raise UserError(f"--source {args.source}: no such file or folder")
-    cli.check_output_dir("--out", args.out)
+    # Cleaning replaces --out whole with a folder staged beside it.
+    cli.check_output_dir("--out", args.out, replaced=bool(args.source or args.demo))
     cli.check_not_inside("--out", args.out, "--source", args.source if args.source and Path(args.source).is_dir() else None)
     if args.visualize:
         cli.check_output_dir("--plots-dir", args.plots_dir)
@@ -166,7 +175,7 @@ def prepare_cleaned_dataset(args):
     else:
         print(f"Using the cleaned dataset in {out} (pass --source PATH or --demo to rebuild it).")
         source, reuse = read_summary(out).get("source"), True
-    args.img_size = args.img_size or default_img_size(source)
+    args.img_size = args.img_size or default_img_size(source, args.recipe)
     if reuse:
         return
     auto = args.max_side == AUTO
@@ -198,10 +207,12 @@ def prepare_cleaned_dataset(args):
         print_cache_choice(summary["cache"], args.img_size)
 
 
-def default_img_size(source):
-    """The resolution the shell scripts train a cleaned copy of `source` at: the demo profile's for the built-in
-    demo (a folder with demo_data's info file), train.py's otherwise."""
-    return DEMO_IMG_SIZE if demo_data.is_demo_folder(source) else TRAINING_IMG_SIZE
+def default_img_size(source, recipe_name=recipe.DEFAULT):
+    """The resolution the shell scripts train a cleaned copy of `source` at with recipes/<recipe_name>.yaml: its
+    demo profile's for the built-in demo (a folder with demo_data's info file), the recipe's own otherwise (for
+    recipe.DEFAULT: train.py's default)."""
+    profile = recipe.path_of("demo") if demo_data.is_demo_folder(source) else None
+    return recipe.settings(recipe.path_of(recipe_name), profile).get("img_size", TRAINING_IMG_SIZE)
 
 
 def print_cache_choice(cache, img_size):
@@ -279,12 +290,16 @@ def print_image_size_advice(summary, img_size=TRAINING_IMG_SIZE):
     if not sizes:
         return
     if sizes["median_short_side"] < img_size:
+        # Never advise a size train.py refuses (models.IMG_SIZE_RANGE).
+        matching = max(sizes["median_short_side"], models.MIN_IMG_SIZE)
         print(f"\nImage size: the median image's short side ({sizes['median_short_side']} px) is below the "
               f"{img_size} px training size, so training and scoring enlarge most photos: "
               f"{(img_size / sizes['median_short_side']) ** 2:.1f}x the compute per image of training at "
               f"{sizes['median_short_side']} px, for no detail the photos do not have. On field13's 256 px photos a "
-              f"size below theirs was as accurate as theirs (benchmarks/reports/resolution.md); to train at most at the "
-              f"photos' size: --img-size {sizes['median_short_side']} (IMG_SIZE for train_fixed.sh) or less.")
+              f"size below theirs was as accurate as theirs (benchmarks/reports/resolution.md); "
+              + (f"to train at most at the photos' size: --img-size {matching} (IMG_SIZE for train_fixed.sh) or less."
+                 if matching == sizes["median_short_side"] else
+                 f"the smallest size train.py takes is --img-size {matching} (IMG_SIZE for train_fixed.sh)."))
         return
     needed = short_side_for_crops(img_size)
     if reduction(sizes["median_long_side"], sizes["median_short_side"], needed) == 1:

@@ -14,7 +14,10 @@ api_name="/diagnose")), listed under "Use via API" at the foot of the page.
 from leafdisease.utils import runtime  # noqa: I001  (first: it sets OMP_WAIT_POLICY before anything loads torch)
 
 import argparse
+import errno
 import os
+import socket
+import sys
 from pathlib import Path
 
 from leafdisease.data import hierarchy
@@ -66,6 +69,28 @@ def parse_args(argv=None):
     return args
 
 
+def port_in_use(host, port):
+    return UserError(f"--port {port}: already in use on {host} (another app.py, or another server); stop it, or "
+                     f"choose a free port with --port")
+
+
+def check_port_free(host, port):
+    """Refuse, before the model is loaded, a --host/--port the page could not be served on: the port in use (named
+    with app.py's own --port, not Gradio's advice), or a host that is not this machine's."""
+    try:
+        family, kind, protocol, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as error:
+        raise UserError(f"--host {host}: not an address of this machine ({error.strerror})") from None
+    with socket.socket(family, kind, protocol) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds it
+        try:
+            probe.bind(address)
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise port_in_use(host, port) from None
+            raise UserError(f"--host {host} --port {port}: cannot serve there ({error.strerror})") from None
+
+
 # ----------------------------------------------------------------------------------------------------
 # What the page writes
 # ----------------------------------------------------------------------------------------------------
@@ -114,6 +139,31 @@ def reading_markdown(levels, min_confidence):
 # ----------------------------------------------------------------------------------------------------
 # The page
 # ----------------------------------------------------------------------------------------------------
+def console_line(message):
+    """One line on app.py's console (stderr) for a request the page refused: the page or API client gets the
+    message, the console no traceback."""
+    print(f"refused: {message}", file=sys.stderr, flush=True)
+
+
+def photo_files_component(gr):
+    """gr.File whose refusal of an upload (a file whose name is not an image's, e.g. a .txt sent through the API)
+    reaches the client as Gradio's message and the console as one line naming the file, not as the traceback
+    Gradio prints for every refused upload."""
+
+    class PhotoFiles(gr.File):
+        def get_block_name(self):
+            return "file"  # the page draws it as the File component it is
+
+        def _process_single_file(self, f):
+            try:
+                return super()._process_single_file(f)
+            except gr.Error as error:
+                console_line(f"{f.orig_name or Path(f.path).name}: {error.message}")
+                raise gr.Error(error.message, print_exception=False) from None
+
+    return PhotoFiles
+
+
 def build_page(diagnoser, min_confidence):
     import gradio as gr
 
@@ -126,7 +176,8 @@ def build_page(diagnoser, min_confidence):
         try:
             photos = diagnoser.diagnose(files, [Path(path).name for path in files])
         except UserError as error:
-            raise gr.Error(str(error)) from None
+            console_line(str(error))
+            raise gr.Error(str(error), print_exception=False) from None
         return diagnosis.answers(photos, card, threshold), photos
 
     def reread(photos, threshold):
@@ -139,7 +190,7 @@ def build_page(diagnoser, min_confidence):
         with gr.Accordion(f"The {len(card['class_names'])} classes it knows", open=False):
             gr.Markdown(", ".join(shown_name(name) for name in card["class_names"]))
         with gr.Row():
-            files = gr.File(label="Leaf photos: drop one or several, or tap to take one with a phone's camera",
+            files = photo_files_component(gr)(label="Leaf photos: drop one or several, or tap to take one with a phone's camera",
                             file_count="multiple", file_types=["image"], scale=3, elem_id="photos")
             threshold = gr.Slider(0, 1, value=min_confidence, step=0.05, scale=2, elem_id="threshold",
                                   label="Say 'not sure' below this probability",
@@ -186,6 +237,7 @@ def build_page(diagnoser, min_confidence):
 @cli_entry
 def main(argv=None):
     args = parse_args(argv)
+    check_port_free(args.host, args.port)
     device = runtime.resolve_device(args.device)
     diagnoser = diagnosis.Diagnoser(args.checkpoint, device)
     page = build_page(diagnoser, args.min_confidence)
@@ -196,6 +248,8 @@ def main(argv=None):
                     max_file_size=MAX_UPLOAD_SIZE, ssr_mode=False, pwa=False, mcp_server=False,
                     enable_monitoring=False, css=CSS)
     except OSError as error:
+        if "Cannot find empty port" in str(error):  # taken since check_port_free
+            raise port_in_use(args.host, args.port) from None
         raise UserError(f"--host {args.host} --port {args.port}: cannot serve there ({error})") from None
 
 

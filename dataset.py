@@ -20,6 +20,7 @@ from leafdisease.data.reading import (  # noqa: F401
     DEFAULT_PHOTO_READING,
     MIN_CROP_AREA,
     PHOTO_READINGS,
+    check_cache_covers,
     photo_short_side,
     read_image_rgb,
     short_side_for_crops,

@@ -153,6 +153,8 @@ def calibration_curve_path(checkpoint_path):
 def calibrate_tau(args, checkpoint, score_images):
     """Grid-search tau on the validation set, print before/after and the tau curve, store tau and the report in
     the checkpoint, and plot the curve next to it (tau_calibration.png)."""
+    dataset.check_cache_covers(args.data_dir, checkpoint["img_size"],
+                               f"the checkpoint's {checkpoint['img_size']} px model")
     metadata = dataset.load_metadata(args.data_dir)
     index_of = dataset.label_to_index(checkpoint["class_ids"])
     known = metadata.val["label"].isin(index_of.keys())

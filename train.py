@@ -44,7 +44,7 @@ SELECT_METRICS = metrics.METRIC_NAMES + ("loss",)
 RUN_FILES = ("last.pth", "best.pth", "history.csv")  # a folder holding one of these holds a run
 OPTION_RULES = {
     "min_samples": cli.POSITIVE_INT, "batch_size": cli.POSITIVE_INT, "workers": cli.NON_NEGATIVE_INT,
-    "img_size": cli.Range(models.MIN_IMG_SIZE, models.MAX_IMG_SIZE, integer=True), "drop_rate": cli.FRACTION,
+    "img_size": models.IMG_SIZE_RANGE, "drop_rate": cli.FRACTION,
     "epochs": cli.POSITIVE_INT, "lr": cli.POSITIVE, "backbone_lr_scale": cli.NON_NEGATIVE,
     "weight_decay": cli.NON_NEGATIVE, "warmup_epochs": cli.NON_NEGATIVE, "warmup_lr": cli.NON_NEGATIVE,
     "min_lr": cli.NON_NEGATIVE, "clip_grad": cli.NON_NEGATIVE, "ema_decay": cli.FRACTION,
@@ -368,6 +368,7 @@ def plan_run(args):
     output = Path(args.output)
     cli.check_output_dir("--output", output)
     cli.check_not_inside("--output", output, "--data-dir", args.data_dir)
+    dataset.check_cache_covers(args.data_dir, args.img_size, f"training at --img-size {args.img_size}")
     cli.check_input_file("--init-from", args.init_from)
     if args.resume == "auto":
         resume_path = output / "last.pth" if (output / "last.pth").exists() else None

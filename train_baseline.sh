@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 source scripts/common.sh
-prepare_data
+prepare_data baseline  # without IMG_SIZE, a cache for the baseline recipe's resolution
 set_pretrained_args
 set_profile_args
 

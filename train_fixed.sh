@@ -24,7 +24,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 source scripts/common.sh
-prepare_data
+prepare_data fixed_stage2  # without IMG_SIZE, a cache for the recipes' resolution
 set_pretrained_args
 set_profile_args
 

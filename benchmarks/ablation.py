@@ -60,7 +60,7 @@ BASELINE_LR, HEAD_LR, FULL_LR = BASELINE["lr"], HEAD["lr"], FULL["lr"]
 METRICS = {"acc": "accuracy", "balanced_acc": "balanced acc.", "macro_f1": "macro-F1",
            "many_acc": "many-shot", "medium_acc": "medium-shot", "few_acc": "few-shot"}
 SHOT_COLORS = {"many_acc": "tab:blue", "medium_acc": "tab:orange", "few_acc": "tab:red"}
-IMG_SIZES = cli.Range(models.MIN_IMG_SIZE, models.MAX_IMG_SIZE, integer=True)
+IMG_SIZES = models.IMG_SIZE_RANGE
 # What train.py would refuse in a row's stages, refused here before any stage trains.
 OPTION_RULES = {"epochs": cli.POSITIVE_INT, "batch_size": cli.POSITIVE_INT, "img_size": IMG_SIZES,
                 "baseline_img_size": IMG_SIZES, "warmup_epochs": cli.NON_NEGATIVE, "workers": cli.NON_NEGATIVE_INT}

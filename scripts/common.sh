@@ -36,12 +36,15 @@ cleaned_is_demo() {
   "$PYTHON" -c 'import sys; from leafdisease.data import cleaning; sys.exit(0 if cleaning.cleaned_from_demo(sys.argv[1]) else 1)' "$DATA_DIR"
 }
 
-# Sets PROFILE to "demo" or "real".
+# prepare_data [RECIPE]: sets PROFILE to "demo" or "real". RECIPE (recipes/RECIPE.yaml, its demo profile's on the
+# demo): the training resolution the cache and the advice are for when IMG_SIZE is unset (train.py refuses a cache
+# made for a smaller model than the one it trains).
 prepare_data() {
   # Decoding photos far larger than the training crops costs more CPU time than the model at 128 px
   # (benchmarks/reports/feeding.md), so by default cleaning caches smaller copies when the photos are that large.
   local max_side=${MAX_SIDE:-auto} CACHE_ARGS=()
   if [[ "$max_side" != off ]]; then CACHE_ARGS=(--max-side "$max_side"); fi
+  add_if_set CACHE_ARGS --recipe "${1:-}"
   add_if_set CACHE_ARGS --img-size "${IMG_SIZE:-}"
   if [[ -n "$DATA_SOURCE" ]]; then
     # analyze_data.py skips the cleaning when DATA_DIR already holds this source unchanged.

@@ -179,6 +179,10 @@ def test_image_size_advice_for_photos_smaller_than_the_training_size(capsys):
     assert "1.6x the compute per image" in advice and "--img-size 256 (IMG_SIZE for train_fixed.sh)" in advice
     analyze_data.print_image_size_advice({"image_sizes": {"median_short_side": 256, "median_long_side": 256}}, 256)
     assert capsys.readouterr().out == ""
+    # Issue 34: never a size train.py refuses (photos of 24 px: train.py takes 32 and up).
+    analyze_data.print_image_size_advice({"image_sizes": {"median_short_side": 24, "median_long_side": 24}}, 192)
+    advice = capsys.readouterr().out
+    assert "--img-size 24" not in advice and "the smallest size train.py takes is --img-size 32" in advice
 
 
 def test_advice_and_cache_are_sized_for_the_resolution_the_data_is_trained_at(tmp_path):

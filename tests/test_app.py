@@ -62,11 +62,17 @@ def photos(tiny_cleaned, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def served(trained_checkpoint, tmp_path_factory):
+def app_log(tmp_path_factory):
+    """Where the served app.py's console (stdout and stderr) goes."""
+    return tmp_path_factory.mktemp("app_log") / "app.log"
+
+
+@pytest.fixture(scope="module")
+def served(trained_checkpoint, app_log, tmp_path_factory):
     """app.py serving the tiny checkpoint on a free loopback port, as a user starts it; its URL."""
     port = free_port()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "GRADIO_TEMP_DIR": str(tmp_path_factory.mktemp("gradio"))}
-    log = open(tmp_path_factory.mktemp("app_log") / "app.log", "w+")
+    log = open(app_log, "w+")
     process = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--checkpoint", str(trained_checkpoint),
                                 "--port", str(port), "--device", "cpu"], cwd=ROOT, env=env, stdout=log,
                                stderr=subprocess.STDOUT)
@@ -128,12 +134,18 @@ def test_the_page_answers_as_predict_py_does_and_names_bad_files(served, trained
     assert [answer["top"] for answer in diagnose(served, good[:1])] == [diagnosed[0]["top"]]
 
 
-def test_a_file_of_another_type_gets_a_message_and_the_server_keeps_serving(served, photos, tmp_path):
+def test_a_file_of_another_type_gets_a_message_and_the_server_keeps_serving(served, app_log, photos, tmp_path):
     text = tmp_path / "notes.txt"
     text.write_text("not a photo")
+    console_before = app_log.read_text()
     with pytest.raises(gradio_client.exceptions.AppError, match="Invalid file type"):
         diagnose(served, [text])
     assert diagnose(served, photos[0][:1])[0]["reading"][0]["level"] == "class"
+    # Issue 34: app.py's console says so in one line, not with Gradio's 30-line traceback.
+    console = app_log.read_text()[len(console_before):]
+    assert "Traceback" not in console
+    refused = [line for line in console.splitlines() if "notes.txt" in line]
+    assert len(refused) == 1 and "Invalid file type" in refused[0], console
 
 
 def test_reading_says_unknown_below_the_threshold_and_keeps_the_best_guess(trained_checkpoint):
@@ -203,3 +215,17 @@ def test_without_grad_cam_the_page_still_shows_the_crop_the_model_saw(trained_ch
     answers = diagnosis.answers(shown, diagnoser.card, 0.0)
     assert answers[0]["heat_map"] is False and answers[0]["reading"][0]["answer"] != hierarchy.UNKNOWN_LABEL
     assert answers[1] == {"file": "b.jpg", "problem": shown[1].problem}
+
+
+def test_a_port_in_use_is_one_line_naming_the_port_option(trained_checkpoint, capsys):
+    """Issue 34: not Gradio's advice (GRADIO_SERVER_PORT, launch()'s server_port), but app.py's own --port."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(SystemExit) as exit_info:
+            app.main(["--checkpoint", str(trained_checkpoint), "--port", str(port), "--device", "cpu"])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and error.startswith(f"error: --port {port}: ") and "in use" in error, error
+    assert "GRADIO_SERVER_PORT" not in error and "server_port" not in error and "Traceback" not in error

@@ -342,6 +342,7 @@ ANALYZE_OPTION_CASES = [
     (["--demo-scale", "0"], "--demo-scale 0"),
     (["--few-threshold", "500"], "--few-threshold 500"),
     (["--demo"], "--demo"),
+    (["--recipe", "nosuch"], "--recipe nosuch"),
 ]
 
 
@@ -622,3 +623,124 @@ def test_an_up_to_date_cleaning_sweeps_a_killed_runs_staging_folder(tmp_path, ca
     assert cleaning.clean_dataset(source, tmp_path / "cleaned", workers=1, progress=False)["reused"] is True
     assert not abandoned.exists()
     assert f"removed {abandoned}" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------------------------------
+# Issue 34: a dangling link, a nonsense cache size, a cache smaller than training, a Windows drive path
+# ----------------------------------------------------------------------------------------------------
+def folder_with_links(root):
+    """An ImageFolder whose class folders hold, besides their photos, a link to nowhere, a link loop and a link
+    to a folder; {link name: its expected rejection reason}."""
+    source = image_folder(root, {"a": 3, "b": 3})
+    write_png(root.parent / "elsewhere" / "x.png", seed=50)
+    (source / "a" / "dangling.jpg").symlink_to(root.parent / "nowhere" / "gone.jpg")
+    (source / "b" / "loop.jpg").symlink_to(source / "b" / "loop.jpg")
+    (source / "a" / "folder_link").symlink_to(root.parent / "elsewhere", target_is_directory=True)
+    return source, {"dangling.jpg": "missing_file", "loop.jpg": "unreadable_file", "folder_link": "unreadable_file"}
+
+
+def test_links_that_are_not_files_are_rejected_by_cleaning_not_dropped(tmp_path, capsys):
+    source, expected = folder_with_links(tmp_path / "source")
+    analyze_data.main(["--source", str(source), "--out", str(tmp_path / "cleaned"), "--workers", "1"])
+    metadata_dir = tmp_path / "cleaned" / "metadata"
+    rejected = pd.read_csv(metadata_dir / "rejected.csv", keep_default_na=False)
+    reasons = {os.path.basename(path): reason for path, reason in zip(rejected["path"], rejected["reason"])}
+    assert reasons == expected
+    assert "gone.jpg" in rejected.set_index("reason").loc["missing_file", "detail"]
+    listed = set(rejected["path"])
+    for split in ("train", "val"):
+        listed |= set(pd.read_csv(metadata_dir / f"{split}.csv")["path"])
+    assert {os.path.basename(path) for path in listed} == {"0.png", "1.png", "2.png", *expected}
+    assert len(listed) == 6 + len(expected), "every entry of the class folders is in train, val or rejected"
+
+
+def test_links_that_are_not_files_are_rejected_by_predict(finished_run, tmp_path):
+    source, expected = folder_with_links(tmp_path / "photos")
+    output = tmp_path / "p.csv"
+    predict.main(["--checkpoint", str(finished_run / "best.pth"), "--workers", "0", str(source),
+                  "--output", str(output)])
+    assert len(pd.read_csv(output)) == 6
+    rejected = pd.read_csv(tmp_path / "p.rejected.csv")
+    reasons = {os.path.basename(path): reason.split(":")[0] for path, reason in zip(rejected["path"], rejected["reason"])}
+    assert reasons == expected
+
+
+def test_analyze_uses_train_py_image_size_range(tmp_path, capsys):
+    assert analyze_data.OPTION_RULES["img_size"] is train.OPTION_RULES["img_size"]
+    source = image_folder(tmp_path / "source", {"a": 3, "b": 3})
+    for size in ("1", "31", "5000"):
+        expect_one_line_error(analyze_data.main, ["--source", source, "--out", tmp_path / "cleaned", "--max-side",
+                                                  "auto", "--img-size", size], capsys, f"--img-size {size}", tmp_path)
+
+
+def large_photo_folder(root, side=256):
+    """Two classes of side x side JPEGs: large enough that --max-side auto caches them for a small model."""
+    rng = np.random.default_rng(4)
+    for name in ("a", "b"):
+        (root / name).mkdir(parents=True)
+        for index in range(4):
+            pixels = rng.integers(0, 256, (side // 8, side // 8, 3), dtype=np.uint8).repeat(8, 0).repeat(8, 1)
+            Image.fromarray(pixels).save(root / name / f"{index}.jpg", quality=90)
+    return root
+
+
+@pytest.fixture(scope="module")
+def cached_for_32(tmp_path_factory):
+    """(source, cleaned): 256 px photos cleaned with --max-side auto --img-size 32 (copies of 64 px)."""
+    root = tmp_path_factory.mktemp("small_cache")
+    source = large_photo_folder(root / "source")
+    analyze_data.main(["--source", str(source), "--out", str(root / "cleaned"), "--max-side", "auto", "--img-size",
+                       "32", "--workers", "1"])
+    assert cleaning.read_summary(root / "cleaned")["cache"]["short_side"] == 46
+    return source, root / "cleaned"
+
+
+def test_train_refuses_a_cache_made_for_a_smaller_model(cached_for_32, tmp_path, capsys):
+    source, cleaned = cached_for_32
+    argv = ["--data-dir", cleaned, "--output", tmp_path / "run", *TINY_ARGS, "--img-size", "64", "--epochs", "1"]
+    message = expect_one_line_error(train.main, argv, capsys, str(cleaned), tmp_path)
+    assert "46 px" in message and "91 px" in message
+    assert message.endswith(f"python analyze_data.py --source {source} --out {cleaned} --max-side auto "
+                            f"--img-size 64")
+    assert not (tmp_path / "run").exists()
+
+
+def test_evaluate_and_calibration_refuse_a_cache_made_for_a_smaller_model(cached_for_32, finished_run, tmp_path,
+                                                                          capsys):
+    source, cleaned = cached_for_32
+    checkpoint = torch.load(finished_run / "best.pth", map_location="cpu", weights_only=True)
+    checkpoint["img_size"] = 64  # the tiny test model takes any input size
+    larger = tmp_path / "larger.pth"
+    torch.save(checkpoint, larger)
+    command = f"python analyze_data.py --source {source} --out {cleaned} --max-side auto --img-size 64"
+    message = expect_one_line_error(evaluate.main, ["--checkpoint", larger, cleaned, "--workers", "0",
+                                                    "--output", tmp_path / "report"], capsys, str(cleaned), tmp_path)
+    assert message.endswith(command)
+    message = expect_one_line_error(predict.main, ["--checkpoint", larger, "--calibrate-tau", "--data-dir", cleaned,
+                                                   "--workers", "0"], capsys, str(cleaned), tmp_path)
+    assert message.endswith(command)
+
+
+@pytest.mark.parametrize("written", ["C:\\photos\\leaf.jpg", "d:/photos/leaf.jpg", "\\\\nas\\photos\\leaf.jpg"])
+def test_a_windows_drive_path_in_a_list_is_outside_the_dataset(tmp_path, written):
+    for index in range(4):
+        write_png(tmp_path / "ds" / "images" / f"{index}.png", seed=index)
+    list_path = tmp_path / "ds" / "train.txt"
+    list_path.write_text("".join(f"images\\{index}.png {index % 2}\n" for index in range(4)) + f"{written} 0\n")
+    source = sources.read_source(list_path)
+    assert list(source.rejected["reason"]) == ["outside_dataset"]
+    assert list(source.rejected["path"]) == [written]
+    assert len(source.images) == 4
+
+
+def test_analyze_refuses_an_out_in_a_read_only_folder(tmp_path, capsys):
+    """Cleaning stages its output beside --out and renames it in: the folder holding --out must be writable."""
+    source = image_folder(tmp_path / "source", {"a": 3, "b": 3})
+    parent = tmp_path / "locked"
+    (parent / "cleaned").mkdir(parents=True)
+    parent.chmod(0o555)
+    try:
+        expect_one_line_error(analyze_data.main, ["--source", source, "--out", parent / "cleaned", "--workers", "1"],
+                              capsys, f"--out {parent / 'cleaned'}: {parent} is read-only", tmp_path)
+    finally:
+        parent.chmod(0o755)

@@ -1,6 +1,7 @@
 """export.py: the timm/safetensors folder and ONNX file reproduce the checkpoint and feed predict.py."""
 import json
 import os
+import shutil
 
 import numpy as np
 import onnxruntime
@@ -99,7 +100,7 @@ def test_failed_check_replaces_nothing(checkpoint, data_dir, tmp_path, capsys):
     (tmp_path / "model.onnx").write_bytes(b"previous")
     with pytest.raises(SystemExit) as exit_info:
         export.main(["--checkpoint", str(checkpoint), "--format", "onnx", "--output", str(tmp_path),
-                     "--data-dir", str(data_dir), "--max-logit-diff", "1e-30"])
+                     "--data-dir", str(data_dir), "--max-logit-diff", "1e-30", "--overwrite"])
     assert exit_info.value.code != 0
     error = capsys.readouterr().err
     assert "does not reproduce the PyTorch model" in error and "Traceback" not in error
@@ -149,3 +150,51 @@ def test_unusable_exports_are_one_line_errors(broken, exported, tmp_path, capsys
         predict.main(["--checkpoint", str(model_path), "--workers", "0", str(tmp_path)])
     error = capsys.readouterr().err.strip()
     assert error.startswith(f"error: {model_path}") and "\n" not in error and "Traceback" not in error
+
+
+def one_line_error(capsys):
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and error.startswith("error: ") and "Traceback" not in error, error
+    return error
+
+
+def test_an_earlier_export_is_replaced_whole_and_only_with_overwrite(exported, checkpoint, data_dir, tmp_path,
+                                                                     capsys):
+    """Issue 34: a timm export into a folder holding an earlier --format all export must not leave that export's
+    model.onnx beside the new model.safetensors (two models answering from one folder)."""
+    earlier = tmp_path / "exported"
+    shutil.copytree(exported, earlier)
+    before = {path.name: path.read_bytes() for path in earlier.iterdir()}
+    argv = ["--checkpoint", str(checkpoint), "--format", "timm", "--output", str(earlier), "--data-dir",
+            str(data_dir), "--verify-count", "2"]
+    with pytest.raises(SystemExit) as exit_info:
+        export.main(argv)
+    assert exit_info.value.code == 2
+    error = one_line_error(capsys)
+    assert str(earlier) in error and "model.onnx" in error and "--overwrite" in error
+    assert {path.name: path.read_bytes() for path in earlier.iterdir()} == before
+    export.main(argv + ["--overwrite"])
+    assert sorted(path.name for path in earlier.iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["exported"], "no staging folder left"
+    # A folder holding anything else is not an export folder: never replaced, --overwrite or not.
+    (earlier / "notes.txt").write_text("mine")
+    with pytest.raises(SystemExit):
+        export.main(argv + ["--overwrite"])
+    error = one_line_error(capsys)
+    assert str(earlier) in error and "notes.txt" in error
+    assert (earlier / "notes.txt").read_text() == "mine"
+
+
+def test_a_read_only_output_folder_is_refused(checkpoint, data_dir, tmp_path, capsys):
+    output = tmp_path / "read_only"
+    output.mkdir()
+    output.chmod(0o555)
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            export.main(["--checkpoint", str(checkpoint), "--format", "onnx", "--output", str(output),
+                         "--data-dir", str(data_dir), "--verify-count", "2"])
+        assert exit_info.value.code == 2
+        assert f"--output {output}: {output} is read-only" in one_line_error(capsys)
+        assert not list(output.iterdir())
+    finally:
+        output.chmod(0o755)

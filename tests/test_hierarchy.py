@@ -106,6 +106,10 @@ def test_hierarchy_csv_beside_the_source_overrides_names_and_the_official_table(
     (["a_x,A,x,", "a_y,A,y,"], "class 'b_z' is not listed"),
     (["a_x,A,x,", "a_y,A,y,", "b_z,B,z,", "c_w,C,w,"], "line 5: 'c_w' is not a class of this dataset"),
     (["a_x,A,x,", "a_y,,y,", "b_z,B,z,"], "line 3: empty crop"),
+    # Issue 34: a ragged row names the fields it lacks, not "empty".
+    (["a_x,A,x,", "a_y", "b_z,B,z,"], "line 3: no crop, disease (1 of the header's 4 fields"),
+    (["a_x,A,x,", "a_y,A", "b_z,B,z,"], "line 3: no disease (2 of the header's 4 fields"),
+    (["a_x,A,x,", "", "a_y,A,y,,mild", "b_z,B,z,"], "line 4: 5 fields, the header has 4"),
 ])
 def test_a_wrong_hierarchy_csv_is_a_one_line_error_naming_the_line(tmp_path, rows, message):
     path = write_hierarchy_csv(tmp_path, rows)

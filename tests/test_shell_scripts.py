@@ -126,3 +126,40 @@ def test_large_photos_are_cached_at_the_size_training_needs_unless_max_side_says
     output = prepare(dict(env, DATA_DIR=str(tmp_path / "default"), IMG_SIZE=""))
     assert "no image is at least twice the short side of 272 px that training at 192 px needs" in output
     assert summary("default")["totals"]["reencoded"] == 0
+
+
+def test_the_baseline_script_caches_for_the_resolution_it_trains_at(tmp_path):
+    """Issue 34: train.py refuses a cache made for a smaller model, so train_baseline.sh (recipes/baseline.yaml's
+    224 px) cleans for its own recipe when IMG_SIZE is unset, not for the fixed recipes' 192 px. The commands the
+    preparation runs, through a stand-in PYTHON that records them."""
+    recorder = tmp_path / "python"
+    recorder.write_text(f"#!/bin/sh\necho \"$@\" >> '{tmp_path / 'calls.txt'}'\n")
+    recorder.chmod(0o755)
+    env = dict(os.environ, PYTHON=str(recorder), DATA_SOURCE=str(tmp_path / "photos"), DATA_DIR=str(tmp_path / "c"))
+    env.pop("IMG_SIZE", None)
+    for script, recipe in (("train_baseline.sh", "baseline"), ("train_fixed.sh", "fixed_stage2")):
+        (tmp_path / "calls.txt").unlink(missing_ok=True)
+        line = next(line for line in (ROOT / script).read_text().splitlines() if line.startswith("prepare_data"))
+        result = subprocess.run(["bash", "-c", f"set -euo pipefail; source scripts/common.sh; {line}"], cwd=ROOT,
+                                env=env, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        cleaning = (tmp_path / "calls.txt").read_text().splitlines()[0]
+        assert cleaning.startswith("analyze_data.py") and f"--max-side auto --recipe {recipe}" in cleaning
+
+
+def test_analyze_data_sizes_the_cache_for_a_recipe(tmp_path, capsys):
+    import cv2
+    import numpy as np
+
+    import analyze_data
+    rng = np.random.default_rng(0)
+    for name in ("rust/a.jpg", "rust/b.jpg", "blight/c.jpg", "blight/d.jpg"):
+        (tmp_path / "photos" / name).parent.mkdir(parents=True, exist_ok=True)
+        assert cv2.imwrite(str(tmp_path / "photos" / name), cv2.resize(rng.integers(0, 256, (6, 8, 3), np.uint8),
+                                                                      (800, 700)))
+    analyze_data.main(["--source", str(tmp_path / "photos"), "--out", str(tmp_path / "c"), "--max-side", "auto",
+                       "--recipe", "baseline", "--workers", "1"])
+    assert "the short side of 317 px that training at 224 px needs" in capsys.readouterr().out
+    assert json.loads((tmp_path / "c" / "metadata" / "summary.json").read_text())["cache"]["short_side"] == 317
+    assert analyze_data.default_img_size(None, "baseline") == 224
+    assert analyze_data.default_img_size(str(ROOT / "data" / "nowhere"), "fixed_stage1") == 192

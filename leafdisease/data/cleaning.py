@@ -71,7 +71,7 @@ from leafdisease.data.longtail import (
     compute_class_weights,
     shot_groups,
 )
-from leafdisease.data.sources import REJECTED_COLUMNS, read_source
+from leafdisease.data.sources import REJECTED_COLUMNS, file_problem, read_source
 from leafdisease.data.staged_output import map_parallel, remove_abandoned, staged_folder
 from leafdisease.utils import atomic_io, runtime
 from leafdisease.utils.cli import is_inside
@@ -169,6 +169,9 @@ def inspect_image(path):
     perceptual hash ('' if Pillow cannot reduce its mode to grey)."""
     result = {"path": path, "reason": "", "detail": "", "sha256": "", "width": 0, "height": 0,
               "color": "", "has_transparency": False, "opencv_readable": True, "phash": ""}
+    problem = file_problem(path)  # a missing file, a dangling link, a link loop, a folder, a pipe
+    if problem is not None:
+        return {**result, "reason": problem[0], "detail": problem[1]}
     try:
         data = Path(path).read_bytes()
     except OSError as error:

@@ -40,6 +40,8 @@ Public API (numpy in, numpy out; nothing here needs torch):
   level_answers(...)                 the same for N photos; coverage_by_level(...) scores them for evaluate.py
   crop_blocks(hierarchy)             class order by crop and the crop blocks, for the confusion matrix
 """
+import csv
+import io
 import textwrap
 from collections import Counter
 from dataclasses import dataclass
@@ -187,22 +189,28 @@ def read_csv(path, class_names):
     """A hierarchy.csv (class,crop,disease[,severity]) for `class_names`: every class listed exactly once, nothing
     else; a one-line UserError naming the file and line otherwise."""
     path = Path(path)
-    try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
-        raise UserError(f"{path}: not a readable CSV ({str(error).splitlines()[0]})") from None
-    table.columns = [str(column).strip() for column in table.columns]
+    header, records = _read_csv_lines(path)
     expected = f"expected columns {','.join(CSV_COLUMNS[:3])}[,severity]"
-    missing = [column for column in CSV_COLUMNS[:3] if column not in table.columns]
-    unknown = [column for column in table.columns if column not in CSV_COLUMNS]
-    if missing or unknown:
-        problem = f"no column {', '.join(missing)}" if missing else f"unknown column {', '.join(unknown)}"
+    missing = [column for column in CSV_COLUMNS[:3] if column not in header]
+    unknown = [column for column in header if column not in CSV_COLUMNS]
+    repeated = sorted({column for column in header if header.count(column) > 1})
+    if missing or unknown or repeated:
+        problem = (f"no column {', '.join(missing)}" if missing else f"unknown column {', '.join(unknown)}"
+                   if unknown else f"column {', '.join(repeated)} twice")
         raise UserError(f"{path}: {problem}; {expected}")
     known = set(class_names)
     rows, first_line = {}, {}
-    for row, record in enumerate(table.to_dict("records")):
-        line = row + 2
-        entry = {column: str(record.get(column, "")).strip() for column in CSV_COLUMNS}
+    for line, fields in records:
+        if len(fields) > len(header):
+            raise UserError(f"{path}: line {line}: {len(fields)} fields, the header has {len(header)} "
+                            f"({','.join(header)})")
+        # A short row: the fields it lacks are named (a missing severity is an empty one, as the column may be).
+        absent = [column for column in header[len(fields):] if column in CSV_COLUMNS[:3]]
+        if absent:
+            raise UserError(f"{path}: line {line}: no {', '.join(absent)} ({len(fields)} of the header's "
+                            f"{len(header)} fields: {','.join(header)})")
+        record = dict(zip(header, fields))
+        entry = {column: record.get(column, "").strip() for column in CSV_COLUMNS}
         name = entry["class"]
         empty = [column for column in CSV_COLUMNS[:3] if not entry[column]]
         if empty:
@@ -221,6 +229,19 @@ def read_csv(path, class_names):
         raise UserError(f"{path}: class '{absent[0]}' is not listed" +
                         (f" (and {len(absent) - 1} more)" if len(absent) > 1 else "") + "; every class needs a row")
     return Hierarchy.from_table(rows, list(class_names))
+
+
+def _read_csv_lines(path):
+    """(header names, [(line number, fields)]) of a CSV file, blank lines skipped; line numbers as an editor shows
+    them, so a message can name the line. A file that is not readable text, or has no header, is a UserError."""
+    try:
+        reader = csv.reader(io.StringIO(path.read_text(encoding="utf-8-sig"), newline=""))
+        lines = [(reader.line_num, fields) for fields in reader if any(field.strip() for field in fields)]
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise UserError(f"{path}: not a readable CSV ({str(error).splitlines()[0]})") from None
+    if not lines:
+        raise UserError(f"{path}: not a readable CSV (empty: no header line)")
+    return [field.strip() for field in lines[0][1]], lines[1:]
 
 
 def write_csv(path, hierarchy):

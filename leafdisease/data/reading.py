@@ -9,7 +9,7 @@ import os
 import cv2
 import torch
 
-from leafdisease.data.cleaning import decode_for_training
+from leafdisease.data.cleaning import decode_for_training, read_summary
 from leafdisease.utils.errors import UserError
 
 # The weak and strong pipelines' crops keep at least this share of the image's area.
@@ -42,6 +42,23 @@ def photo_short_side(img_size, photo_reading=DEFAULT_PHOTO_READING):
         raise UserError(f"photo reading {photo_reading!r}: must be one of {', '.join(PHOTO_READINGS)}")
     return short_side_for_crops(img_size) if photo_reading == "working" else None
 
+
+
+def check_cache_covers(data_dir, img_size, reader):
+    """Refuse (a one-line UserError naming the cleaning command for img_size) a cleaned dataset whose --max-side auto
+    copies were made for a smaller model than the img_size px one `reader` ("training at --img-size 192") reads it
+    for: they keep a short side of summary.json's cache short_side, below what short_side_for_crops(img_size) needs,
+    and reading them would enlarge copies of photos whose originals hold the detail. A dataset without a cache, or
+    whose cache reduced no photo, holds the originals and passes."""
+    summary = read_summary(data_dir)
+    cache = summary.get("cache") or {}
+    needed = short_side_for_crops(img_size)
+    if not cache.get("reduced") or cache["short_side"] >= needed:
+        return
+    raise UserError(f"{data_dir}: its --max-side auto copies of {cache['reduced']} photos were made for a smaller "
+                    f"model (a short side of {cache['short_side']} px); {reader} needs {needed} px, and would enlarge "
+                    f"them where the originals have the detail; clean it for this size: python analyze_data.py "
+                    f"--source {summary.get('source', 'SOURCE')} --out {data_dir} --max-side auto --img-size {img_size}")
 
 
 def read_image_rgb(path, short_side=None):

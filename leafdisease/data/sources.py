@@ -31,16 +31,19 @@ Rules a user can rely on:
   with the same label, it is kept once (its first listing, a training one before a validation one) and each repeat
   is a 'duplicate_entry' row of the rejected table; listed with different labels, every listing is a
   'label_conflict' row (there is no way to know which label is right). The detail names every listing.
-- A listed path that leaves its dataset (a '..' too many, or an absolute path elsewhere) in the AI Challenger
-  layouts (JSON and lists) and text lists becomes an 'outside_dataset' row of the rejected table, and the file is
+- A listed path that leaves its dataset (a '..' too many, an absolute path elsewhere, a list line's Windows drive
+  or share path such as C:\\x\\y.jpg, kept as written) in the AI Challenger layouts (JSON and lists) and text
+  lists becomes an 'outside_dataset' row of the rejected table, and the file is
   never opened: a downloaded annotation file must not make cleaning read files outside the dataset. The dataset
   is the root folder for AI Challenger, the folder of the list (each list's own with --val-list) for text lists.
   The check is on the path as written (symlinks inside the dataset are followed as usual). A CSV names any file
   (absolute, or relative to the CSV's folder, '..' included): the user wrote it; ImageFolder reads the files
   under its class folders.
 - A listed image whose file does not exist is not fatal: it becomes a 'missing_file' row of the rejected table
-  (rejected.csv after cleaning), since one lost file should not stop a 30k-image dataset. If none of the
-  listed files exist, the layout is wrong and that is fatal.
+  (rejected.csv after cleaning), since one lost file should not stop a 30k-image dataset; so does a symbolic link
+  to nothing (ImageFolder lists every entry under its class folders, links included: files_under). A link loop, a
+  folder (a link to one: linked folders are not descended into) or a pipe is an 'unreadable_file' row
+  (file_problem). If none of the listed files exist, the layout is wrong and that is fatal.
 - Class names come from <root>/class_names.csv (columns id,name; for CSV and list files, next to the file) when
   present, else the official AI Challenger names (aichallenger_classes.py) for both AI Challenger layouts, the
   class folder names (ImageFolder) or the name labels (CSV, list), else "class_<id>".
@@ -48,9 +51,11 @@ Rules a user can rely on:
   integers keep those integers, otherwise folders get ids by sorted name (or the id of their name in
   class_names.csv); CSV and list integer labels as given, name labels by sorted name (or class_names.csv).
 """
+import errno
 import json
 import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -86,6 +91,9 @@ ENTRY_COLUMN = "entry"
 # rejected.csv: the contract's path,split,reason,detail plus the label, so a lost image's class is visible.
 REJECTED_COLUMNS = ["path", "split", "reason", "detail", "label"]
 INTEGER_PATTERN = re.compile(r"^[+-]?\d+$")
+# A list line's path on a Windows drive (C:\x\y.jpg, d:/x.jpg) or share (\\server\x.jpg): absolute on the machine
+# that wrote the list, never inside the dataset here.
+WINDOWS_ABSOLUTE_PATTERN = re.compile(r"^([A-Za-z]:[\\/]|\\\\)")
 
 
 @dataclass
@@ -276,8 +284,8 @@ def _read_imagefolder(root):
     folder_files = {}
     for split, split_dir in split_dirs.items():
         for class_dir in sorted(p for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            # Every file counts (non-images end up rejected, never silently skipped).
-            files = sorted(p for p in class_dir.rglob("*") if p.is_file())
+            # Every file counts (non-images end up rejected, never silently skipped), links that are not files too.
+            files = files_under(class_dir)
             folder_files.setdefault(class_dir.name, []).extend((split, f) for f in files)
     if not any(folder_files.values()):
         where = " and ".join(str(p) for p in split_dirs.values())
@@ -322,9 +330,38 @@ def _imagefolder_class_ids(root, folders, declared):
 def _class_folders_present(root):
     for child in root.iterdir():
         if child.is_dir() and not child.name.startswith("."):
-            if any(grandchild.is_dir() or grandchild.is_file() for grandchild in child.iterdir()):
+            if any(True for _ in child.iterdir()):
                 return True
     return False
+
+
+def files_under(folder):
+    """Every entry anywhere under `folder` (sorted) except the folders it descends into: files, and symbolic links
+    of every kind, a dangling link, a link loop or a link to a folder included, so a reader lists those with their
+    reason (file_problem) instead of passing over them. Linked folders are not descended into."""
+    return sorted(path for path in Path(folder).rglob("*") if path.is_symlink() or not path.is_dir())
+
+
+def file_problem(path):
+    """(reason, detail) of rejected.csv when `path` is not a readable regular file's path (missing, a dangling
+    link, a link loop, a folder), else None. The one rule for cleaning (sources, cleaning.inspect_image), predict.py
+    and evaluate.py."""
+    try:
+        mode = os.stat(path).st_mode
+        if stat.S_ISREG(mode):
+            return None
+        if not stat.S_ISDIR(mode):
+            return "unreadable_file", "not a regular file (a device, pipe or socket)"
+        linked = f" (a link to {os.readlink(path)})" if os.path.islink(path) else ""
+        return "unreadable_file", f"a folder{linked}, not a file; the files in a linked folder are not read"
+    except FileNotFoundError:
+        if os.path.islink(path):
+            return "missing_file", f"a symbolic link to {os.readlink(path)}, which does not exist"
+        return "missing_file", "listed in the source but the file does not exist"
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return "unreadable_file", "a symbolic link loop (it leads back to itself)"
+        return "unreadable_file", error.strerror or str(error)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -481,7 +518,9 @@ def _read_list(list_path, resolve):
         match = LIST_LINE_PATTERN.match(line)
         if match is None:
             raise UserError(f"{list_path}: line {line_number}: expected '<image path> <label>', got '{line:.80}'")
-        image_path = resolve(match["path"].replace("\\", "/"))
+        written = match["path"]
+        # A Windows absolute path stays as written: _reject_outside_dataset lists it as outside_dataset.
+        image_path = written if WINDOWS_ABSOLUTE_PATTERN.match(written) else resolve(written.replace("\\", "/"))
         entries.append((line_number, image_path, match["label"]))
     if not entries:
         raise UserError(f"{list_path}: no entries")
@@ -550,7 +589,8 @@ def _reject_outside_dataset(source, listing, folder_of_split):
     those files; all of them outside is an error naming `listing` (the dataset or list given)."""
     images = source.images
     folders = {split: os.path.abspath(folder) for split, folder in folder_of_split.items()}
-    outside = pd.Series([os.path.commonpath([path, folders[split]]) != folders[split]
+    # Every listed path is absolute here but a Windows one (C:\x.jpg, _read_list), which is outside by definition.
+    outside = pd.Series([not os.path.isabs(path) or os.path.commonpath([path, folders[split]]) != folders[split]
                          for path, split in zip(images["path"], images["split"])], index=images.index, dtype=bool)
     if not outside.any():
         return
@@ -560,21 +600,26 @@ def _reject_outside_dataset(source, listing, folder_of_split):
     rows = images.loc[outside]
     source.rejected = pd.concat([source.rejected, pd.DataFrame({
         "path": rows["path"], "split": rows["split"], "reason": "outside_dataset",
-        "detail": [f"the listed path leaves {folders[split]}" for split in rows["split"]], "label": rows["label"],
+        "detail": [f"the listed path leaves {folders[split]}" if os.path.isabs(path) else
+                   f"a Windows drive or share path, outside {folders[split]}"
+                   for path, split in zip(rows["path"], rows["split"])], "label": rows["label"],
     }, columns=REJECTED_COLUMNS)], ignore_index=True)
     source.images = images.loc[~outside].reset_index(drop=True)
 
 
 def _drop_missing_files(source):
-    """Move listed-but-absent files from images to rejected; all absent means the layout is wrong."""
+    """Move listed paths that are not files (absent, a dangling link, a link loop, a folder: file_problem) from
+    images to rejected; none of them a file means the layout is wrong."""
     images = source.images
-    exists = images["path"].map(os.path.isfile).astype(bool)
+    problems = images["path"].map(file_problem)
+    exists = problems.isna().astype(bool)
     if not exists.any():
         raise UserError(f"{source.root}: none of the {len(images)} listed images exist "
                         f"(first: {images['path'].iloc[0]}); is the image folder in place?")
     missing = images.loc[~exists]
+    problems = problems.loc[~exists]
     source.rejected = pd.concat([source.rejected, pd.DataFrame({
-        "path": missing["path"], "split": missing["split"], "reason": "missing_file",
-        "detail": "listed in the source but the file does not exist", "label": missing["label"],
+        "path": missing["path"], "split": missing["split"], "reason": [reason for reason, _ in problems],
+        "detail": [detail for _, detail in problems], "label": missing["label"],
     }, columns=REJECTED_COLUMNS)], ignore_index=True)
     source.images = images.loc[exists].reset_index(drop=True).astype({"label": "int64"})

@@ -34,6 +34,7 @@ TIMM_FILES = ("model.safetensors", "config.json")
 # file's metadata. The ONNX file carries no features to score, so it has none.
 UNKNOWN_FILE = "unknown.safetensors"
 ONNX_FILE = "model.onnx"
+EXPORT_FILES = TIMM_FILES + (ONNX_FILE,)  # all an export folder holds (export.py replaces it whole)
 ONNX_INPUT, ONNX_OUTPUT = "image", "logits"
 # fp32 ONNX Runtime kernels differ from PyTorch's in rounding only; a real export error is orders larger.
 DEFAULT_MAX_LOGIT_DIFF = 1e-3
@@ -100,12 +101,6 @@ def load_unknown_record(path):
     return record
 
 
-def timm_files(checkpoint):
-    """The files a timm-folder export of `checkpoint` holds: TIMM_FILES, and UNKNOWN_FILE when it carries the
-    unknown-photo record."""
-    return TIMM_FILES + ((UNKNOWN_FILE,) if checkpoint.get("unknown") is not None else ())
-
-
 def save_onnx(model, card, path):
     """ONNX with a dynamic batch axis and the card in its metadata; written under a temporary name."""
     import onnx
@@ -114,11 +109,17 @@ def save_onnx(model, card, path):
     example = torch.zeros(2, 3, size, size)
     batch = torch.export.Dim("batch", min=1)
     with atomic_path(path) as tmp:
-        torch.onnx.export(model.eval(), (example,), str(tmp), input_names=[ONNX_INPUT], output_names=[ONNX_OUTPUT],
-                          dynamo=True, dynamic_shapes=({0: batch},), verbose=False)
-        proto = onnx.load(str(tmp))
-        onnx.helper.set_model_props(proto, {CARD_KEY: json_text(card)})
-        onnx.save(proto, str(tmp))
+        # The exporter may write the weights beside the file (<name>.data); loaded and saved again they are inline,
+        # so that file is a leftover, removed whatever happens.
+        external_data = tmp.with_name(tmp.name + ".data")
+        try:
+            torch.onnx.export(model.eval(), (example,), str(tmp), input_names=[ONNX_INPUT],
+                              output_names=[ONNX_OUTPUT], dynamo=True, dynamic_shapes=({0: batch},), verbose=False)
+            proto = onnx.load(str(tmp))
+            onnx.helper.set_model_props(proto, {CARD_KEY: json_text(card)})
+            onnx.save(proto, str(tmp))
+        finally:
+            external_data.unlink(missing_ok=True)
     return Path(path)
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import timm
 import torch
 
-from leafdisease.data import cleaning, reading, transforms
+from leafdisease.data import cleaning, reading, sources, transforms
 from leafdisease.data import metadata as cleaned_metadata
 from leafdisease.deployment import unknown
 from leafdisease.evaluation import metrics
@@ -55,20 +55,20 @@ def model_input(checkpoint, device, channels_last="auto"):
 # Images
 # ----------------------------------------------------------------------------------------------------
 def find_images(inputs):
-    """The files to classify: files as given, plus every file anywhere under given folders, each path once.
-    Whether a file is an image is told by its content, as cleaning tells it (cleaning.inspect_image, through
+    """The files to classify: files as given, plus every file (and link, sources.files_under) anywhere under given
+    folders, each path once. Whether a file is an image is told by its content, as cleaning tells it (cleaning.inspect_image, through
     ImageFiles), never by its name: the others come back from predict_scores as rejected, with their reason."""
     found, seen = [], set()
     for raw in inputs:
         path = Path(raw)
         if path.is_dir():
-            candidates = sorted(p for p in path.rglob("*") if p.is_file())
+            candidates = sources.files_under(path)  # links that are not files too: rejected with their reason
         elif path.is_file():
             candidates = [path]
         else:
             raise UserError(f"{path}: no such file or folder")
         for candidate in candidates:
-            key = candidate.resolve()
+            key = candidate.resolve() if candidate.exists() else candidate.absolute()  # a broken link: itself
             if key not in seen:
                 seen.add(key)
                 found.append(candidate)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from leafdisease.data import hierarchy, longtail, sources
+from leafdisease.data import hierarchy, longtail, reading, sources
 from leafdisease.data import metadata as cleaned_metadata
 from leafdisease.deployment import inference
 from leafdisease.evaluation import metrics, plots
@@ -47,6 +47,7 @@ def read_labelled_set(data, checkpoint, fmt=None):
     """The images of `data` with their checkpoint class indices; UserError for a class the checkpoint lacks."""
     data = Path(data)
     if (data / "metadata" / "classes.csv").is_file():
+        reading.check_cache_covers(data, checkpoint["img_size"], f"the checkpoint's {checkpoint['img_size']} px model")
         metadata = cleaned_metadata.load_metadata(data)
         names = dict(zip(metadata.classes["id"].astype(int), metadata.classes["name"].astype(str)))
         table = metadata.val.assign(label=metadata.val["label"].astype(int))
@@ -64,7 +65,8 @@ def read_labelled_set(data, checkpoint, fmt=None):
         description = f"{source.fmt} {data} ({split_text})"
         if len(source.rejected):
             listed = [f"{path} ({reason})" for path, reason in zip(source.rejected["path"], source.rejected["reason"])]
-            print(f"{len(listed)} listed image(s) missing from disk or outside the dataset, not scored: "
+            print(f"{len(listed)} listed file(s) not scored (missing, not a file, outside the dataset or listed "
+                  f"again): "
                   f"{', '.join(listed[:5])}" + (" ..." if len(listed) > 5 else ""))
     if table.empty:
         raise UserError(f"{data}: no labelled images to evaluate")

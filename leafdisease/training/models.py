@@ -5,11 +5,14 @@ import timm
 import torch
 from timm.utils import freeze
 
+from leafdisease.utils import cli
 from leafdisease.utils.errors import UserError
 
 DEFAULT_MODEL = "tf_efficientnet_lite0"
 DEFAULT_DROP_RATE = 0.2  # dropout before the classifier (train.py --drop-rate)
 MIN_IMG_SIZE, MAX_IMG_SIZE = 32, 4096  # below 32 px the models' 32x downsampling leaves nothing to pool
+# The one range of every --img-size (train.py's, and analyze_data.py's, which sizes the --max-side auto cache).
+IMG_SIZE_RANGE = cli.Range(MIN_IMG_SIZE, MAX_IMG_SIZE, integer=True)
 NO_WEIGHTS_HINT = "use --pretrained-file PATH for a local weights file or --no-pretrained to train from scratch"
 
 

@@ -110,26 +110,33 @@ def _nearest_existing(path):
     return path
 
 
-def _check_writable_ancestor(option, path):
+def _check_writable_ancestor(option, path, shown=None):
+    """The nearest existing folder at or above `path` is writable; messages name `option` and `shown` (the path
+    the user gave, default `path`)."""
+    shown = path if shown is None else shown
     ancestor = _nearest_existing(path)
     if not ancestor.is_dir():
-        raise UserError(f"{option} {path}: {ancestor} is a file, not a folder")
+        raise UserError(f"{option} {shown}: {ancestor} is a file, not a folder")
     if is_read_only(ancestor):  # root may write anywhere: a folder without write permission is refused anyway
-        raise UserError(f"{option} {path}: {ancestor} is read-only")
+        raise UserError(f"{option} {shown}: {ancestor} is read-only")
     try:
         # Try it rather than trust os.access: root, read-only mounts and ACLs all answer differently.
         with tempfile.TemporaryFile(dir=ancestor):
             pass
     except OSError as error:
-        raise UserError(f"{option} {path}: cannot write in {ancestor} ({error.strerror})") from None
+        raise UserError(f"{option} {shown}: cannot write in {ancestor} ({error.strerror})") from None
 
 
-def check_output_dir(option, path):
-    """An output folder: absent (its nearest existing parent writable) or an existing writable folder."""
+def check_output_dir(option, path, replaced=False):
+    """An output folder: absent (its nearest existing parent writable) or an existing writable folder. replaced:
+    the folder is replaced whole by one staged beside it (staged_output.staged_folder), so its parent must be
+    writable too."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise UserError(f"{option} {path}: exists and is not a folder")
     _check_writable_ancestor(option, path)
+    if replaced:
+        _check_writable_ancestor(option, Path(os.path.abspath(path)).parent, shown=path)
 
 
 def check_output_file(option, path):
