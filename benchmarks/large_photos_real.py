@@ -97,6 +97,7 @@ def summary_rows(runs):
         paired = group.index.intersection(reference.index)
         differences = 100 * (group.loc[paired, "test_balanced_acc"] - reference.loc[paired, "test_balanced_acc"])
         wall_ratio = group.loc[paired, "wall_s"] / reference.loc[paired, "wall_s"]
+        cpu_ratio = group.loc[paired, "cpu_s"] / reference.loc[paired, "cpu_s"]
         mean, spread = mean_and_spread(100 * group["test_balanced_acc"].to_numpy())
         standard_error = differences.std(ddof=1) / np.sqrt(len(differences)) if len(differences) > 1 else np.nan
         rows.append({
@@ -109,6 +110,7 @@ def summary_rows(runs):
             f"{differences.mean():+.1f} ± {standard_error:.1f}",
             "wall": f"{group['wall_s'].mean() / 60:.1f} min",
             f"wall / {REFERENCE}": "–" if not len(paired) else f"{wall_ratio.mean():.2f}x",
+            f"CPU / {REFERENCE}": "–" if not len(paired) else f"{cpu_ratio.mean():.2f}x",
             "full stage img/s": f"{group['full_img_s'].mean():.1f}",
             "cleaning": f"{group['cleaning_s'].mean():.0f} s",
         })
@@ -129,7 +131,8 @@ def write_reports(args, started, argv):
               f"- Readings: `full` (MAX_SIDE=off, --photo-reading full), `reduced` (MAX_SIDE=off), `cached` "
               f"(MAX_SIDE unset: --max-side auto). Differences are paired: the same seed read `{REFERENCE}`.",
               "- Load average when each run ended is in the CSV (load_average): other work on the 2 cores slows the "
-              "wall time of the runs it overlaps.", ""]
+              "wall time of the runs it overlaps; the CPU time (train_fixed.sh and every process it waited for, "
+              "loader workers included) moves far less with it.", ""]
     lines += markdown_table(summary_rows(runs)) if len(runs) else ["(no finished run yet)"]
     write_text(out / "large_photos_real.md", "\n".join(lines) + "\n")
 

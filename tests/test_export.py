@@ -56,7 +56,8 @@ def reference_logits(checkpoint, images):
 
 def test_timm_folder_loads_without_num_classes(exported, checkpoint, val_images):
     loaded = checkpoint_format.load(checkpoint)
-    assert sorted(p.name for p in exported.iterdir()) == ["config.json", "model.onnx", "model.safetensors"]
+    assert sorted(p.name for p in exported.iterdir()) == ["config.json", "model.onnx", "model.safetensors",
+                                                          "unknown.safetensors"]
     umask = os.umask(0)
     os.umask(umask)
     assert {oct(p.stat().st_mode & 0o777) for p in exported.iterdir()} == {oct(0o666 & ~umask)}
@@ -174,7 +175,8 @@ def test_an_earlier_export_is_replaced_whole_and_only_with_overwrite(exported, c
     assert str(earlier) in error and "model.onnx" in error and "--overwrite" in error
     assert {path.name: path.read_bytes() for path in earlier.iterdir()} == before
     export.main(argv + ["--overwrite"])
-    assert sorted(path.name for path in earlier.iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(path.name for path in earlier.iterdir()) == ["config.json", "model.safetensors",
+                                                               "unknown.safetensors"]
     assert sorted(path.name for path in tmp_path.iterdir()) == ["exported"], "no staging folder left"
     # A folder holding anything else is not an export folder: never replaced, --overwrite or not.
     (earlier / "notes.txt").write_text("mine")

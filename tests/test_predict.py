@@ -90,8 +90,8 @@ def test_csv_columns_and_rejected_list(trained, tiny_cleaned, tmp_path):
     output = tmp_path / "out" / "top3.csv"
     run_predict(trained, tiny_cleaned / "images", "--output", output, "--top-k", 3)
     table = pd.read_csv(output)
-    assert table.columns.tolist() == ["path"] + [f"pred_{rank}_{field}" for rank in (1, 2, 3)
-                                                 for field in ("id", "name", "prob")]
+    assert table.columns.tolist() == ["path", "label", "unknown_score", "unknown"] + [
+        f"pred_{rank}_{field}" for rank in (1, 2, 3) for field in ("id", "name", "prob")]
     assert len(table) == len(list((tiny_cleaned / "images").glob("*.png")))
     for rank in (1, 2, 3):
         assert (table[f"pred_{rank}_name"] == "class_" + table[f"pred_{rank}_id"].astype(str)).all()

@@ -42,7 +42,8 @@ def run_predict(model_path, output, paths, *options):
 
 def test_min_confidence_labels_unsure_photos_unknown_and_keeps_top_k(checkpoint, val_paths, tmp_path, capsys):
     plain = run_predict(checkpoint, tmp_path / "plain.csv", val_paths)
-    assert "label" not in plain.columns
+    # Without --min-confidence the label is the top class, or 'unknown' for a photo the unknown-photo score flags.
+    assert plain.columns.tolist()[:4] == ["path", "label", "unknown_score", "unknown"]
     # Between two of the printed probabilities, so their rounding in the CSV can't put an image on either side.
     ordered = np.sort(plain["pred_1_prob"].to_numpy())
     threshold = float(ordered[len(ordered) // 2 - 1:len(ordered) // 2 + 1].mean())
@@ -51,8 +52,9 @@ def test_min_confidence_labels_unsure_photos_unknown_and_keeps_top_k(checkpoint,
     below = plain["pred_1_prob"] < threshold
     assert 0 < below.sum() < len(plain)
     assert (table.loc[below, "label"] == hierarchy.UNKNOWN_LABEL).all()
-    assert (table.loc[~below, "label"] == plain.loc[~below, "pred_1_name"]).all()
-    pd.testing.assert_frame_equal(table.drop(columns="label"), plain)
+    known = ~below & ~plain["unknown"]
+    assert (table.loc[known, "label"] == plain.loc[known, "pred_1_name"]).all()
+    pd.testing.assert_frame_equal(table.drop(columns="label"), plain.drop(columns="label"))
     assert f"{int(below.sum())} of {len(plain)} image(s) below --min-confidence" in capsys.readouterr().out
 
 

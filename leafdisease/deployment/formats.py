@@ -34,7 +34,7 @@ TIMM_FILES = ("model.safetensors", "config.json")
 # file's metadata. The ONNX file carries no features to score, so it has none.
 UNKNOWN_FILE = "unknown.safetensors"
 ONNX_FILE = "model.onnx"
-EXPORT_FILES = TIMM_FILES + (ONNX_FILE,)  # all an export folder holds (export.py replaces it whole)
+EXPORT_FILES = TIMM_FILES + (UNKNOWN_FILE, ONNX_FILE)  # all an export folder holds (export.py replaces it whole)
 ONNX_INPUT, ONNX_OUTPUT = "image", "logits"
 # fp32 ONNX Runtime kernels differ from PyTorch's in rounding only; a real export error is orders larger.
 DEFAULT_MAX_LOGIT_DIFF = 1e-3
