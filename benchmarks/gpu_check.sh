@@ -12,7 +12,7 @@
 # limits add up to 300 s; the script exits non-zero when any part failed.
 #   environment  10   card, driver, CUDA, torch and library versions, cores
 #   demo-data    30   analyze_data.py --demo into the work folder (160 px leaves; CPU mode: 40 px, 0.4 %)
-#   cuda-tests   80   pytest tests/test_cuda.py: AMP bf16 and fp16 + GradScaler, channels_last, EMA,
+#   cuda-tests   80   pytest tests/training/test_cuda.py: AMP bf16 and fp16 + GradScaler, channels_last, EMA,
 #                     evaluation under autocast, a checkpoint moved GPU -> CPU -> GPU (its CPU-only tests run
 #                     with the rest of the suite, not here). Any skip on a GPU machine counts as a failure.
 #   train-demo   75   bash train_fixed.sh on the demo at 320 px, 1 + 1 epochs, calibration included
@@ -143,12 +143,12 @@ print("- demo dataset: {train} training / {val} validation images, {classes} cla
 part_cuda_tests() {
   local log="$WORK/logs/cuda-tests.pytest"
   # only the tests that need CUDA (its CPU-only tests run with the rest of the suite)
-  "$PYTHON" -m pytest -q -rs -p no:cacheprovider tests/test_cuda.py \
+  "$PYTHON" -m pytest -q -rs -p no:cacheprovider tests/training/test_cuda.py \
     -k "not cpu-bf16 and not without_fp16 and not compile_option" 2>&1 | tee "$log"
   local status=${PIPESTATUS[0]}
   local summary
   summary=$(grep -E "^(=+ )?[0-9]+ (passed|failed|skipped|error)" "$log" | tail -1 | tr -d '=' | xargs)
-  echo "- pytest tests/test_cuda.py: $summary" >>"$FIGURES"
+  echo "- pytest tests/training/test_cuda.py: $summary" >>"$FIGURES"
   if [[ $status -eq 0 && $MODE == gpu && $summary == *skipped* ]]; then
     echo "tests were skipped on a GPU machine: CUDA is not visible to them" >&2
     return 3

@@ -12,7 +12,7 @@ from test_cleaning import write_imagefolder
 from leafdisease.data import longtail
 from leafdisease.data.cleaning import clean_dataset
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ("torch", "albumentations", "cv2")
 
 

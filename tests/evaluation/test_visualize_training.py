@@ -123,7 +123,7 @@ def test_without_arguments_it_shows_train_fixed_sh_stage_2_run(tmp_path, monkeyp
 
 
 def test_the_default_run_is_where_train_fixed_sh_writes_stage_2_by_default():
-    script = (Path(__file__).resolve().parents[1] / "train_fixed.sh").read_text()
+    script = (Path(__file__).resolve().parents[2] / "train_fixed.sh").read_text()
     out_root, run_name = re.search(r'"\$\{OUT_ROOT:=([^}]*)\}" "\$\{RUN_NAME:=([^}]*)\}"', script).groups()
     assert vt.DEFAULT_RUN == f"{out_root}/{run_name}_stage2"
 

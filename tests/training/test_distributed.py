@@ -13,7 +13,7 @@ import dataset
 import train
 from leafdisease.training import engine
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TINY = ["--model", "test_efficientnet", "--no-pretrained", "--img-size", "32", "--batch-size", "4", "--workers", "0"]
 
 

@@ -11,7 +11,7 @@ import torch
 from leafdisease.utils import runtime
 from leafdisease.utils.errors import UserError
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_default_workers_follow_cpu_affinity(monkeypatch):

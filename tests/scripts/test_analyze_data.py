@@ -14,7 +14,7 @@ import analyze_data
 from leafdisease.data import demo_data
 from leafdisease.data.sources import AICHALLENGER_SPLITS
 
-SCRIPT = Path(__file__).resolve().parent.parent / "analyze_data.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "analyze_data.py"
 TINY_DEMO = ["--demo-scale", "0.002", "--demo-image-size", "48", "--workers", "2"]
 FIGURES = ("class_distribution.png", "class_weights_comparison.png", "augmentation_examples.png")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SEED_NOTE = ROOT.parent / "shared" / "seed.md"
 SCRIPTS = sorted(path.stem for path in ROOT.glob("*.py"))
 SHARED_DATA_MODULE = "dataset"  # the design card's data module, which the scripts share

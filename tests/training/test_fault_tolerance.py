@@ -17,7 +17,7 @@ from leafdisease.training import engine
 from leafdisease.utils import atomic_io
 from tiny_run import TINY_ARGS
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def train_command(data_dir, output, epochs, *extra):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PARTS = ("environment", "demo-data", "cuda-tests", "train-demo", "speed", "torchrun")
 
 
@@ -42,7 +42,7 @@ def test_cpu_mode_runs_every_part_and_reports_it(cpu_check):
         assert verdict == "ok", part
     assert "torch " in section(report, "environment")[1]
     # Without a GPU the CUDA tests are collected and skip (their CPU-only neighbours run with the suite).
-    assert re.search(r"tests/test_cuda.py: \d+ skipped, 3 deselected", section(report, "cuda-tests")[1])
+    assert re.search(r"tests/training/test_cuda.py: \d+ skipped, 3 deselected", section(report, "cuda-tests")[1])
     training = section(report, "train-demo")[1]
     assert "== stage 1/2" in training and training.count("epoch 1/1 |") == 2
     speed = section(report, "speed")[1]

@@ -13,7 +13,7 @@ import pytest
 
 import analyze_data
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TRAIN_DIR, TRAIN_JSON = "AgriculturalDisease_trainingset", "AgriculturalDisease_train_annotations.json"
 VAL_DIR, VAL_JSON = "AgriculturalDisease_validationset", "AgriculturalDisease_validation_annotations.json"
 
