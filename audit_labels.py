@@ -12,9 +12,10 @@ each time without the fold it then scores. cleanlab ranks the labels those proba
 --output:
 
 - label_audit.csv: the suspects, few-shot classes' first: decision (empty: fill it in), kind (another_class: the
-  photos say it is the suggested class; unusable: unlike every other photo, probably not a leaf; only_photo: the
-  only photo of its class), path (the photo in the source), given and suggested label, score (label quality, or
-  outlier score for unusable: lower = more suspect), class size;
+  photos say it is the suggested class; unusable: unlike the photos of every class, probably not a leaf;
+  only_photo: the only photo of its class), path (the photo in the source), given and suggested label, score (label
+  quality: the out-of-sample probability of the given label, lower = more suspect), class size, distance ratio
+  (how far the photo is from the nearest class's photos, against a typical photo's);
 - contact_sheet.png: the first --top suspects, both labels under each photo;
 - scores.csv: every training photo, most suspect first; summary.json: the counts, settings and times.
 """
@@ -131,7 +132,7 @@ def scores_table(table, train, class_names):
         "given_label": names[table["given"].to_numpy()], "suggested_label": names[table["suggested"].to_numpy()],
         "given_prob": table["given_prob"].round(4), "suggested_prob": table["suggested_prob"].round(4),
         "label_quality": table["label_quality"].round(4), "label_issue": table["label_issue"],
-        "outlier_score": table["outlier_score"].round(4), "distance_ratio": table["distance_ratio"].round(3),
+        "distance_ratio": table["distance_ratio"].round(3),
         "kind": table["kind"], "class_size": table["class_size"], "fold": table["fold"]})
     return frame.iloc[label_audit.ranking(table)].reset_index(drop=True)
 
@@ -142,7 +143,7 @@ def write_contact_sheet(path, suspects, train, args):
     crop = eval_transform(SHEET_PIXELS, to_tensor=False)
     short_side = short_side_for_crops(SHEET_PIXELS)
     entries = [(crop(image=read_image_rgb(file_of[row.path], short_side))["image"], row.kind, row.shot_group, row.given_label,
-                int(row.class_size), row.suggested_label, float(row.suggested_prob), float(row.score))
+                int(row.class_size), row.suggested_label, float(row.suggested_prob), row.score, float(row.distance_ratio))
                for row in suspects.head(args.top).itertuples()]
     shown = f"first {len(entries)} of {len(suspects)}" if len(suspects) > len(entries) else f"all {len(entries)}"
     plots.plot_audit_contact_sheet(

@@ -185,8 +185,9 @@ def apply(images, decisions, class_names):
         "new_label": [by_path[p].new_label for p in relabelled["path"]],
         "new_name": [class_names[by_path[p].new_label] for p in relabelled["path"]],
         "decided_in": [by_path[p].decided_in for p in relabelled["path"]]}, columns=list(RELABEL_LOG_COLUMNS))
-    images = images.drop(index=dropped.index)
+    images = images.copy()
     images.loc[relabelled.index, "label"] = log["new_label"].to_numpy()
+    images = images.drop(index=dropped.index).reset_index(drop=True)
     return images, rejected.reset_index(drop=True), log.sort_values("path").reset_index(drop=True)
 
 

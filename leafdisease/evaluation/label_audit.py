@@ -12,15 +12,18 @@ Two kinds of suspect, told apart by two scores:
 - another_class: cleanlab's confident learning (cleanlab.filter.find_label_issues) says the photos contradict its
   label; its label quality (cleanlab.rank.get_label_quality_scores, self-confidence: the out-of-sample probability
   of the given class; 0 = surely wrong) ranks them, and the suggested label is the most probable class;
-- unusable: the photo is far from every other training photo in feature space (cleanlab.outlier.OutOfDistribution:
-  the mean cosine distance to its OUTLIER_NEIGHBOURS nearest photos), beyond OUTLIER_FENCE times the median photo's
-  distance: probably not a leaf, or not a usable photo of one, whatever its label. A photo that is both is unusable
-  (no class fits it, so relabelling it would not help).
+- unusable: the photo is far from the photos of every class in feature space (outlier_distances: for each class, the
+  mean cosine distance to its OUTLIER_NEIGHBOURS nearest photos of that class; the smallest over the classes), beyond
+  OUTLIER_FENCE times the median photo's: probably not a leaf, or not a usable photo of one, whatever its label. A
+  photo that is both is unusable (no class fits it, so relabelling it would not help). Not cleanlab's
+  OutOfDistribution, which measures the distance to the nearest photos whatever their class: it called every photo
+  of a small, distinctive class (and a photo filed under the wrong one) unusable, as their nearest photos are
+  mostly other classes', and it missed similar junk photos that are each other's nearest (on field13 with 20 planted
+  field scenes without a leaf it found 10 at its default 10 neighbours; per class: all 20, and all of 40).
 - only_photo: the only training photo of its class cannot be checked against others (no fold can learn its class
-  without it); it is listed with the class the others' photos suggest, for a person to look at, and never ranked.
+  without it, and it is far from every other class by nature); it is listed with the class the other photos
+  suggest, for a person to look at, and never ranked.
 """
-import contextlib
-import io
 import math
 import time
 import warnings
@@ -45,11 +48,11 @@ DEFAULT_BATCH_SIZE = 32
 # benchmarks/reports/label_audit.md; 0.005 to 1 found about as many planted errors).
 LOGISTIC_C = 0.05
 LOGISTIC_MAX_ITER = 300
-# Unusable: a mean distance to its OUTLIER_NEIGHBOURS nearest photos above OUTLIER_FENCE times the median photo's.
-# 30 neighbours rather than cleanlab's 10, so a handful of similar junk photos are not each other's neighbours
-# (on field13 with 20 planted field scenes without a leaf: 19 found at 30, 10 at 10).
-OUTLIER_NEIGHBOURS = 30
+# Unusable: the distance to the nearest class (outlier_distances) above OUTLIER_FENCE times the median photo's. On
+# field13 (895 leaf photos) 0.7 % of the leaves are that far, and every one of 5 to 40 planted photos without a leaf.
+OUTLIER_NEIGHBOURS = 10
 OUTLIER_FENCE = 2.0
+OUTLIER_BLOCK = 2048  # photos whose distances to all others are held at once (2048 x N float32)
 RANK_METHOD = "self_confidence"
 
 
@@ -181,18 +184,30 @@ def rank_labels(labels, pred_probs):
     return quality, issues
 
 
-def outlier_scores(features, neighbours=OUTLIER_NEIGHBOURS):
-    """(cleanlab's outlier score per photo in (0, 1], lower = less like the others; its distance ratio: the mean
-    cosine distance to the `neighbours` nearest other photos over the median photo's)."""
-    from cleanlab.outlier import OutOfDistribution
-
-    neighbours = max(1, min(neighbours, len(features) - 1))
-    scorer = OutOfDistribution(params={"k": neighbours})
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):  # its "Fitting OOD estimator" line
-        warnings.simplefilter("ignore")
-        scores = scorer.fit_score(features=np.asarray(features, dtype=np.float64))
-    # cleanlab's score is exp(-distance / median distance): its negative log is the distance ratio.
-    return scores, -np.log(np.clip(scores, 1e-300, None))
+def outlier_distances(features, labels, neighbours=OUTLIER_NEIGHBOURS):
+    """The distance ratio per photo: for each class, the mean cosine distance to its `neighbours` nearest photos of
+    that class (fewer in a smaller class; the photo itself excluded), the smallest over the classes, divided by the
+    median photo's. About 1 for a typical photo; far above 1 for a photo unlike the photos of every class."""
+    labels = np.asarray(labels)
+    unit = np.asarray(features, dtype=np.float32)
+    unit = unit / np.maximum(np.linalg.norm(unit, axis=1, keepdims=True), 1e-12)
+    members = [np.flatnonzero(labels == label) for label in np.unique(labels)]
+    nearest = np.full(len(labels), np.inf)
+    for start in range(0, len(labels), OUTLIER_BLOCK):
+        rows = np.arange(start, min(start + OUTLIER_BLOCK, len(labels)))
+        distances = 1.0 - unit[rows] @ unit.T
+        distances[np.arange(len(rows)), rows] = np.inf  # not its own neighbour
+        for columns in members:
+            k = min(neighbours, len(columns))
+            block = distances[:, columns]
+            closest = np.partition(block, k - 1, axis=1)[:, :k] if k < len(columns) else block
+            finite = np.where(np.isinf(closest), np.nan, closest)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # a one-photo class seen from its own photo: no neighbour
+                mean = np.nanmean(finite, axis=1)
+            nearest[rows] = np.fmin(nearest[rows], mean)
+    median = np.median(nearest[np.isfinite(nearest)]) if np.isfinite(nearest).any() else 1.0
+    return nearest / max(float(median), 1e-12)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -200,13 +215,13 @@ def outlier_scores(features, neighbours=OUTLIER_NEIGHBOURS):
 # ----------------------------------------------------------------------------------------------------
 def audit(features, labels, num_classes, folds=DEFAULT_FOLDS, seed=0, outlier_fence=OUTLIER_FENCE):
     """Per photo (in the order given): given and suggested class index, their out-of-sample probabilities, the
-    label quality and issue flag, the outlier score and distance ratio, its kind (KINDS, '' = no suspect) and the
+    label quality and issue flag, the distance ratio (outlier_distances), its kind (KINDS, '' = no suspect) and the
     fold it was scored in; plus seconds taken, in the frame's attrs."""
     started = time.perf_counter()
     labels = np.asarray(labels)
     pred_probs, fold_of = out_of_sample_probabilities(features, labels, num_classes, folds, seed)
     quality, issues = rank_labels(labels, pred_probs)
-    ood_score, distance_ratio = outlier_scores(features)
+    distance_ratio = outlier_distances(features, labels)
     counts = np.bincount(labels, minlength=num_classes)
     only_photo = counts[labels] == 1
     # The suggestion is the most probable class other than the given one (for a photo the model agrees with, the
@@ -215,13 +230,14 @@ def audit(features, labels, num_classes, folds=DEFAULT_FOLDS, seed=0, outlier_fe
     others[np.arange(len(labels)), labels] = -1
     suggested = others.argmax(axis=1)
     unusable = distance_ratio > outlier_fence
-    kind = np.where(unusable, "unusable", np.where(issues, "another_class", np.where(only_photo, "only_photo", "")))
+    # A one-photo class's photo is far from every other class by nature: only a person can check it.
+    kind = np.where(only_photo, "only_photo", np.where(unusable, "unusable", np.where(issues, "another_class", "")))
     table = pd.DataFrame({
         "given": labels, "suggested": suggested,
         "given_prob": pred_probs[np.arange(len(labels)), labels],
         "suggested_prob": pred_probs[np.arange(len(labels)), suggested],
         "label_quality": quality, "label_issue": issues,
-        "outlier_score": ood_score, "distance_ratio": distance_ratio, "kind": kind, "fold": fold_of,
+        "distance_ratio": distance_ratio, "kind": kind, "fold": fold_of,
         "class_size": counts[labels],
     })
     table.attrs["seconds"] = time.perf_counter() - started
@@ -240,14 +256,15 @@ def suspects(table, paths, class_names, many_threshold=longtail.MANY_SHOT_THRESH
              few_threshold=longtail.FEW_SHOT_THRESHOLD):
     """The audit CSV (AUDIT_COLUMNS; the person fills `decision`): every photo of a kind, grouped so the few-shot
     classes' suspects come first (few, medium, many), within a group 'another_class' and 'only_photo' before
-    'unusable', each by score (the likeliest wrong first)."""
+    'unusable'; the first two by score (label quality, the likeliest wrong first), unusable photos by distance ratio
+    (the farthest first)."""
     counts = np.bincount(table["given"].to_numpy(), minlength=len(class_names))
     group_of_class = longtail.shot_groups(counts, many_threshold, few_threshold)
     flagged = table.loc[table["kind"] != ""]
     group = group_of_class[flagged["given"].to_numpy()]
     names = np.asarray(class_names, dtype=object)
-    score = np.where(flagged["kind"] == "unusable", flagged["outlier_score"],
-                     flagged["label_quality"].fillna(0.0))
+    score = flagged["label_quality"].to_numpy()
+    sort_key = np.where(flagged["kind"] == "unusable", -flagged["distance_ratio"], np.nan_to_num(score, nan=0.0))
     rows = pd.DataFrame({
         "decision": "",
         "kind": flagged["kind"].to_numpy(),
@@ -255,7 +272,7 @@ def suspects(table, paths, class_names, many_threshold=longtail.MANY_SHOT_THRESH
         "path": [str(paths[index]) for index in flagged.index],
         "given_label": names[flagged["given"].to_numpy()],
         "suggested_label": names[flagged["suggested"].to_numpy()],
-        "score": np.round(score, 4),
+        "score": np.round(score, 4),  # label quality; empty for one-photo classes
         "given_prob": np.round(flagged["given_prob"].to_numpy(), 4),
         "suggested_prob": np.round(flagged["suggested_prob"].to_numpy(), 4),
         "class_size": flagged["class_size"].to_numpy(),
@@ -263,7 +280,7 @@ def suspects(table, paths, class_names, many_threshold=longtail.MANY_SHOT_THRESH
     })
     group_rank = {name: position for position, name in enumerate(("few", "medium", "many"))}
     kind_rank = {"another_class": 0, "only_photo": 1, "unusable": 2}
-    order = np.lexsort((rows["score"].to_numpy(), rows["kind"].map(kind_rank).to_numpy(),
+    order = np.lexsort((sort_key, rows["kind"].map(kind_rank).to_numpy(),
                         rows["shot_group"].map(group_rank).to_numpy()))
     rows = rows.iloc[order].reset_index(drop=True)
     assert list(rows.columns) == list(AUDIT_COLUMNS) and set(rows["kind"]) <= set(KINDS)

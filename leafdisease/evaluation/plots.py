@@ -338,7 +338,7 @@ def plot_audit_contact_sheet(entries, path, title, columns=6):
     """The label audit's top suspects, in the order given (few-shot classes first): each photo with its kind, its
     given label (and its class's training photos) and the suggested one written under it, framed in its shot
     group's colour. entries: [(image HxWx3, kind, shot group, given name, class size, suggested name, suggested
-    probability, score)]."""
+    probability, label quality (NaN: none), distance ratio)]."""
     rows = max(1, math.ceil(len(entries) / columns))
     fig, axes = plt.subplots(rows, columns, figsize=(2.9 * columns, 3.9 * rows + 0.8), squeeze=False)
     for index, axis in enumerate(axes.flat):
@@ -347,7 +347,7 @@ def plot_audit_contact_sheet(entries, path, title, columns=6):
         if index >= len(entries):
             axis.axis("off")
             continue
-        image, kind, group, given, size, suggested, probability, score = entries[index]
+        image, kind, group, given, size, suggested, probability, score, distance_ratio = entries[index]
         axis.imshow(image)
         for spine in axis.spines.values():
             spine.set_edgecolor(SHOT_GROUP_COLORS.get(group, "black"))
@@ -356,8 +356,10 @@ def plot_audit_contact_sheet(entries, path, title, columns=6):
                        color=AUDIT_KIND_COLORS.get(kind, "black"))
         suggestion = (f"suggested: {abbreviate(suggested, 26)} ({probability:.2f})" if kind != "unusable"
                       else f"closest: {abbreviate(suggested, 26)} ({probability:.2f})")
-        axis.set_xlabel(f"given: {abbreviate(given, 26)}\n({size} photos, {group}-shot)\n{suggestion}\n"
-                        f"score {score:.3f}", fontsize=7)
+        measure = (f"{distance_ratio:.1f}x a typical photo's distance" if kind == "unusable"
+                   else f"label quality {score:.3f}" if score == score else "no other photo to check it")
+        axis.set_xlabel(f"given: {abbreviate(given, 26)}\n({size} photos, {group}-shot)\n{suggestion}\n{measure}",
+                        fontsize=7)
     if not entries:
         axes.flat[0].axis("off")
         axes.flat[0].text(0.5, 0.5, "no suspect photos", ha="center", va="center")
