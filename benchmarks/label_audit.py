@@ -31,6 +31,7 @@ CPU. Runs resume (WORK/retrain/...).
 Results resume too (WORK/results/*.json); the report is written after each condition to OUT/label_audit.md, .csv.
 """
 import argparse
+import datetime
 import json
 import os
 import shlex
@@ -61,6 +62,7 @@ from leafdisease.utils.errors import UserError, cli_entry  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 MODES = ("within", "across")
 FIX_POLICIES = ("noisy", "reviewed", "accepted", "clean")
+MIN_COST = 0.01  # one point of balanced accuracy
 TRAIN_FIXED_REFERENCE = ("12 min 51 s", 771.0, "docs/data.md: `DATA_SOURCE=.../field13 IMG_SIZE=128 STAGE1_EPOCHS=5 "
                          "STAGE2_EPOCHS=15 WARMUP_EPOCHS=2 bash train_fixed.sh` on this 2-core machine")
 
@@ -82,13 +84,15 @@ def parse_args(argv=None):
     parser.add_argument("--profile", choices=tuple(realdata.PROFILES), default="final", help="--retrain's budget")
     parser.add_argument("--workers", type=int, default=None, help="--retrain: data-loading processes")
     parser.add_argument("--note", default="", help="a line for the report: what else ran on the machine")
-    parser.add_argument("--work", default="benchmarks/runs/label_audit", help="sources, features, results, runs")
+    parser.add_argument("--work", default=None, help="sources, features, results, runs (default "
+                                                      "benchmarks/runs/label_audit[_<size>px])")
     parser.add_argument("--out", default="benchmarks/reports")
     args = parser.parse_args(argv)
     for folder in ("train", "val", "test"):
         if not (Path(args.source) / folder).is_dir():
             raise UserError(f"{Path(args.source) / folder}: not found (--source: field13's root)")
     args.seeds, args.rates = list(dict.fromkeys(args.seeds)), list(dict.fromkeys(args.rates))
+    args.work = args.work or "benchmarks/runs/label_audit" + report_suffix(args)
     return args
 
 
@@ -267,7 +271,8 @@ def noleaf_condition(args, count, features, clean_labels, class_names, noleaf_fe
 def end_to_end(args, data_dir, wrong_paths, name):
     """Time `audit_labels.py` on a flipped cleaned copy; its recall at 2k from the files it wrote."""
     output = Path(args.work) / "end_to_end_audit"
-    command = [sys.executable, "audit_labels.py", "--data-dir", str(data_dir), "--output", str(output),
+    command = [sys.executable, "audit_labels.py", "--data-dir", str(Path(data_dir).resolve()),
+               "--output", str(output.resolve()),
                "--model", args.model, "--img-size", str(args.img_size), "--folds", str(args.folds), "--device", "cpu"]
     if args.no_pretrained:
         command.append("--no-pretrained")
@@ -279,7 +284,13 @@ def end_to_end(args, data_dir, wrong_paths, name):
     _, recall_2k = label_audit.precision_recall_at(np.arange(len(scores)), wrong, 2 * len(wrong_paths))
     suspects = pd.read_csv(output / "label_audit.csv", keep_default_na=False)
     return {"condition": name, "seconds": seconds, "recall_at_2k": recall_2k, "suspects": len(suspects),
-            "command": " ".join(shlex.quote(str(part)) for part in ["python", *command[1:]])}
+            "command": " ".join(shlex.quote(_shown(part)) for part in ["python", *command[1:]])}
+
+
+def _shown(part):
+    """A command word as the report shows it: paths under the repository relative to it."""
+    path = Path(part)
+    return str(path.relative_to(ROOT)) if path.is_absolute() and ROOT in path.parents else str(part)
 
 
 def reviewed_csv(path, table, noisy, clean_labels, paths, class_names):
@@ -328,9 +339,14 @@ def lowest(values, scale=100):
 
 
 def recovered(group, fixed, noisy="probe_noisy", clean="probe_clean"):
-    """The share of what the noise cost that the fix gives back: (fixed - noisy) / (clean - noisy), from the means."""
+    """The share of what the noise cost that the fix gives back: (fixed - noisy) / (clean - noisy), from the means;
+    no share when the noise cost less than MIN_COST (a share of nothing is noise)."""
     cost = group[clean].mean() - group[noisy].mean()
-    return "–" if not np.isfinite(cost) or abs(cost) < 1e-9 else f"{100 * (group[fixed].mean() - group[noisy].mean()) / cost:.0f} %"
+    if not np.isfinite(cost):
+        return "–"
+    if cost < MIN_COST:
+        return f"– (the noise cost {100 * cost:+.1f} points)"
+    return f"{100 * (group[fixed].mean() - group[noisy].mean()) / cost:.0f} %"
 
 
 def flips_table(runs):
@@ -369,16 +385,25 @@ def retrain_table(runs):
     return pd.DataFrame(rows) if rows else None
 
 
+def report_suffix(args):
+    """'' at the audit's default size, else '_<size>px': another size's results and report stand beside."""
+    return "" if args.img_size == label_audit.DEFAULT_IMG_SIZE else f"_{args.img_size}px"
+
+
 def write_reports(args, started, argv, timing):
     results = [json.loads(path.read_text()) for path in sorted((Path(args.work) / "results").glob("*.json"))]
     if not results:
         return
     frame = pd.DataFrame(results)
     out = Path(args.out)
-    write_csv(out / "label_audit.csv", frame)
+    stem = "label_audit" + report_suffix(args)
+    write_csv(out / f"{stem}.csv", frame)
     runs = frame.loc[frame["kind"] == "flips"]
     lines = header_lines("The label audit on field13 with planted label errors", started, "benchmarks/label_audit.py",
                          argv)
+    if started.get("rewritten"):
+        lines.insert(3, f"- Report rewritten {started['rewritten']:%Y-%m-%d %H:%M} from the stored results (the date "
+                        f"and machine lines are the measuring run's)")
     if args.note:
         lines += [f"- Also running on the machine: {args.note}", ""]
     lines += [f"- Data: `{args.source}`: train/ ({timing.get('photos', '?')} photos, 13 classes of 3 crops) with a "
@@ -414,7 +439,9 @@ def write_reports(args, started, argv, timing):
         lines += ["", "## Retraining", "", "Not run for this report: `--retrain` trains the pipeline itself "
                   "(realdata.py's `sampler` row at the `final` profile: 5 + 15 epochs at 128 px) on the noisy labels, "
                   "on the reviewed ones (the decisions applied by cleaning with `--apply-audit`) and on the clean "
-                  "ones, for every condition and seed: about 3 x 12 runs of roughly 13 minutes each on this machine."]
+                  f"ones, for every condition and seed: {2 * len(runs) + runs['seed'].nunique()} training runs for "
+                  f"these {len(runs)} conditions (the clean run is shared by a seed's conditions), each 5 + 15 epochs "
+                  f"at 128 px on 895 photos, about 13 minutes on this machine (train_fixed.sh's CPU-sized run above)."]
     noleaf = frame.loc[frame["kind"] == "noleaf"]
     if len(noleaf):
         lines += ["", "## Photos without a leaf", "", *markdown_table(pd.DataFrame({
@@ -433,12 +460,26 @@ def write_reports(args, started, argv, timing):
                      f"distances): {runs['ranking_seconds'].mean():.1f} s on average.")
     e2e = timing.get("end_to_end")
     if e2e:
-        lines.append(f"- End to end, `{e2e['command']}` on a flipped copy ({e2e['condition']}): "
+        lines.append(f"- End to end, `{e2e['command']}` on a flipped copy of field13 ({e2e['condition']}): "
                      f"{e2e['seconds']:.0f} s ({e2e['seconds'] / 60:.1f} min; reading, features, ranking, the CSVs "
                      f"and the contact sheet), recall @2k {100 * e2e['recall_at_2k']:.0f} %, {e2e['suspects']} "
                      f"suspects listed; one train_fixed.sh run: {TRAIN_FIXED_REFERENCE[0]} "
                      f"({TRAIN_FIXED_REFERENCE[2]}): {e2e['seconds'] / TRAIN_FIXED_REFERENCE[1]:.2f}x.")
-    write_text(out / "label_audit.md", "\n".join(lines) + "\n")
+    write_text(out / f"{stem}.md", "\n".join(lines) + "\n")
+
+
+def measuring_snapshot(work):
+    """The date and machine when the first result in WORK was measured (stored then), so a report rewritten from
+    stored results still says when and where they were measured."""
+    path = work / "snapshot.json"
+    has_results = any((work / "results").glob("*.json"))
+    if path.exists() and has_results:
+        stored = json.loads(path.read_text())
+        return {"date": datetime.datetime.fromisoformat(stored["date"]), "machine": stored["machine"],
+                "rewritten": datetime.datetime.now()}
+    snapshot = start_snapshot()
+    write_json(path, {"date": snapshot["date"].isoformat(), "machine": snapshot["machine"]})
+    return snapshot
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -448,9 +489,9 @@ def write_reports(args, started, argv, timing):
 def main(argv=None):
     args = parse_args(argv)
     argv = sys.argv[1:] if argv is None else argv
-    started = start_snapshot()
     work = Path(args.work)
     (work / "results").mkdir(parents=True, exist_ok=True)
+    started = measuring_snapshot(work)
     clean_dir = work / "data" / "clean"
     metadata = clean_once(args.source, clean_dir)
     class_names = [str(name) for name in metadata.classes["name"]]
@@ -493,7 +534,7 @@ def main(argv=None):
                     clean_once(source, noisy_dir)
                     if needs_e2e:
                         wrong_paths = {link for link, given, true in zip(links, noisy, clean_labels) if given != true}
-                        timing["end_to_end"] = end_to_end(args, noisy_dir.resolve(), wrong_paths, name)
+                        timing["end_to_end"] = end_to_end(args, noisy_dir, wrong_paths, name)
                         write_json(timing_path, timing)
                     if needs_source:
                         # the flipped copy's audit as label_audit.csv, handed back by a person who knows the classes

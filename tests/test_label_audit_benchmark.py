@@ -41,13 +41,13 @@ def test_the_audit_part_and_the_retraining_are_reported_and_resumed(tmp_path, ti
             "--img-size", "32", "--folds", "3", "--model", "test_efficientnet", "--no-pretrained", "--retrain",
             "--profile", "screen", "--workers", "0", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out")]
     benchmark.main(argv)
-    runs = pd.read_csv(tmp_path / "out" / "label_audit.csv")
+    runs = pd.read_csv(tmp_path / "out" / "label_audit_32px.csv")
     flips = runs.loc[runs["kind"] == "flips"].iloc[0]
     assert flips["flips"] == 4 and 0 <= flips["recall_at_2k"] <= 1
     assert all(0 <= flips[f"retrain_{variant}"] <= 1 for variant in ("noisy", "reviewed", "clean"))
     noleaf = runs.loc[runs["kind"] == "noleaf"].iloc[0]
     assert noleaf["planted_noleaf"] == 2
-    report = (tmp_path / "out" / "label_audit.md").read_text()
+    report = (tmp_path / "out" / "label_audit_32px.md").read_text()
     assert "python benchmarks/label_audit.py" in report and "| 10 % across |" in report
     assert "End to end, `python audit_labels.py" in report and "What fixing gives back: retraining" in report
     reviewed = pd.read_csv(tmp_path / "work" / "reviewed" / "flip10_across_seed0.csv", keep_default_na=False)
