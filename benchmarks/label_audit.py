@@ -556,7 +556,7 @@ def main(argv=None):
             write_json(result_path, noleaf_condition(args, count, features, clean_labels, class_names,
                                                      noleaf_features))
     write_reports(args, started, argv, timing)
-    report = Path(args.out) / "label_audit.md"
+    report = Path(args.out) / f"label_audit{report_suffix(args)}.md"
     if report.exists():
         print(report.read_text())
 
