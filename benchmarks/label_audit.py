@@ -258,11 +258,29 @@ def noleaf_condition(args, count, features, clean_labels, class_names, noleaf_fe
     planted = np.arange(len(labels)) >= len(clean_labels)
     unusable = table["kind"].to_numpy() == "unusable"
     order = label_audit.ranking(table)
+    blind = class_blind_ratio(all_features) > label_audit.OUTLIER_FENCE
     return {"condition": f"noleaf{count}", "kind": "noleaf", "rate": np.nan, "mode": "noleaf", "seed": 0,
             "photos": len(labels), "planted_noleaf": int(planted.sum()),
             "noleaf_unusable": int((unusable & planted).sum()), "leaves_unusable": int((unusable & ~planted).sum()),
+            "noleaf_class_blind": int((blind & planted).sum()), "leaves_class_blind": int((blind & ~planted).sum()),
             "noleaf_flagged_any": int(((table["kind"] != "") & planted).sum()),
             "noleaf_in_top_2n": int(planted[order[:2 * planted.sum()]].sum())}
+
+
+def class_blind_ratio(features):
+    """cleanlab's OutOfDistribution on the features (its default: the mean cosine distance to the 10 nearest photos,
+    whatever their class) as a ratio to the median photo's, the audit's fence applied to it: what the audit's
+    per-class distance is compared with."""
+    import contextlib
+    import io
+    import warnings
+
+    from cleanlab.outlier import OutOfDistribution
+
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        scores = OutOfDistribution().fit_score(features=np.asarray(features, dtype=np.float64))
+    return -np.log(np.clip(scores, 1e-300, None))  # its score is exp(-distance / median distance)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -444,15 +462,21 @@ def write_reports(args, started, argv, timing):
                   f"at 128 px on 895 photos, about 13 minutes on this machine (train_fixed.sh's CPU-sized run above)."]
     noleaf = frame.loc[frame["kind"] == "noleaf"]
     if len(noleaf):
+        def count(column):
+            return [f"{int(value)}" if value == value else "–" for value in noleaf.get(column, [np.nan] * len(noleaf))]
+
         lines += ["", "## Photos without a leaf", "", *markdown_table(pd.DataFrame({
-            "planted": noleaf["planted_noleaf"], "called unusable": noleaf["noleaf_unusable"],
-            "flagged as any kind": noleaf["noleaf_flagged_any"],
-            "in the first 2n ranks": noleaf["noleaf_in_top_2n"],
-            "leaves called unusable": noleaf["leaves_unusable"]}).astype(int).astype(str)),
+            "planted": count("planted_noleaf"), "called unusable": count("noleaf_unusable"),
+            "flagged as any kind": count("noleaf_flagged_any"), "in the first 2n ranks": count("noleaf_in_top_2n"),
+            "leaves called unusable": count("leaves_unusable"),
+            "class-blind k-NN (cleanlab): planted / leaves": [
+                f"{a} / {b}" for a, b in zip(count("noleaf_class_blind"), count("leaves_class_blind"))]})),
             "", f"Field scenes without a leaf from the demo generator and crops of matplotlib's sample photos, "
                 f"planted among the {timing.get('photos', '?')} training photos with random labels, clean labels "
                 f"otherwise. Unusable: farther than {label_audit.OUTLIER_FENCE} x the median photo from its "
-                f"{label_audit.OUTLIER_NEIGHBOURS} nearest photos of every class."]
+                f"{label_audit.OUTLIER_NEIGHBOURS} nearest photos of every class. The last column: cleanlab's "
+                f"OutOfDistribution on the same features (the 10 nearest photos whatever their class) above the same "
+                f"fence, which the audit does not use: similar junk photos are each other's nearest."]
     lines += ["", "## Wall time", ""]
     if "features_seconds" in timing:
         lines.append(f"- Feature pass over the {timing['photos']} training photos (each and its mirror, {args.img_size} "

@@ -16,10 +16,10 @@ Two kinds of suspect, told apart by two scores:
   mean cosine distance to its OUTLIER_NEIGHBOURS nearest photos of that class; the smallest over the classes), beyond
   OUTLIER_FENCE times the median photo's: probably not a leaf, or not a usable photo of one, whatever its label. A
   photo that is both is unusable (no class fits it, so relabelling it would not help). Not cleanlab's
-  OutOfDistribution, which measures the distance to the nearest photos whatever their class: it called every photo
-  of a small, distinctive class (and a photo filed under the wrong one) unusable, as their nearest photos are
-  mostly other classes', and it missed similar junk photos that are each other's nearest (on field13 with 20 planted
-  field scenes without a leaf it found 10 at its default 10 neighbours; per class: all 20, and all of 40).
+  OutOfDistribution, which measures the distance to the nearest photos whatever their class: similar junk photos are
+  each other's nearest (on field13 with 40 planted photos without a leaf it found 8, the per-class distance all 40:
+  benchmarks/reports/label_audit.md), and with more neighbours than a small class has photos, every photo of a
+  distinctive small class (and one filed under it) looks unusable.
 - only_photo: the only training photo of its class cannot be checked against others (no fold can learn its class
   without it, and it is far from every other class by nature); it is listed with the class the other photos
   suggest, for a person to look at, and never ranked.
