@@ -222,7 +222,8 @@ def print_label_decisions(entry, out):
         return
     origin = []
     if entry["kept_from_earlier"]:
-        origin.append(f"{entry['kept_from_earlier']} kept from an earlier cleaning ({metadata / audit_decisions.DECISION_FILE})")
+        origin.append(f"{entry['kept_from_earlier']} kept from an earlier cleaning "
+                      f"({metadata / audit_decisions.DECISION_FILE})")
     if entry["audit_file"]:
         origin.append(f"{entry['new']} from {entry['audit_file']}")
     print(f"Label decisions ({'; '.join(origin) or 'none new'}): {entry['relabelled']} photo(s) relabelled "

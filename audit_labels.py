@@ -142,8 +142,9 @@ def write_contact_sheet(path, suspects, train, args):
     file_of = dict(zip(train["source_path"], train["path"]))
     crop = eval_transform(SHEET_PIXELS, to_tensor=False)
     short_side = short_side_for_crops(SHEET_PIXELS)
-    entries = [(crop(image=read_image_rgb(file_of[row.path], short_side))["image"], row.kind, row.shot_group, row.given_label,
-                int(row.class_size), row.suggested_label, float(row.suggested_prob), row.score, float(row.distance_ratio))
+    entries = [(crop(image=read_image_rgb(file_of[row.path], short_side))["image"], row.kind, row.shot_group,
+                row.given_label, int(row.class_size), row.suggested_label, float(row.suggested_prob), row.score,
+                float(row.distance_ratio))
                for row in suspects.head(args.top).itertuples()]
     shown = f"first {len(entries)} of {len(suspects)}" if len(suspects) > len(entries) else f"all {len(entries)}"
     plots.plot_audit_contact_sheet(

@@ -52,7 +52,7 @@ import torch  # noqa: E402
 from benchmarks import ood, realdata  # noqa: E402
 from benchmarks.report import header_lines, markdown_table, start_snapshot  # noqa: E402
 from benchmarks.runner import mean_and_spread, run_stages  # noqa: E402
-from leafdisease.data import audit_decisions, cleaning  # noqa: E402
+from leafdisease.data import cleaning  # noqa: E402
 from leafdisease.data.metadata import label_to_index, load_metadata  # noqa: E402
 from leafdisease.evaluation import label_audit, metrics  # noqa: E402
 from leafdisease.training import models  # noqa: E402
@@ -163,7 +163,8 @@ def clean_once(source, data_dir, audit=None):
 # ----------------------------------------------------------------------------------------------------
 def cached_features(args, name, paths, model):
     """(features, seconds of the pass when computed now, else the cached pass's) of `paths`, cached in WORK."""
-    cache = Path(args.work) / f"features_{name}_{args.model}_{args.img_size}{'_random' if args.no_pretrained else ''}.npz"
+    weights = "_random" if args.no_pretrained else ""
+    cache = Path(args.work) / f"features_{name}_{args.model}_{args.img_size}{weights}.npz"
     if cache.exists():
         stored = np.load(cache, allow_pickle=False)
         if list(stored["paths"]) == list(map(str, paths)):
@@ -233,7 +234,8 @@ def audit_condition(args, rate, mode, seed, features, clean_labels, class_names,
            "photos": len(noisy), "flips": flips,
            "flips_into_few_shot": int((wrong & (np.bincount(noisy)[noisy] < 20)).sum()),
            "precision_at_k": precision_k, "recall_at_k": recall_k, "recall_at_2k": recall_2k,
-           "flagged": int(flagged.sum()), "flagged_precision": float(wrong[flagged].mean()) if flagged.any() else np.nan,
+           "flagged": int(flagged.sum()),
+           "flagged_precision": float(wrong[flagged].mean()) if flagged.any() else np.nan,
            "flagged_recall": float((wrong & flagged).sum() / flips) if flips else np.nan,
            "flagged_any_kind": int((table["kind"] != "").sum()),
            "unusable": int((table["kind"] == "unusable").sum()),
@@ -370,7 +372,8 @@ def recovered(group, fixed, noisy="probe_noisy", clean="probe_clean"):
 def flips_table(runs):
     rows = []
     for (rate, mode), group in runs.groupby(["rate", "mode"], sort=True):
-        rows.append({"flipped": f"{100 * rate:.0f} % {mode}", "seeds": len(group), "flips k": f"{group['flips'].mean():.0f}",
+        rows.append({"flipped": f"{100 * rate:.0f} % {mode}", "seeds": len(group),
+                     "flips k": f"{group['flips'].mean():.0f}",
                      "precision @k %": cell(group["precision_at_k"]), "recall @k %": cell(group["recall_at_k"]),
                      "recall @2k % (lowest)": f"{cell(group['recall_at_2k'])} ({lowest(group['recall_at_2k'])})",
                      "flagged (another class)": cell(group["flagged"], 1, 0),
@@ -479,9 +482,9 @@ def write_reports(args, started, argv, timing):
                 f"fence, which the audit does not use: similar junk photos are each other's nearest."]
     lines += ["", "## Wall time", ""]
     if "features_seconds" in timing:
-        lines.append(f"- Feature pass over the {timing['photos']} training photos (each and its mirror, {args.img_size} "
-                     f"px, CPU): {timing['features_seconds']:.0f} s; the ranking per condition (folds, cleanlab, "
-                     f"distances): {runs['ranking_seconds'].mean():.1f} s on average.")
+        lines.append(f"- Feature pass over the {timing['photos']} training photos (each and its mirror, "
+                     f"{args.img_size} px, CPU): {timing['features_seconds']:.0f} s; the ranking per condition "
+                     f"(folds, cleanlab, distances): {runs['ranking_seconds'].mean():.1f} s on average.")
     e2e = timing.get("end_to_end")
     if e2e:
         lines.append(f"- End to end, `{e2e['command']}` on a flipped copy of field13 ({e2e['condition']}): "
