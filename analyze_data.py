@@ -5,6 +5,7 @@
     python analyze_data.py --source PATH --max-side auto --img-size 128   # cache copies only if photos are large
     python analyze_data.py --source train_list.txt --val-list val_list.txt   # '<image path> <label>' lines
     python analyze_data.py --demo --visualize           # back to the demo after analysing another dataset
+    python analyze_data.py --source PATH --apply-audit data/label_audit/label_audit.csv   # after audit_labels.py
 
 With --source it first cleans that dataset into --out (data/cleaned; see cleaning.py for the rules). With no
 --source it analyses the cleaned dataset already in --out, or, when there is none, generates the built-in
@@ -23,7 +24,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
 from dataset import build_transform, load_metadata, read_image_rgb, short_side_for_crops  # noqa: E402
-from leafdisease.data import demo_data, hierarchy, near_duplicates  # noqa: E402
+from leafdisease.data import audit_decisions, demo_data, hierarchy, near_duplicates  # noqa: E402
 from leafdisease.data.cleaning import MIN_MAX_SIDE, WEIGHT_SCHEMES_WRITTEN, clean_dataset, read_summary, reduction  # noqa: E402
 from leafdisease.data.longtail import FEW_SHOT_THRESHOLD, MANY_SHOT_THRESHOLD, shot_group_captions, shot_groups  # noqa: E402
 from leafdisease.data.sources import FORMATS  # noqa: E402
@@ -97,6 +98,12 @@ def parse_args(argv=None):
     cleaning.add_argument("--near-dup-threshold", type=int, default=near_duplicates.DEFAULT_THRESHOLD,
                           help="report validation images within this many bits (of 64) of a training image's "
                                "perceptual hash in metadata/near_duplicates.csv (0 = off)")
+    cleaning.add_argument("--apply-audit", metavar="CSV",
+                          help="a label audit's CSV (audit_labels.py) with its decision column filled in (keep, "
+                               "relabel, drop): checked whole, then applied; each relabel is logged in "
+                               "metadata/relabel_log.csv, each drop in rejected.csv. Applied decisions are kept and "
+                               f"applied again when --source is cleaned again into --out; '{audit_decisions.NONE}' "
+                               "cleans without them")
     report = parser.add_argument_group("report")
     report.add_argument("--visualize", action="store_true", help="write the three figures into --plots-dir")
     report.add_argument("--plots-dir", default="demo_plots")
@@ -109,6 +116,10 @@ def parse_args(argv=None):
         parser.error("--demo and --source exclude each other")
     if args.val_list and not args.source:
         parser.error("--val-list goes with --source (the training list)")
+    if args.apply_audit and not (args.source or args.demo):
+        parser.error("--apply-audit goes with --source (or --demo): the decisions are applied while cleaning it")
+    if args.apply_audit not in (None, audit_decisions.NONE):
+        cli.check_input_file("--apply-audit", args.apply_audit)
     cli.check_options(parser, args, OPTION_RULES)
     if args.max_side not in (None, AUTO) and not MAX_SIDE_RULE.allows(args.max_side):
         raise UserError(f"--max-side {args.max_side}: must be {MAX_SIDE_RULE} or '{AUTO}'")
@@ -185,7 +196,8 @@ def prepare_cleaned_dataset(args):
                             split_column=args.split_column, val_list=args.val_list,
                             many_threshold=args.many_threshold, few_threshold=args.few_threshold,
                             near_dup_threshold=args.near_dup_threshold,
-                            cache_short_side=short_side_for_crops(args.img_size) if auto else None)
+                            cache_short_side=short_side_for_crops(args.img_size) if auto else None,
+                            audit=args.apply_audit)
     imageless = summary.get("classes_without_images") or []
     if imageless:
         print(f"{len(imageless)} class(es) of the source have no image and are left out: "
@@ -205,6 +217,27 @@ def prepare_cleaned_dataset(args):
               f"re-encoded {totals['reencoded']}.")
     if auto:
         print_cache_choice(summary["cache"], args.img_size)
+    print_label_decisions(summary.get("label_decisions"), out)
+
+
+def print_label_decisions(entry, out):
+    """What the label decisions did (none applied: nothing to say)."""
+    if not entry:
+        return
+    metadata = out / "metadata"
+    if entry["cleared"] and not (entry["relabelled"] or entry["dropped"]):
+        print(f"Label decisions: the ones an earlier cleaning kept are not applied (--apply-audit "
+              f"{audit_decisions.NONE}); every photo has its source label.")
+        return
+    origin = []
+    if entry["kept_from_earlier"]:
+        origin.append(f"{entry['kept_from_earlier']} kept from an earlier cleaning "
+                      f"({metadata / audit_decisions.DECISION_FILE})")
+    if entry["audit_file"]:
+        origin.append(f"{entry['new']} from {entry['audit_file']}")
+    print(f"Label decisions ({'; '.join(origin) or 'none new'}): {entry['relabelled']} photo(s) relabelled "
+          f"(listed in {metadata / audit_decisions.RELABEL_LOG}), {entry['dropped']} dropped (rejected.csv, reason "
+          f"'{audit_decisions.DROP_REASON}'); --apply-audit {audit_decisions.NONE} cleans without them.")
 
 
 def default_img_size(source, recipe_name=recipe.DEFAULT):

@@ -46,6 +46,12 @@ dropped):
   source, the official AI Challenger table or the class names, goes to metadata/hierarchy.csv (absent for a flat
   dataset) and summary.json's "hierarchy" (how it was found); a wrong hierarchy.csv is an error before any image is
   opened. It depends on names only, so a re-run on an unchanged source brings it up to date without re-checking.
+- Label decisions (audit_decisions.py): an edited label-audit CSV (audit_labels.py) relabels or drops training
+  photos before any image is opened. The whole file is checked first; each drop is an 'audit_drop' row of
+  rejected.csv, each relabel a row of metadata/relabel_log.csv. The applied decisions are kept in
+  metadata/label_decisions.csv and applied again when the same source is cleaned into the same folder (a later
+  audit's decisions on top); audit="none" cleans without them. train.csv and val.csv name each photo's file in the
+  source (source_path), which the audit CSV refers to, also for photos cleaning re-encoded.
 - A re-run whose source files (paths, labels, sizes, modification times) and settings are unchanged reuses the
   existing output without opening an image.
 """
@@ -62,7 +68,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from leafdisease.data import demo_data, hierarchy, near_duplicates
+from leafdisease.data import audit_decisions, demo_data, hierarchy, near_duplicates
 from leafdisease.data.longtail import (
     FEW_SHOT_THRESHOLD,
     MANY_SHOT_THRESHOLD,
@@ -77,8 +83,8 @@ from leafdisease.utils import atomic_io, runtime
 from leafdisease.utils.cli import is_inside
 from leafdisease.utils.errors import UserError
 
-# Bump when a rule above changes, so an unchanged source is cleaned again under the new rules.
-CLEANING_VERSION = 3
+# Bump when a rule above changes, so an unchanged source is cleaned again under the new rules (4: source_path).
+CLEANING_VERSION = 4
 WEIGHT_SCHEMES_WRITTEN = ("inverse", "sqrt", "effective")
 # Formats whose every mode in the test suite OpenCV decodes to correct RGB; anything else is tried with OpenCV.
 OPENCV_CHECKED_FORMATS = {"JPEG", "PNG", "BMP", "WEBP", "TIFF"}
@@ -99,11 +105,15 @@ def clean_dataset(source, out_dir="data/cleaned", fmt=None, max_side=None, val_f
                   workers=None, path_column=None, label_column=None, split_column=None, val_list=None,
                   many_threshold=MANY_SHOT_THRESHOLD, few_threshold=FEW_SHOT_THRESHOLD,
                   near_dup_threshold=near_duplicates.DEFAULT_THRESHOLD,
-                  progress=True, cache_short_side=None):
+                  progress=True, cache_short_side=None, audit=None):
     """Clean the dataset at `source` into `out_dir` and return the summary (as written to summary.json).
 
     cache_short_side (with max_side None): the short side training needs; images at least twice that are cached at
     their working size (see the module docstring), and summary["cache"] records how many.
+
+    audit: an edited label-audit CSV to apply (on top of the decisions an earlier cleaning of the same source into
+    out_dir kept); None: the kept decisions only; audit_decisions.NONE: none. summary["label_decisions"] says what
+    was applied.
 
     The returned dict also has "reused": True when an up-to-date previous output was kept as is. The shot-group
     thresholds only label classes in summary.json: changing them rewrites that file, never re-checks an image.
@@ -120,14 +130,22 @@ def clean_dataset(source, out_dir="data/cleaned", fmt=None, max_side=None, val_f
                 "near_dup_threshold": near_dup_threshold}
     if cache_short_side is not None:  # only when set, so outputs cleaned before it existed stay up to date
         settings["cache_short_side"] = cache_short_side
-    fingerprint = _fingerprint(source_data, settings)
     previous = _previous_summary(out_dir)
+    # Before any image is opened, so a wrong audit CSV costs no checking time and changes nothing.
+    decisions, decisions_entry = _label_decisions(source, source_data, out_dir, previous, audit)
+    if decisions:
+        settings["label_decisions"] = audit_decisions.fingerprint(decisions)
+    fingerprint = _fingerprint(source_data, settings)
     if previous is not None and previous.get("fingerprint") == fingerprint:
         remove_abandoned(out_dir, "cleaning")
         summary = _relabel_shot_groups(out_dir, previous, many_threshold, few_threshold)
-        return {**_rewrite_hierarchy(out_dir, summary, declared_hierarchy), "reused": True}
+        return {**_rewrite_hierarchy(out_dir, summary, declared_hierarchy), "reused": True,
+                "label_decisions": decisions_entry}
 
     started = time.monotonic()
+    source_data.images, audit_rejected, relabel_log = audit_decisions.apply(source_data.images, decisions,
+                                                                             source_data.class_names)
+    source_data.rejected = pd.concat([source_data.rejected, audit_rejected], ignore_index=True)
     listing = pd.concat([source_data.images, source_data.rejected[["path", "label", "split"]]], ignore_index=True)
     inspected = source_data.images.join(pd.DataFrame(map_parallel(
         inspect_image, list(source_data.images["path"]), workers, "checking images", progress)).drop(columns="path"))
@@ -142,7 +160,9 @@ def clean_dataset(source, out_dir="data/cleaned", fmt=None, max_side=None, val_f
     classes = _class_table(listing, kept, rejected, source_data.class_names)
     near_pairs = near_duplicates.train_val_pairs(kept, near_dup_threshold)
     near_summary = near_duplicates.summarize(near_pairs, near_dup_threshold, (kept["phash"] == "").sum())
-    kept = kept.assign(reencode=_reencode_reasons(kept, max_side, cache_short_side))
+    kept = kept.assign(reencode=_reencode_reasons(kept, max_side, cache_short_side), source_path=kept["path"])
+    # A relabelled photo that moved to val (a source without a split is split after relabelling) is logged there.
+    relabel_log["split"] = relabel_log["path"].map(dict(zip(kept["path"], kept["split"]))).fillna("rejected")
 
     with staged_folder(out_dir, "cleaning") as staging:
         kept = kept.assign(path=_reencode(kept, staging, max_side, cache_short_side, workers, progress))
@@ -155,10 +175,45 @@ def clean_dataset(source, out_dir="data/cleaned", fmt=None, max_side=None, val_f
                                 "reduced": int((_reductions(kept, cache_short_side) > 1).sum()), "images": len(kept)}
         summary.update(_shot_summary(classes, many_threshold, few_threshold))
         summary["near_duplicates"] = near_summary
+        summary["label_decisions"] = decisions_entry
         class_hierarchy, summary["hierarchy"] = _class_hierarchy(declared_hierarchy, classes["name"])
         _write_metadata(staging / "metadata", kept, rejected, classes, weights, summary, class_hierarchy)
         atomic_io.write_csv(staging / "metadata" / "near_duplicates.csv", near_pairs)
+        if decisions:
+            atomic_io.write_csv(staging / "metadata" / audit_decisions.DECISION_FILE,
+                                audit_decisions.kept_table(decisions, source_data.class_names))
+            atomic_io.write_csv(staging / "metadata" / audit_decisions.RELABEL_LOG, relabel_log)
     return {**summary, "reused": False}
+
+
+def _label_decisions(source, source_data, out_dir, previous, audit):
+    """(the label decisions to apply, every one checked; their summary.json entry or None).
+
+    The decisions an earlier cleaning of this source into out_dir kept, unless audit is NONE, then those of the
+    audit CSV on top."""
+    source_labels = dict(zip(source_data.images["path"], source_data.images["label"].astype(int)))
+    kept_path = out_dir / "metadata" / audit_decisions.DECISION_FILE
+    same_source = previous is not None and previous.get("source") == os.path.abspath(source)
+    kept = []
+    if audit != audit_decisions.NONE and same_source and kept_path.is_file():
+        try:
+            kept = audit_decisions.read_kept(kept_path, source_labels, source_data.class_names)
+        except UserError as error:
+            raise UserError(f"the label decisions an earlier cleaning kept no longer fit the source ({error}); "
+                            f"clean without them (--apply-audit {audit_decisions.NONE}) and audit again") from None
+    new = []
+    if audit not in (None, audit_decisions.NONE):
+        new = audit_decisions.read_decisions(audit, audit_decisions.current_labels(source_labels, kept),
+                                             source_data.class_names)
+    decisions = audit_decisions.merge(kept, new, source_labels)
+    cleared = audit == audit_decisions.NONE and same_source and kept_path.is_file()
+    if not decisions and not cleared:
+        return [], None
+    return decisions, {
+        "audit_file": None if audit in (None, audit_decisions.NONE) else os.path.abspath(audit),
+        "kept_from_earlier": len(kept), "new": len(new),
+        "relabelled": sum(d.decision == "relabel" for d in decisions),
+        "dropped": sum(d.decision == "drop" for d in decisions), "cleared": cleared}
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -550,7 +605,8 @@ def _write_metadata(metadata_dir, kept, rejected, classes, weights, summary, cla
     for split in ("train", "val"):
         rows = kept.loc[kept["split"] == split].sort_values(["label", "path"])
         atomic_io.write_csv(metadata_dir / f"{split}.csv", pd.DataFrame({
-            "path": rows["path"], "label": rows["label"], "class_name": rows["label"].map(name_by_id)}))
+            "path": rows["path"], "label": rows["label"], "class_name": rows["label"].map(name_by_id),
+            "source_path": rows["source_path"]}))
     atomic_io.write_csv(metadata_dir / "classes.csv", classes)
     for scheme, scheme_weights in weights.items():
         atomic_io.write_csv(metadata_dir / f"class_weights_{scheme}.csv",

@@ -327,3 +327,45 @@ def plot_coverage(probabilities, targets, rows, path, title):
     axis.legend(loc="lower left", fontsize=9)
     axis.set_title(title)
     save_figure(fig, path)
+
+
+AUDIT_KIND_COLORS = {"another_class": "tab:red", "only_photo": "tab:purple", "unusable": "tab:gray"}
+AUDIT_KIND_TEXT = {"another_class": "probably another class", "only_photo": "only photo of its class",
+                   "unusable": "not a leaf / unusable?"}
+
+
+def plot_audit_contact_sheet(entries, path, title, columns=6):
+    """The label audit's top suspects, in the order given (few-shot classes first): each photo with its kind, its
+    given label (and its class's training photos) and the suggested one written under it, framed in its shot
+    group's colour. entries: [(image HxWx3, kind, shot group, given name, class size, suggested name, suggested
+    probability, label quality (NaN: none), distance ratio)]."""
+    rows = max(1, math.ceil(len(entries) / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(2.9 * columns, 3.9 * rows + 0.8), squeeze=False)
+    for index, axis in enumerate(axes.flat):
+        axis.set_xticks([])
+        axis.set_yticks([])
+        if index >= len(entries):
+            axis.axis("off")
+            continue
+        image, kind, group, given, size, suggested, probability, score, distance_ratio = entries[index]
+        axis.imshow(image)
+        for spine in axis.spines.values():
+            spine.set_edgecolor(SHOT_GROUP_COLORS.get(group, "black"))
+            spine.set_linewidth(4)
+        axis.set_title(f"#{index + 1} {AUDIT_KIND_TEXT.get(kind, kind)}", fontsize=8,
+                       color=AUDIT_KIND_COLORS.get(kind, "black"))
+        suggestion = (f"suggested: {abbreviate(suggested, 26)} ({probability:.2f})" if kind != "unusable"
+                      else f"closest: {abbreviate(suggested, 26)} ({probability:.2f})")
+        measure = (f"{distance_ratio:.1f}x a typical photo's distance" if kind == "unusable"
+                   else f"label quality {score:.3f}" if score == score else "no other photo to check it")
+        axis.set_xlabel(f"given: {abbreviate(given, 26)}\n({size} photos, {group}-shot)\n{suggestion}\n{measure}",
+                        fontsize=7)
+    if not entries:
+        axes.flat[0].axis("off")
+        axes.flat[0].text(0.5, 0.5, "no suspect photos", ha="center", va="center")
+    handles = [Patch(facecolor="white", edgecolor=color, linewidth=3, label=f"{group}-shot class (frame)")
+               for group, color in SHOT_GROUP_COLORS.items()]
+    fig.legend(handles=handles, loc="upper right", fontsize=8, ncol=3)
+    fig.suptitle(title, fontsize=10, x=0.02, ha="left")
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.6 / (3.9 * rows + 0.8)), h_pad=1.2)
+    save_figure(fig, path)

@@ -236,7 +236,8 @@ def test_output_contract_and_weights_from_training_split(tmp_path):
     out = tmp_path / "cleaned"
     summary = clean_dataset(source, out, workers=1, many_threshold=5, few_threshold=2)
     expected_columns = {
-        "train.csv": ["path", "label", "class_name"], "val.csv": ["path", "label", "class_name"],
+        "train.csv": ["path", "label", "class_name", "source_path"],
+        "val.csv": ["path", "label", "class_name", "source_path"],
         "classes.csv": ["id", "name", "train_count", "val_count"],
         "rejected.csv": ["path", "split", "reason", "detail", "label"],
     }

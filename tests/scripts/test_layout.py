@@ -25,7 +25,7 @@ def imported_top_level_names(path):
 
 def test_the_root_holds_the_scripts_and_the_card_s_files():
     assert set(SCRIPTS) == {"train", "dataset", "analyze_data", "visualize_training", "predict", "evaluate", "export",
-                            "app"}
+                            "app", "audit_labels"}
     for name in ("train_fixed.sh", "train_baseline.sh", "recipes", "data", "checkpoints", "demo_plots",
                  "requirements.txt", "tests", "pyproject.toml", "docs", "leafdisease"):
         assert (ROOT / name).exists(), name
