@@ -143,7 +143,8 @@ print("- demo dataset: {train} training / {val} validation images, {classes} cla
 part_cuda_tests() {
   local log="$WORK/logs/cuda-tests.pytest"
   # only the tests that need CUDA (its CPU-only tests run with the rest of the suite)
-  "$PYTHON" -m pytest -q -rs -p no:cacheprovider tests/training/test_cuda.py \
+  # -o addopts="": one process on the one GPU, and no pytest-xdist needed on the GPU machine
+  "$PYTHON" -m pytest -q -rs -p no:cacheprovider -o addopts="" tests/training/test_cuda.py \
     -k "not cpu-bf16 and not without_fp16 and not compile_option" 2>&1 | tee "$log"
   local status=${PIPESTATUS[0]}
   local summary
