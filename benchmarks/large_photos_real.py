@@ -17,10 +17,12 @@ OUT_ROOT, IMG_SIZE, STAGE1_EPOCHS, STAGE2_EPOCHS, WARMUP_EPOCHS, EXTRA_ARGS="--s
 
 Runs go seed by seed, each seed's rows one after the other, so paired differences (same seed, reading against
 `full`) come early. Each finished run is written to WORK/results/ and skipped when the benchmark runs again
-(resume); OUT/large_photos_real.md and .csv are rewritten after every run from every finished run under WORK.
+(resume); OUT/large_photos_real.md and .csv are rewritten after every run from every finished run under WORK, and
+the runs OUT's CSV already holds count as finished on a new machine too.
 """
 import argparse
 import json
+from datetime import datetime
 import os
 import sys
 from pathlib import Path
@@ -83,7 +85,7 @@ def run_once(args, reading, size, seed):
     return {"reading": reading, "img_size": size, "seed": seed, "wall_s": wall, "cpu_s": cpu,
             "cleaning_s": summary["seconds"], "cached": (summary.get("cache") or {}).get("reduced", 0),
             "full_img_s": stage_rate(runs / "task1_stage2"), "stage1_img_s": stage_rate(runs / "task1_stage1"),
-            "load_average": os.getloadavg()[0],
+            "load_average": os.getloadavg()[0], "finished_at": datetime.now().isoformat(timespec="minutes"),
             **{f"test_{key}": scores[key] for key in ("balanced_acc", "many_acc", "medium_acc", "few_acc")}}
 
 
@@ -137,11 +139,24 @@ def write_reports(args, started, argv):
     write_text(out / "large_photos_real.md", "\n".join(lines) + "\n")
 
 
+def restore_finished_runs(args):
+    """The runs OUT's CSV already holds (a report committed by an earlier session) count as finished: their result
+    files are written back into WORK/results, so a new machine resumes instead of training them again."""
+    report = Path(args.out) / "large_photos_real.csv"
+    if not report.is_file():
+        return
+    for row in pd.read_csv(report).to_dict("records"):
+        path = Path(args.work) / "results" / f"{run_name(row['reading'], int(row['img_size']), int(row['seed']))}.json"
+        if not path.exists():
+            write_json(path, {key: (None if pd.isna(value) else value) for key, value in row.items()})
+
+
 @cli_entry
 def main(argv=None):
     args = parse_args(argv)
     argv = sys.argv[1:] if argv is None else argv
     started = start_snapshot()
+    restore_finished_runs(args)
     plan = [(reading, size, seed) for seed in args.seeds for size in args.sizes for reading in args.readings]
     for number, (reading, size, seed) in enumerate(plan, 1):
         result_path = Path(args.work) / "results" / f"{run_name(reading, size, seed)}.json"
