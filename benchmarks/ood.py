@@ -17,7 +17,8 @@ threshold keeping 95 % of the validation photos answered. Each run is then shown
 For every score method (leafdisease/deployment/unknown.py): AUROC against the known photos, the share still
 diagnosed at the stored threshold, and the known photos' coverage and balanced accuracy there (against all of
 them); and the method's scoring time per photo beside the forward pass's. Runs resume (runs/ood/); results are
-written after each run to OUT/ood.md and ood.csv.
+written after each run to OUT/ood.md and ood.csv, and the runs OUT's CSV already holds count as finished on a new
+machine too.
 """
 import argparse
 import json
@@ -234,6 +235,26 @@ def write_reports(args, started, argv):
     write_text(out / "ood.md", "\n".join(lines) + "\n")
 
 
+def result_path(args, crop, seed):
+    data_dir = Path(args.work) / crop / "cleaned"
+    return realdata.stage_commands(run_args(args, crop, data_dir), "sampler", seed)[-1][0] / RESULT_FILE
+
+
+def restore_finished_runs(args):
+    """The runs OUT/ood.csv already holds (a report committed by an earlier session) count as finished: their rows
+    are written back as result files under WORK, so a new machine adds seeds instead of training these again."""
+    report = Path(args.out) / "ood.csv"
+    if not report.is_file():
+        return
+    rows = pd.read_csv(report)
+    for (crop, seed), group in rows.groupby(["crop_left_out", "seed"]):
+        path = result_path(args, crop, int(seed))
+        if not path.exists():
+            records = [{key: (None if pd.isna(value) else value) for key, value in row.items()}
+                       for row in group.to_dict("records")]
+            write_json(path, records)
+
+
 @cli_entry
 def main(argv=None):
     args = parse_args(argv)
@@ -242,6 +263,7 @@ def main(argv=None):
     work = Path(args.work)
     photos = {"chilli": sorted(str(path) for path in Path(args.chilli).rglob("*") if path.is_file()),
               "noleaf": [str(path) for path in write_noleaf_photos(work / "noleaf", args.noleaf_count)]}
+    restore_finished_runs(args)
     for seed in args.seeds:
         for crop in args.crops:
             data_dir = work / crop / "cleaned"
@@ -249,13 +271,12 @@ def main(argv=None):
             if not (data_dir / "metadata" / "classes.csv").is_file():
                 cleaning.clean_dataset(source, data_dir, progress=False)
             stages = realdata.stage_commands(run_args(args, crop, data_dir), "sampler", seed)
-            result_path = stages[-1][0] / RESULT_FILE
-            if result_path.exists():
+            if result_path(args, crop, seed).exists():
                 continue
             print(f"== without {crop}, seed {seed}", flush=True)
             record = run_stages(stages)
             rows = evaluate_run(args, crop, seed, stages[-1][0] / "best.pth", photos)
-            write_json(result_path, [dict(row, train_wall_s=record["wall_seconds"]) for row in rows])
+            write_json(result_path(args, crop, seed), [dict(row, train_wall_s=record["wall_seconds"]) for row in rows])
             write_reports(args, started, argv)
     write_reports(args, started, argv)
     if (Path(args.out) / "ood.md").exists():
