@@ -155,7 +155,6 @@ def report_unknown_photos(args, checkpoint, model, device, known, result, labell
               if record is None else "--ood: an ONNX file gives no features to score; use the checkpoint")
         return
     predicted = inference.adjust_scores(known_scores, checkpoint["train_counts"], tau).argmax(dim=1).numpy()
-    correct = predicted == labelled.targets
     known_by_method = unknown.score_all(record, known_features, known_scores)
     rows = []
     for folder in args.ood:
@@ -166,7 +165,7 @@ def report_unknown_photos(args, checkpoint, model, device, known, result, labell
             rows.append({"ood": str(folder), "photos": len(scores), "unreadable": len(rejected), "method": method,
                          "default": method == record["method"], **unknown.detection_metrics(
                              known_by_method[method].numpy(), by_method[method].numpy(),
-                             unknown.threshold(record, method=method), correct, labelled.targets)})
+                             unknown.threshold(record, method=method), labelled.targets, predicted)})
     table = pd.DataFrame(rows)
     write_csv(output / UNKNOWN_REPORT, table)
     for row in table.loc[table["default"]].itertuples():

@@ -44,6 +44,7 @@ import pandas as pd
 
 import dataset
 from leafdisease.data import hierarchy
+from leafdisease.data.metadata import rows_of_classes
 from leafdisease.deployment import explain, formats, inference, unknown
 from leafdisease.evaluation import metrics, plots
 from leafdisease.training import checkpoint as checkpoint_format
@@ -157,11 +158,10 @@ def calibrate_tau(args, checkpoint, score_images):
                                f"the checkpoint's {checkpoint['img_size']} px model")
     metadata = dataset.load_metadata(args.data_dir)
     index_of = dataset.label_to_index(checkpoint["class_ids"])
-    known = metadata.val["label"].isin(index_of.keys())
-    val = metadata.val.loc[known].reset_index(drop=True)
-    left_out = sorted(int(label) for label in metadata.val.loc[~known, "label"].unique())
+    val = rows_of_classes(metadata.val, checkpoint["class_ids"])
+    left_out = sorted(set(metadata.val["label"].astype(int)) - set(index_of))
     if left_out:
-        print(f"{(~known).sum()} validation images of classes the checkpoint was not trained on left out "
+        print(f"{len(metadata.val) - len(val)} validation images of classes the checkpoint was not trained on left out "
               f"(ids {', '.join(map(str, left_out))})")
     if val.empty:
         raise UserError(f"{Path(args.data_dir) / 'metadata' / 'val.csv'}: no validation image of the checkpoint's classes")

@@ -12,6 +12,7 @@ Runs the same under `torchrun --nproc_per_node=N train.py ...`. train_fixed.sh c
 from leafdisease.utils import runtime  # noqa: I001  (first: it sets OMP_WAIT_POLICY before anything loads torch)
 
 import argparse
+import copy
 import hashlib
 import math
 import platform
@@ -33,7 +34,7 @@ import dataset
 from leafdisease.data import hierarchy, longtail
 from leafdisease.deployment import inference, unknown
 from leafdisease.evaluation import metrics, plots
-from leafdisease.training import checkpoint, cluster, engine, losses, models, recipe, run_log
+from leafdisease.training import checkpoint, cluster, engine, losses, models, outlier_exposure, recipe, run_log
 from leafdisease.utils import cli
 from leafdisease.utils.atomic_io import remove_stale_temporaries, write_csv, write_text
 from leafdisease.utils.errors import UserError, cli_entry
@@ -53,7 +54,7 @@ OPTION_RULES = {
     "rotate_limit": cli.Range(0, 180, integer=True),
     "targeted_aug_below": cli.NON_NEGATIVE_INT, "many_threshold": cli.POSITIVE_INT,
     "few_threshold": cli.NON_NEGATIVE_INT, "save_every_steps": cli.NON_NEGATIVE_INT, "seed": cli.SEED,
-    "unknown_keep": cli.SHARE,
+    "unknown_keep": cli.SHARE, "outlier_weight": cli.NON_NEGATIVE,
 }
 
 
@@ -99,6 +100,12 @@ def add_data_and_model_options(parser, recipe_default, from_recipe):
                       help="leave out classes with fewer training images (the seed's 'remove classes 44, 45')")
     data.add_argument("--batch-size", type=int, default=32)
     data.add_argument("--workers", type=int, default=None, help="data-loading processes per GPU/process (default: available cores / processes - 1)")
+    data.add_argument("--outlier-dir", nargs="+", default=None, metavar="DIR",
+                      help="photos of none of the classes (other crops' leaves, soil, hands, sky): trained towards "
+                           "an even answer beside every batch (outlier exposure), so the unknown-photo score learns "
+                           "what is not a leaf this model knows")
+    data.add_argument("--outlier-weight", type=float, default=outlier_exposure.WEIGHT,
+                      help="--outlier-dir's loss weight")
 
     model = parser.add_argument_group("model")
     model.add_argument("--model", default=models.DEFAULT_MODEL, help="any timm model name")
@@ -417,11 +424,12 @@ class Loaders:
     workers: int
     train_transform: object
     targeted: dict
+    outliers: object = None  # outlier_exposure.EndlessBatches with --outlier-dir
 
 
 def _run(args, process, resume_path, console_log):
     """One stage, as torchvision's main reads: setup (data, model, loaders, optimisation), the epoch loop, the end."""
-    rank, world_size, device = process.rank, process.world_size, process.device
+    rank, world_size = process.rank, process.world_size
     torch.manual_seed(args.seed + rank)
     np.random.seed(args.seed + rank)
     resume_checkpoint, data = read_run_inputs(args, rank, world_size, resume_path)
@@ -442,14 +450,13 @@ def _run(args, process, resume_path, console_log):
         context.output.mkdir(parents=True, exist_ok=True)
         console_log.open()  # the run starts writing: from here its console, earlier lines included, is in train.log
         remove_stale_temporaries(context.output)
-        print_and_write_setup(context, data.excluded, data.metadata, loaders.train_transform, loaders.targeted,
-                              loaders.workers, loaders.batch_size, resume_path, start_epoch)
+        print_and_write_setup(context, data.excluded, data.metadata, loaders, resume_path, start_epoch)
         if args.log == "tensorboard":
             tensorboard = run_log.TensorBoardLog(context.output, first_epoch=start_epoch)
     try:
         train_epochs(context, state, criterion, loaders, start_epoch, partial_progress, tensorboard)
         if rank == 0:
-            write_unknown_record(context, loaders.workers)
+            write_unknown_record(context, state, loaders.workers)
     finally:
         if tensorboard is not None:
             tensorboard.close()
@@ -467,6 +474,7 @@ class RunData:
     val_targets: np.ndarray
     train_counts: np.ndarray
     fingerprint: str
+    outlier_paths: list
 
 
 def read_run_inputs(args, rank, world_size, resume_path):
@@ -478,13 +486,15 @@ def read_run_inputs(args, rank, world_size, resume_path):
     metadata, excluded, class_ids, train_targets, val_targets, train_counts = cluster.on_every_rank(
         world_size, f"read --data-dir {args.data_dir}", lambda: prepare_data(args, rank))
     fingerprint = dataset_fingerprint(metadata)
+    outlier_paths = cluster.on_every_rank(world_size, "read --outlier-dir", lambda: outlier_exposure.find_outlier_photos(
+        args.outlier_dir) if args.outlier_dir else [])
     cluster.same_on_every_rank(world_size, f"dataset in --data-dir {args.data_dir}", fingerprint)
     if resume_checkpoint:
         checkpoint.check_compatible(resume_checkpoint, resume_path, class_ids=class_ids,
                                     dataset_fingerprint=fingerprint, model_name=args.model, stage=args.stage,
                                     hint="use another --output or delete it to start over")
     return resume_checkpoint, RunData(metadata, excluded, class_ids, train_targets, val_targets, train_counts,
-                                      fingerprint)
+                                      fingerprint, outlier_paths)
 
 
 def build_model_and_context(args, process, data):
@@ -533,7 +543,16 @@ def build_loaders(args, context, data):
     train_loader = torch.utils.data.DataLoader(train_set, batch_size=batch_size, sampler=sampler, drop_last=True,
                                                **loader_options)
     val_loader = torch.utils.data.DataLoader(val_set, batch_size=batch_size * 2, shuffle=False, **loader_options)
-    return Loaders(train_loader, val_loader, sampler, batch_size, workers, train_transform, targeted)
+    outliers = None
+    if data.outlier_paths:
+        # Augmented as the classes' photos are, by a copy of the transform so that the two draw apart.
+        outlier_set = dataset.LeafDataset(data.outlier_paths, np.full(len(data.outlier_paths),
+                                                                      outlier_exposure.UNLABELLED),
+                                          copy.deepcopy(train_transform), short_side=short_side)
+        outlier_set.reseed(args.seed + rank + world_size)
+        outliers = outlier_exposure.EndlessBatches(outlier_exposure.outlier_loader(
+            outlier_set, batch_size, args.seed + rank, **loader_options))
+    return Loaders(train_loader, val_loader, sampler, batch_size, workers, train_transform, targeted, outliers)
 
 
 def build_training_state(args, context, model, parent, loaders):
@@ -573,7 +592,8 @@ def train_epochs(context, state, criterion, loaders, start_epoch, partial_progre
             engine.train_one_epoch(
                 state, criterion, loaders.train, context.model_input, epoch, progress, epochs=args.epochs,
                 backbone_frozen=args.stage == "head", clip_grad=args.clip_grad, amp_dtype=context.amp_dtype,
-                show_progress=rank == 0, after_step=save_last_every_steps(context, state, epoch))
+                show_progress=rank == 0, after_step=save_last_every_steps(context, state, epoch),
+                outliers=loaders.outliers, outlier_weight=args.outlier_weight)
         except KeyboardInterrupt:
             save_last(context, state, epoch_in_progress=epoch, progress=progress)
             log(rank, f"interrupted in epoch {epoch} after {progress['steps']} steps; saved "
@@ -582,11 +602,12 @@ def train_epochs(context, state, criterion, loaders, start_epoch, partial_progre
         validate_and_save_epoch(context, state, epoch, progress, loaders.val, tensorboard)
 
 
-def write_unknown_record(context, workers):
+def write_unknown_record(context, state, workers):
     """best.pth with the unknown-photo record of its weights (leafdisease/deployment/unknown.py): features of the
-    training photos and the threshold that keeps --unknown-keep of the validation photos answered."""
+    training photos and the threshold that keeps --unknown-keep of the validation photos answered. The best epoch's
+    weights are in memory (state.best), as save_best wrote them."""
     path = context.output / "best.pth"
-    best = checkpoint.load(path, need="weights")
+    best = {**checkpoint_header(context, state), **state.best}
     best["unknown"] = inference.fit_unknown_record(
         inference.build_model(best, path), best, context.args.data_dir, context.device, keep=context.args.unknown_keep,
         workers=workers, amp_dtype=context.amp_dtype, channels_last=context.args.channels_last)
@@ -663,10 +684,11 @@ def validate_and_save_epoch(context, state, epoch, progress, val_loader, tensorb
             tensorboard.flush()
 
 
-def print_and_write_setup(context, excluded, metadata, train_transform, targeted, workers, batch_size, resume_path,
-                          start_epoch):
+def print_and_write_setup(context, excluded, metadata, loaders, resume_path, start_epoch):
     """Print and record what this run really uses: the seed's 'check the class weights are used'."""
     args, output, weights = context.args, context.output, context.class_weights
+    train_transform, targeted, workers, batch_size = (loaders.train_transform, loaders.targeted, loaders.workers,
+                                                      loaders.batch_size)
     weight_line = (f"class weights: {args.class_weights} over {len(weights)} classes, min {weights.min():.3f}, "
                    f"max {weights.max():.3f}, ratio {weights.max() / weights.min():.1f}:1"
                    + (" (not used by the loss)" if args.class_weights == "none" else ""))
@@ -688,6 +710,10 @@ def print_and_write_setup(context, excluded, metadata, train_transform, targeted
              f"level" if args.hierarchy_loss > 0 else "") + f"; sampler: {args.sampler}; "
           f"augmentation: {args.augment}" + (f", heavy for {len(targeted)} classes under {args.targeted_aug_below} images"
                                               if targeted else ""))
+    if loaders.outliers is not None:
+        print(f"outlier exposure: {len(loaders.outliers.loader.dataset)} photos of none of the classes "
+              f"({', '.join(map(str, args.outlier_dir))}), {outlier_exposure.outlier_batch_size(batch_size)} beside "
+              f"each batch, towards an even answer with weight {args.outlier_weight:g}")
     if resume_path:
         print(f"resuming from {resume_path} at epoch {start_epoch}")
     weights_table = pd.DataFrame({"id": context.class_ids, "name": context.class_names,

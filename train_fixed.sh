@@ -17,6 +17,8 @@
 #   SELECT_METRIC balanced_acc (what the run is judged on: picks best.pth in both stages and the tau of step 3;
 #                 acc for a test set as long-tailed as training, e.g. the AI Challenger leaderboard)
 #   PRETRAINED 1 (0: from scratch)   PRETRAINED_FILE (local weights)
+#   OUTLIER_DIR (photos of none of the classes: other crops' leaves, soil, hands; trained towards an even answer,
+#                train.py --outlier-dir, so that the unknown-photo score learns what is not a leaf it knows)
 #   OUT_ROOT checkpoints   RUN_NAME task1
 #   EXTRA_ARGS (appended to both train.py calls, e.g. "--sampler sqrt --workers 4")   CALIBRATE 1 (0: skip step 3)
 #   DATA_SOURCE, DATA_FORMAT, VAL_LIST, DATA_DIR, MAX_SIDE, PYTHON, LAUNCHER, DEMO_SCALE, DEMO_IMAGE_SIZE: see
@@ -43,6 +45,7 @@ add_if_set COMMON_ARGS --class-weights "${CLASS_WEIGHTS:-}"
 add_if_set COMMON_ARGS --augment "${AUGMENT:-}"
 add_if_set COMMON_ARGS --sampler "${SAMPLER:-}"
 add_if_set COMMON_ARGS --select-metric "${SELECT_METRIC:-}"
+add_if_set COMMON_ARGS --outlier-dir "${OUTLIER_DIR:-}"
 COMMON_ARGS+=(--resume auto "${PRETRAINED_ARGS[@]}" "${EXTRA_TRAIN_ARGS[@]}")
 STAGE1_ARGS=(--config recipes/fixed_stage1.yaml --output "$STAGE1_DIR")
 add_if_set STAGE1_ARGS --epochs "${STAGE1_EPOCHS:-}"

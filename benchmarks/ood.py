@@ -2,15 +2,21 @@
 
     python benchmarks/ood.py                                  # each field13 crop left out in turn, seed 0
     python benchmarks/ood.py --seeds 0 1 2                    # more seeds (finished runs are reused)
+    python benchmarks/ood.py --training plain outlier_exposure  # also train with outlier exposure
 
 For each crop of field13 (bean, blackgram, citrus) and seed, a model is trained without that crop (its classes are
 left out of train/ and val/ before cleaning) by today's default recipe at the CPU profile (realdata.py's `sampler`
 row, --profile final: 5 head + 15 full epochs at 128 px); train.py fits the unknown-photo record at its end, the
-threshold keeping 95 % of the validation photos answered. Each run is then shown:
+threshold keeping 95 % of the validation photos answered. --training outlier_exposure trains the same row with
+train.py --outlier-dir: photos that are none of the classes, trained towards an even answer
+(leafdisease/training/outlier_exposure.py): --outlier-leaves (default chilli5's train/ and val/: another crop's
+leaves) and --outlier-scenes field scenes without a leaf that the demo generator draws (other draws than the no-leaf
+test photos). No photo of the left-out crop is among them. Each run is then shown:
 
 - known:  field13's test photos of the crops it was trained on;
 - near:   the left-out crop's test photos (leaves of a crop it never saw, the same kind of photo);
-- chilli: ../shared/realdata/chilli5's test photos (another crop's field photos, another camera);
+- chilli: ../shared/realdata/chilli5's test photos (another crop's field photos, another camera; with outlier
+          exposure a kind of photo it was shown, not one it never saw);
 - noleaf: photos with no leaf at all: --noleaf-count field scenes the demo generator draws without a leaf (soil,
           grass, out-of-focus foliage, straw) and crops of the photos matplotlib ships (a portrait, a logo).
 
@@ -53,8 +59,10 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "realdata"
 CROPS = ("bean", "blackgram", "citrus")
 SETS = ("near", "chilli", "noleaf")
+TRAININGS = ("plain", "outlier_exposure")
 PACKAGE_PHOTOS = ("grace_hopper.jpg", "logo2.png", "Minduka_Present_Blue_Pack.png")
 RESULT_FILE = "ood_result.json"
+NOLEAF_TEST_SEED, OUTLIER_SCENE_SEED = 1000, 5000  # the test scenes and the exposure's scenes are other draws
 
 
 def parse_args(argv=None):
@@ -63,6 +71,12 @@ def parse_args(argv=None):
     parser.add_argument("--chilli", default=str(SHARED / "chilli5" / "test"), help="another crop's photos")
     parser.add_argument("--crops", nargs="+", choices=CROPS, default=list(CROPS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--training", nargs="+", choices=TRAININGS, default=["plain"],
+                        help="plain: the default recipe; outlier_exposure: the same with --outlier-dir")
+    parser.add_argument("--outlier-leaves", nargs="+", default=[str(SHARED / "chilli5" / split)
+                                                                for split in ("train", "val")],
+                        help="outlier exposure: folders of leaves of crops that are none of field13's")
+    parser.add_argument("--outlier-scenes", type=int, default=200, help="outlier exposure: leaf-free scenes drawn")
     parser.add_argument("--profile", choices=tuple(realdata.PROFILES), default="final")
     parser.add_argument("--noleaf-count", type=int, default=100)
     parser.add_argument("--model", default=models.DEFAULT_MODEL)
@@ -71,7 +85,8 @@ def parse_args(argv=None):
     parser.add_argument("--work", default="benchmarks/runs/ood", help="cleaned data, runs, no-leaf photos")
     parser.add_argument("--out", default="benchmarks/reports")
     args = parser.parse_args(argv)
-    for folder in (Path(args.source) / "train", Path(args.chilli)):
+    leaves = args.outlier_leaves if "outlier_exposure" in args.training else []
+    for folder in (Path(args.source) / "train", Path(args.chilli), *map(Path, leaves)):
         if not folder.is_dir():
             raise UserError(f"{folder}: not found")
     return args
@@ -100,14 +115,19 @@ def write_source_without(source, crop, target):
     return target
 
 
+def write_scenes(target, count, first_seed, size=256):
+    """`count` leaf-free field scenes from the demo generator (seeds first_seed, first_seed + 1, ...)."""
+    target.mkdir(parents=True, exist_ok=True)
+    for index in range(count):
+        scene = render_scene(np.random.default_rng(first_seed + index), size)
+        cv2.imwrite(str(target / f"scene_{index:03d}.png"), cv2.cvtColor(scene, cv2.COLOR_RGB2BGR))
+
+
 def write_noleaf_photos(target, count, size=256):
     """`count` leaf-free field scenes from the demo generator, and 4 crops of each photo matplotlib ships."""
     if (target / "done").exists():
         return sorted(path for path in target.iterdir() if path.suffix == ".png")
-    target.mkdir(parents=True, exist_ok=True)
-    for index in range(count):
-        scene = render_scene(np.random.default_rng(1000 + index), size)
-        cv2.imwrite(str(target / f"scene_{index:03d}.png"), cv2.cvtColor(scene, cv2.COLOR_RGB2BGR))
+    write_scenes(target, count, NOLEAF_TEST_SEED, size)
     sample_data = Path(matplotlib.get_data_path()) / "sample_data"
     rng = np.random.default_rng(0)
     for name in PACKAGE_PHOTOS:
@@ -121,6 +141,23 @@ def write_noleaf_photos(target, count, size=256):
             cv2.imwrite(str(target / f"{Path(name).stem}_{index}.png"), image[top:top + side, left:left + side])
     (target / "done").write_text("")
     return sorted(path for path in target.iterdir() if path.suffix == ".png")
+
+
+def write_outlier_photos(target, leaf_folders, scene_count):
+    """The outlier-exposure folder TARGET/photos: links to the photos under `leaf_folders` and `scene_count`
+    leaf-free scenes."""
+    photos = target / "photos"
+    if (target / "done").exists():
+        return photos
+    write_scenes(photos / "scenes", scene_count, OUTLIER_SCENE_SEED)
+    for number, folder in enumerate(leaf_folders):
+        for photo in sorted(path for path in Path(folder).rglob("*") if path.is_file()):
+            link = photos / f"leaves{number}" / photo.relative_to(folder)
+            link.parent.mkdir(parents=True, exist_ok=True)
+            if not link.exists():
+                link.symlink_to(photo.resolve())
+    (target / "done").write_text("")
+    return photos
 
 
 def test_photos(source, crops_kept, crop_left_out):
@@ -139,11 +176,21 @@ def test_photos(source, crops_kept, crop_left_out):
 # ----------------------------------------------------------------------------------------------------
 # Runs
 # ----------------------------------------------------------------------------------------------------
-def run_args(args, crop, data_dir):
+def run_args(args, crop, data_dir, training):
     """What realdata.stage_commands needs for the `sampler` row on the data without `crop`."""
-    return SimpleNamespace(out=str(Path(args.work) / crop), profile=args.profile, suffix="", data_dir=str(data_dir),
+    out = Path(args.work) / crop / ("" if training == "plain" else training)
+    return SimpleNamespace(out=str(out), profile=args.profile, suffix="", data_dir=str(data_dir),
                            model=args.model, batch_size=32, no_pretrained=args.no_pretrained,
                            workers=args.workers, select_metric=metrics.DEFAULT_TARGET_METRIC)
+
+
+def stage_commands(args, crop, seed, training):
+    """realdata.stage_commands for the run, each stage with --outlier-dir under outlier exposure."""
+    data_dir = Path(args.work) / crop / "cleaned"
+    stages = realdata.stage_commands(run_args(args, crop, data_dir, training), "sampler", seed)
+    if training == "plain":
+        return stages
+    return [(folder, command + ["--outlier-dir", str(Path(args.work) / "outliers" / "photos")]) for folder, command in stages]
 
 
 def scored(model, checkpoint, paths, desc):
@@ -156,7 +203,7 @@ def scored(model, checkpoint, paths, desc):
     return scores, features, time.perf_counter() - started
 
 
-def evaluate_run(args, crop, seed, checkpoint_path, photos):
+def evaluate_run(args, crop, seed, training, checkpoint_path, photos):
     checkpoint = checkpoint_format.load(checkpoint_path, need="weights")
     record = checkpoint["unknown"]
     model = inference.build_model(checkpoint, checkpoint_path)
@@ -165,8 +212,9 @@ def evaluate_run(args, crop, seed, checkpoint_path, photos):
     index_of = {name: index for index, name in enumerate(checkpoint["class_names"])}
     targets = np.array([index_of[name] for name in known_names])
     logits, features, forward_s = scored(model, checkpoint, known_paths, "known")
-    predicted = inference.adjust_scores(logits, checkpoint["train_counts"], checkpoint.get("logit_adjust_tau") or 0)
-    correct = predicted.argmax(dim=1).numpy() == targets
+    predicted = inference.adjust_scores(logits, checkpoint["train_counts"],
+                                        checkpoint.get("logit_adjust_tau") or 0).argmax(dim=1).numpy()
+    every_class = metrics.per_class_metrics(metrics.confusion_matrix(targets, predicted, len(index_of)))
     sets = {"near": near, "chilli": photos["chilli"], "noleaf": photos["noleaf"]}
     others = {name: scored(model, checkpoint, paths, name)[:2] for name, paths in sets.items()}
     rows = []
@@ -175,15 +223,15 @@ def evaluate_run(args, crop, seed, checkpoint_path, photos):
         known_scores = unknown.score(record, features, logits, method).numpy()
         scoring_s = time.perf_counter() - started
         threshold = unknown.threshold(record, method=method)
-        row = {"crop_left_out": crop, "seed": seed, "method": method, "known_photos": len(known_paths),
-               "known_balanced_acc_all": float(np.mean([correct[targets == label].mean()
-                                                        for label in np.unique(targets)])),
+        row = {"crop_left_out": crop, "seed": seed, "training": training, "method": method,
+               "known_photos": len(known_paths),
+               "known_balanced_acc_all": float(np.nanmean(every_class["recall"])),
                "forward_ms_per_photo": 1000 * forward_s / len(known_paths),
                "score_ms_per_photo": 1000 * scoring_s / len(known_paths)}
         for name, (set_logits, set_features) in others.items():
             figures = unknown.detection_metrics(known_scores, unknown.score(record, set_features, set_logits,
                                                                             method).numpy(),
-                                                threshold, correct, targets)
+                                                threshold, targets, predicted)
             row.update({f"{name}_photos": len(sets[name]), f"{name}_auroc": figures["auroc"],
                         f"{name}_diagnosed": figures["diagnosed_at_stored"],
                         f"{name}_fpr95": figures["fpr_at_95_tpr"]})
@@ -195,13 +243,16 @@ def evaluate_run(args, crop, seed, checkpoint_path, photos):
 
 def summary_table(runs):
     rows = []
-    for method in unknown.METHODS:
-        group = runs[runs["method"] == method]
+    for training, method in ((training, method) for training in TRAININGS for method in unknown.METHODS):
+        group = runs[(runs["training"] == training) & (runs["method"] == method)]
+        if group.empty:
+            continue
 
         def cell(column, scale=100, digits=1):
             mean, spread = mean_and_spread(scale * group[column].to_numpy(dtype=float))
             return f"{mean:.{digits}f}" + ("" if np.isnan(spread) else f" ± {spread:.{digits}f}")
-        rows.append({"method": method + (" (default)" if method == unknown.DEFAULT_METHOD else ""),
+        rows.append({"training": training.replace("_", " "),
+                     "method": method + (" (default)" if method == unknown.DEFAULT_METHOD else ""),
                      "runs": len(group), "near AUROC": cell("near_auroc"), "near diagnosed %": cell("near_diagnosed"),
                      "chilli AUROC": cell("chilli_auroc"), "chilli diagnosed %": cell("chilli_diagnosed"),
                      "no-leaf AUROC": cell("noleaf_auroc"), "no-leaf diagnosed %": cell("noleaf_diagnosed"),
@@ -215,7 +266,7 @@ def summary_table(runs):
 
 def write_reports(args, started, argv):
     results = sorted(Path(args.work).rglob(RESULT_FILE))
-    runs = pd.DataFrame([row for path in results for row in json.loads(path.read_text())])
+    runs = pd.DataFrame([{"training": "plain", **row} for path in results for row in json.loads(path.read_text())])
     if runs.empty:
         return
     out = Path(args.out)
@@ -227,17 +278,21 @@ def write_reports(args, started, argv):
               f"{unknown.DEFAULT_KEEP:.0%} of validation photos). Known: field13 test photos of the crops trained "
               "on; near: the left-out crop's test photos; chilli: chilli5's test photos; no-leaf: demo scenes "
               f"without a leaf ({args.noleaf_count}) and crops of matplotlib's sample photos.",
+              "- Outlier exposure: the same runs with train.py --outlier-dir: "
+              f"{', '.join(args.outlier_leaves)} (another crop's leaves) and {args.outlier_scenes} leaf-free scenes "
+              "of the demo generator (other draws than the no-leaf test photos); its chilli column is other photos "
+              "of a kind it was shown.",
               "- Mean ± standard deviation over crops left out and seeds; `diagnosed %`: unknown photos still given "
               "a class at the stored threshold (lower is better); `known answered %`: known test photos kept.",
-              f"- Runs: {', '.join(sorted(f'{crop} seed {seed}' for crop, seed in set(zip(runs.crop_left_out, runs.seed))))}.",
+              "- Runs: " + ", ".join(sorted({f"{training.replace('_', ' ')}: {crop} seed {seed}" for training, crop, seed
+                                             in zip(runs.training, runs.crop_left_out, runs.seed)})) + ".",
               ""]
     lines += markdown_table(summary_table(runs))
     write_text(out / "ood.md", "\n".join(lines) + "\n")
 
 
-def result_path(args, crop, seed):
-    data_dir = Path(args.work) / crop / "cleaned"
-    return realdata.stage_commands(run_args(args, crop, data_dir), "sampler", seed)[-1][0] / RESULT_FILE
+def result_path(args, crop, seed, training):
+    return stage_commands(args, crop, seed, training)[-1][0] / RESULT_FILE
 
 
 def restore_finished_runs(args):
@@ -247,8 +302,10 @@ def restore_finished_runs(args):
     if not report.is_file():
         return
     rows = pd.read_csv(report)
-    for (crop, seed), group in rows.groupby(["crop_left_out", "seed"]):
-        path = result_path(args, crop, int(seed))
+    if "training" not in rows:
+        rows["training"] = "plain"  # reports written before outlier exposure
+    for (crop, seed, training), group in rows.groupby(["crop_left_out", "seed", "training"]):
+        path = result_path(args, crop, int(seed), training)
         if not path.exists():
             records = [{key: (None if pd.isna(value) else value) for key, value in row.items()}
                        for row in group.to_dict("records")]
@@ -263,21 +320,23 @@ def main(argv=None):
     work = Path(args.work)
     photos = {"chilli": sorted(str(path) for path in Path(args.chilli).rglob("*") if path.is_file()),
               "noleaf": [str(path) for path in write_noleaf_photos(work / "noleaf", args.noleaf_count)]}
+    if "outlier_exposure" in args.training:
+        write_outlier_photos(work / "outliers", args.outlier_leaves, args.outlier_scenes)
     restore_finished_runs(args)
-    for seed in args.seeds:
-        for crop in args.crops:
-            data_dir = work / crop / "cleaned"
-            source = write_source_without(args.source, crop, work / crop / "source")
-            if not (data_dir / "metadata" / "classes.csv").is_file():
-                cleaning.clean_dataset(source, data_dir, progress=False)
-            stages = realdata.stage_commands(run_args(args, crop, data_dir), "sampler", seed)
-            if result_path(args, crop, seed).exists():
-                continue
-            print(f"== without {crop}, seed {seed}", flush=True)
-            record = run_stages(stages)
-            rows = evaluate_run(args, crop, seed, stages[-1][0] / "best.pth", photos)
-            write_json(result_path(args, crop, seed), [dict(row, train_wall_s=record["wall_seconds"]) for row in rows])
-            write_reports(args, started, argv)
+    for seed, training, crop in ((s, t, c) for s in args.seeds for t in args.training for c in args.crops):
+        data_dir = work / crop / "cleaned"
+        source = write_source_without(args.source, crop, work / crop / "source")
+        if not (data_dir / "metadata" / "classes.csv").is_file():
+            cleaning.clean_dataset(source, data_dir, progress=False)
+        if result_path(args, crop, seed, training).exists():
+            continue
+        print(f"== {training}, without {crop}, seed {seed}", flush=True)
+        stages = stage_commands(args, crop, seed, training)
+        record = run_stages(stages)
+        rows = evaluate_run(args, crop, seed, training, stages[-1][0] / "best.pth", photos)
+        write_json(result_path(args, crop, seed, training),
+                   [dict(row, train_wall_s=record["wall_seconds"]) for row in rows])
+        write_reports(args, started, argv)
     write_reports(args, started, argv)
     if (Path(args.out) / "ood.md").exists():
         print((Path(args.out) / "ood.md").read_text())

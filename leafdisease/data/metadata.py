@@ -84,3 +84,9 @@ def select_classes(metadata, min_samples):
 def label_to_index(class_ids):
     """Original class id -> model output index (contiguous 0..K-1)."""
     return {int(class_id): index for index, class_id in enumerate(class_ids)}
+
+
+def rows_of_classes(table, class_ids):
+    """The rows of `table` (train.csv or val.csv) whose label is one of `class_ids` (a checkpoint's classes),
+    numbered from 0."""
+    return table.loc[table["label"].isin([int(class_id) for class_id in class_ids])].reset_index(drop=True)

@@ -205,8 +205,8 @@ def fit_unknown_record(model, checkpoint, data_dir, device, keep=unknown.DEFAULT
     photos' features and logits, which set the threshold that keeps `keep` of them answered."""
     metadata = cleaned_metadata.load_metadata(data_dir)
     index_of = cleaned_metadata.label_to_index(checkpoint["class_ids"])
-    train = metadata.train.loc[metadata.train["label"].isin(index_of.keys())].reset_index(drop=True)
-    val = metadata.val.loc[metadata.val["label"].isin(index_of.keys())].reset_index(drop=True)
+    train = cleaned_metadata.rows_of_classes(metadata.train, checkpoint["class_ids"])
+    val = cleaned_metadata.rows_of_classes(metadata.val, checkpoint["class_ids"])
     if val.empty:
         raise UserError(f"{Path(data_dir) / 'metadata' / 'val.csv'}: no validation photo of the model's classes to "
                         f"set the unknown-photo threshold on")

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from leafdisease.evaluation import metrics
 from leafdisease.utils.errors import UserError
 
 METHODS = ("msp", "energy", "mahalanobis", "knn")
@@ -137,20 +138,20 @@ def auroc(known_scores, unknown_scores):
     return float((ranks.sum() - len(unknown) * (len(unknown) + 1) / 2) / (len(known) * len(unknown)))
 
 
-def detection_metrics(known_scores, unknown_scores, stored_threshold, known_correct=None, known_targets=None):
+def detection_metrics(known_scores, unknown_scores, stored_threshold, known_targets=None, known_predictions=None):
     """How well scores tell unknown photos from known ones: AUROC; the share of unknown photos still diagnosed
     (score at or below the threshold) at the stored threshold and at the one that keeps 95 % of these known photos
     (FPR at 95 % TPR); and the known photos' coverage at the stored threshold, with their accuracy and balanced
-    accuracy there when `known_correct` (bool per known photo) and `known_targets` are given."""
+    accuracy there when their class indices `known_targets` and `known_predictions` are given."""
     known, unknown_ = np.asarray(known_scores, dtype=float), np.asarray(unknown_scores, dtype=float)
     at_95 = float(np.quantile(known, 0.95)) if len(known) else float("nan")
     answered = known <= stored_threshold
     result = {"auroc": auroc(known, unknown_), "diagnosed_at_stored": float(np.mean(unknown_ <= stored_threshold)),
               "fpr_at_95_tpr": float(np.mean(unknown_ <= at_95)), "known_coverage_at_stored": float(np.mean(answered)),
               "stored_threshold": float(stored_threshold)}
-    if known_correct is not None and answered.any():
-        correct, targets = np.asarray(known_correct)[answered], np.asarray(known_targets)[answered]
-        result["known_accuracy_at_stored"] = float(correct.mean())
-        result["known_balanced_accuracy_at_stored"] = float(np.mean([correct[targets == label].mean()
-                                                                      for label in np.unique(targets)]))
+    if known_targets is not None and answered.any():
+        targets, predictions = np.asarray(known_targets)[answered], np.asarray(known_predictions)[answered]
+        confusion = metrics.confusion_matrix(targets, predictions, int(max(targets.max(), predictions.max())) + 1)
+        result["known_accuracy_at_stored"] = float(np.mean(targets == predictions))
+        result["known_balanced_accuracy_at_stored"] = float(np.nanmean(metrics.per_class_metrics(confusion)["recall"]))
     return result

@@ -21,7 +21,7 @@ from timm.scheduler import CosineLRScheduler
 
 from leafdisease.data import hierarchy as label_hierarchy
 from leafdisease.evaluation import metrics
-from leafdisease.training import losses, models
+from leafdisease.training import losses, models, outlier_exposure
 from leafdisease.utils import runtime
 from leafdisease.utils.errors import TrainingDiverged
 from leafdisease.utils.progress import bar as progress_bar
@@ -164,12 +164,15 @@ def current_lr(optimizer):
 # One epoch of training, one pass of evaluation
 # ----------------------------------------------------------------------------------------------------
 def train_one_epoch(state, criterion, loader, model_input, epoch, progress, *, epochs, backbone_frozen=False,
-                    clip_grad=CLIP_GRAD, amp_dtype=None, show_progress=True, after_step=None):
+                    clip_grad=CLIP_GRAD, amp_dtype=None, show_progress=True, after_step=None, outliers=None,
+                    outlier_weight=outlier_exposure.WEIGHT):
     """Trains `state` until the loader is exhausted, continuing a partly-done epoch's `progress`
     (new_epoch_progress() for a fresh one), which it updates in place and returns. backbone_frozen: the head
     stage (state.trainable is HeadOnly): features under no_grad. model_input (dataset.ModelInput) puts the
     loader's uint8 batches on its device as the model's input. after_step(progress) runs after every update
-    (train.py's --save-every-steps). A non-finite loss raises TrainingDiverged before the update."""
+    (train.py's --save-every-steps). outliers: batches (outlier_exposure.EndlessBatches) of photos of none of the
+    classes, put beside every batch and trained towards an even answer with `outlier_weight`. A non-finite loss
+    raises TrainingDiverged before the update."""
     model, optimizer, scaler = state.model, state.optimizer, state.scaler
     device = model_input.device
     trainable_parameters = [parameter for parameter in model.parameters() if parameter.requires_grad]
@@ -185,6 +188,9 @@ def train_one_epoch(state, criterion, loader, model_input, epoch, progress, *, e
     for images, targets in bar:
         images = model_input(images)
         targets = targets.to(device, non_blocking=True)
+        batch_size = targets.size(0)
+        if outliers is not None:
+            images = torch.cat([images, model_input(next(outliers)[0])])
         if backbone_frozen:
             with torch.no_grad(), runtime.autocast(device, amp_dtype):
                 features = model.forward_features(images)
@@ -193,7 +199,11 @@ def train_one_epoch(state, criterion, loader, model_input, epoch, progress, *, e
         else:
             with runtime.autocast(device, amp_dtype):
                 logits = state.trainable(images)
+        if outliers is not None:
+            logits, outlier_logits = logits[:batch_size], logits[batch_size:]
         loss = criterion(logits.float(), targets)
+        if outliers is not None:
+            loss = loss + outlier_weight * outlier_exposure.uniform_cross_entropy(outlier_logits)
         if not torch.isfinite(loss):
             raise TrainingDiverged(
                 f"loss became {loss.item()} at epoch {epoch} step {progress['steps'] + 1}; best.pth and last.pth "
@@ -211,7 +221,6 @@ def train_one_epoch(state, criterion, loader, model_input, epoch, progress, *, e
         if state.ema is not None:
             state.ema.update(model, step=state.global_step)
 
-        batch_size = targets.size(0)
         progress["steps"] += 1
         progress["loss_sum"] += loss.item() * batch_size
         progress["correct"] += (logits.argmax(dim=1) == targets).sum().item()

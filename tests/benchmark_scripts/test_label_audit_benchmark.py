@@ -1,19 +1,11 @@
 """benchmarks/label_audit.py on a tiny generated field13-like set: planted flips audited, the report written, the
 retraining option trains noisy, reviewed and clean, results resume."""
 import pandas as pd
-import pytest
 from test_realdata_benchmark import write_image_folder
 
 from benchmarks import label_audit as benchmark
-from benchmarks import realdata
 
 NAMES = ("bean_rust", "bean_healthy", "citrus_canker", "citrus_healthy")
-
-
-@pytest.fixture()
-def tiny_profile(monkeypatch):
-    monkeypatch.setitem(realdata.PROFILES, "screen", realdata.Profile(
-        img_size=32, baseline_img_size=32, epochs=2, head_epochs=1, warmup_epochs=0, crt_epochs=1))
 
 
 def test_flips_stay_in_or_leave_the_crop_and_keep_half_of_each_class():

@@ -27,12 +27,6 @@ def write_image_folder(root, counts_by_split, image_size=36, seed=0):
     return root
 
 
-@pytest.fixture()
-def tiny_profile(monkeypatch):
-    monkeypatch.setitem(realdata.PROFILES, "screen", realdata.Profile(
-        img_size=32, baseline_img_size=32, epochs=4, head_epochs=1, warmup_epochs=0, crt_epochs=1))
-
-
 def test_rows_are_trained_scored_and_resumed(tmp_path, tiny_profile, capsys):
     source = write_image_folder(tmp_path / "field", {"train": [14, 6, 2], "val": [3, 3, 2], "test": [4, 4, 3]})
     rows = ["plain", "fixed", "fixed_tau", "crt"]

@@ -7,16 +7,10 @@ import pandas as pd
 import pytest
 from test_realdata_benchmark import write_image_folder
 
-from benchmarks import realdata, resolution
+from benchmarks import resolution
 
 
-@pytest.fixture()
-def tiny_final_profile(monkeypatch):
-    monkeypatch.setitem(realdata.PROFILES, "final", realdata.Profile(
-        img_size=32, baseline_img_size=32, epochs=3, head_epochs=1, warmup_epochs=0, crt_epochs=1))
-
-
-def test_rows_are_trained_scored_four_ways_and_resumed(tmp_path, tiny_final_profile, capsys):
+def test_rows_are_trained_scored_four_ways_and_resumed(tmp_path, tiny_profile, capsys):
     source = write_image_folder(tmp_path / "field", {"train": [14, 6, 2], "val": [3, 3, 2], "test": [4, 4, 3]})
     argv = ["--source", str(source), "--data-dir", str(tmp_path / "cleaned"), "--out", str(tmp_path / "out"),
             "--rows", "test_efficientnet@32", "test_efficientnet@40", "--no-pretrained", "--batch-size", "8",

@@ -51,7 +51,7 @@ def test_auroc_and_the_detection_figures():
     assert unknown.auroc([3, 4], [0, 1]) == 0.0
     assert unknown.auroc([1, 1], [1]) == 0.5
     figures = unknown.detection_metrics([0.1, 0.2, 0.3, 0.9], [0.25, 1.0, 2.0], stored_threshold=0.3,
-                                        known_correct=[True, False, True, True], known_targets=[0, 0, 1, 1])
+                                        known_targets=[0, 0, 1, 1], known_predictions=[0, 1, 1, 1])
     assert figures["diagnosed_at_stored"] == pytest.approx(1 / 3)
     assert figures["known_coverage_at_stored"] == 0.75
     assert figures["known_accuracy_at_stored"] == pytest.approx(2 / 3)

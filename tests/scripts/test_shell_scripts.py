@@ -30,7 +30,15 @@ def run_script(name, env):
     return result.stdout
 
 
-def test_train_fixed_chains_stage1_into_stage2_on_the_demo(tiny_env):
+def test_train_fixed_chains_stage1_into_stage2_on_the_demo(tiny_env, tmp_path):
+    import cv2
+    import numpy as np
+    outliers = tmp_path / "not leaves"  # OUTLIER_DIR reaches both stages (a path with a space)
+    outliers.mkdir()
+    for index in range(3):
+        cv2.imwrite(str(outliers / f"noise {index}.png"), np.random.default_rng(index).integers(0, 256, (40, 40, 3),
+                                                                                                np.uint8))
+    tiny_env = dict(tiny_env, OUTLIER_DIR=str(outliers))
     output = run_script("train_fixed.sh", tiny_env)
     lines = output.splitlines()
     assert "generating the built-in synthetic demo" in lines[0]  # says so up front
@@ -43,6 +51,7 @@ def test_train_fixed_chains_stage1_into_stage2_on_the_demo(tiny_env):
     assert stage2["num_classes"] == 61 and stage2["img_size"] == 32
     assert stage2["args"]["class_weights"] == "sqrt" and stage2["args"]["augment"] == "strong"
     assert stage1["args"]["sampler"] == stage2["args"]["sampler"] == "sqrt"  # the recipes' choice on field13
+    assert stage1["args"]["outlier_dir"] == stage2["args"]["outlier_dir"] == [str(outliers)]
     assert pd.read_csv(checkpoints / "task1_stage2" / "history.csv")["epoch"].tolist() == [1, 2]
     assert (checkpoints / "task1_stage2" / "training_curves.png").stat().st_size > 0
     assert (Path(tiny_env["DATA_DIR"]) / "metadata" / "class_weights_sqrt.csv").exists()
