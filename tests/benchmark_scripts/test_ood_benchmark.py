@@ -3,9 +3,10 @@ every method scored, resume."""
 import shutil
 
 import pandas as pd
+import pytest
 from test_realdata_benchmark import write_image_folder
 
-from benchmarks import ood
+from benchmarks import ood, ood_variants
 from leafdisease.deployment import unknown
 
 
@@ -36,6 +37,18 @@ def test_a_crop_left_out_is_trained_plain_and_with_outlier_exposure_and_every_me
     report = (tmp_path / "out" / "ood.md").read_text()
     assert "| plain | knn (default) |" in report and "| outlier exposure | msp |" in report
     assert "python benchmarks/ood.py" in report
+    variants_argv = ["--source", str(source), "--chilli", str(chilli / "test"), "--crops", "citrus", "--profile",
+                     "screen", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out")]
+    ood_variants.main(variants_argv)
+    variants = pd.read_csv(tmp_path / "out" / "ood_variants.csv")
+    assert set(variants["training"]) == {"plain", "outlier_exposure"}
+    assert {"knn1", "knn5", "mahalanobis_normed", "vim", "knn_blocks"} <= set(variants["variant"])
+    for training in ("plain", "outlier_exposure"):  # the same scores as ood.py's where the method is the same
+        for method, variant in (("msp", "msp"), ("knn", "knn1"), ("mahalanobis", "mahalanobis")):
+            expected = runs[(runs.training == training) & (runs.method == method)].iloc[0]
+            got = variants[(variants.training == training) & (variants.variant == variant)].iloc[0]
+            assert got["near_auroc"] == pytest.approx(expected["near_auroc"], abs=1e-6)
+            assert got["noleaf_diagnosed"] == pytest.approx(expected["noleaf_diagnosed"], abs=1e-6)
     capsys.readouterr()
     ood.main(argv)  # every run finished: nothing is trained again
     assert "== " not in capsys.readouterr().out
