@@ -137,7 +137,8 @@ def mahalanobis_distances(reference, targets, x):
 def vim_scores(train_features, train_logits, features, logits):
     centre = train_features.mean(axis=0)
     _, _, basis = np.linalg.svd(train_features - centre, full_matrices=False)
-    residual_space = basis[min(VIM_DIMENSIONS, train_features.shape[1] // 2):].T  # a tiny test model: half
+    # fewer where the features are few or narrow (a tiny test model): the residual must keep some of their spread
+    residual_space = basis[min(VIM_DIMENSIONS, min(train_features.shape) // 2):].T
     alpha = train_logits.max(axis=1).mean() / np.linalg.norm((train_features - centre) @ residual_space, axis=1).mean()
     return alpha * np.linalg.norm((features - centre) @ residual_space, axis=1) - logsumexp(logits, axis=1)
 
