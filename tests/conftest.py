@@ -51,6 +51,17 @@ def trained_checkpoint(tiny_cleaned, tmp_path_factory):
     return output / "best.pth"
 
 
+@pytest.fixture()
+def tiny_profile(monkeypatch):
+    """The benchmarks' realdata.py profiles at 32 px and a few epochs (enough for the crt row's three stages), for
+    one test only. Kept here: a second conftest.py under tests/ would shadow this one for `from conftest import`."""
+    from benchmarks import realdata
+
+    for name, epochs in (("screen", 4), ("final", 3)):
+        monkeypatch.setitem(realdata.PROFILES, name, realdata.Profile(
+            img_size=32, baseline_img_size=32, epochs=epochs, head_epochs=1, warmup_epochs=0, crt_epochs=1))
+
+
 @pytest.fixture(autouse=True, scope="session")
 def one_torch_thread():
     """Tiny test models gain nothing from threads, and on a shared 2-core machine spinning OpenMP threads
