@@ -394,6 +394,16 @@ def probe_table(runs):
     return pd.DataFrame(rows)
 
 
+def per_seed(group, column, reference):
+    """Points of column minus reference, seed by seed in seed order, and their mean ± standard error."""
+    group = group.sort_values("seed")
+    differences = 100 * (group[column] - group[reference]).to_numpy(dtype=float)
+    text = " / ".join(f"{value:+.1f}" for value in differences)
+    if len(differences) > 1:
+        text += f" ({differences.mean():+.1f} ± {differences.std(ddof=1) / np.sqrt(len(differences)):.1f})"
+    return text
+
+
 def retrain_table(runs):
     if "retrain_noisy" not in runs:
         return None
@@ -402,7 +412,11 @@ def retrain_table(runs):
         rows.append({"flipped": f"{100 * rate:.0f} % {mode}", "seeds": len(group),
                      "noisy": cell(group["retrain_noisy"]), "reviewed": cell(group["retrain_reviewed"]),
                      "clean": cell(group["retrain_clean"]),
-                     "reviewed gives back": recovered(group, "retrain_reviewed", "retrain_noisy", "retrain_clean")})
+                     "reviewed gives back": recovered(group, "retrain_reviewed", "retrain_noisy", "retrain_clean"),
+                     # seed by seed: the spread of a paired difference is what says whether a few points are noise
+                     "clean - noisy, per seed": per_seed(group, "retrain_clean", "retrain_noisy"),
+                     "reviewed - noisy, per seed": per_seed(group, "retrain_reviewed", "retrain_noisy"),
+                     "wall per run": f"{group[[f'retrain_{v}_wall_s' for v in ('noisy', 'reviewed')]].stack().mean() / 60:.1f} min"})
     return pd.DataFrame(rows) if rows else None
 
 
