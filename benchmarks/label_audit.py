@@ -51,7 +51,7 @@ import torch  # noqa: E402
 
 from benchmarks import ood, realdata  # noqa: E402
 from benchmarks.report import header_lines, markdown_table, start_snapshot  # noqa: E402
-from benchmarks.runner import mean_and_spread, run_stages  # noqa: E402
+from benchmarks.runner import mean_and_spread, mean_and_standard_error, run_stages  # noqa: E402
 from leafdisease.data import cleaning  # noqa: E402
 from leafdisease.data.metadata import label_to_index, load_metadata  # noqa: E402
 from leafdisease.evaluation import label_audit, metrics  # noqa: E402
@@ -399,9 +399,8 @@ def per_seed(group, column, reference):
     group = group.sort_values("seed")
     differences = 100 * (group[column] - group[reference]).to_numpy(dtype=float)
     text = " / ".join(f"{value:+.1f}" for value in differences)
-    if len(differences) > 1:
-        text += f" ({differences.mean():+.1f} ± {differences.std(ddof=1) / np.sqrt(len(differences)):.1f})"
-    return text
+    mean, standard_error = mean_and_standard_error(differences)
+    return text if np.isnan(standard_error) else f"{text} ({mean:+.1f} ± {standard_error:.1f})"
 
 
 def retrain_table(runs):
@@ -409,6 +408,7 @@ def retrain_table(runs):
         return None
     rows = []
     for (rate, mode), group in runs.dropna(subset=["retrain_noisy"]).groupby(["rate", "mode"], sort=True):
+        wall_minutes = group[["retrain_noisy_wall_s", "retrain_reviewed_wall_s"]].to_numpy().mean() / 60
         rows.append({"flipped": f"{100 * rate:.0f} % {mode}", "seeds": len(group),
                      "noisy": cell(group["retrain_noisy"]), "reviewed": cell(group["retrain_reviewed"]),
                      "clean": cell(group["retrain_clean"]),
@@ -416,7 +416,7 @@ def retrain_table(runs):
                      # seed by seed: the spread of a paired difference is what says whether a few points are noise
                      "clean - noisy, per seed": per_seed(group, "retrain_clean", "retrain_noisy"),
                      "reviewed - noisy, per seed": per_seed(group, "retrain_reviewed", "retrain_noisy"),
-                     "wall per run": f"{group[[f'retrain_{v}_wall_s' for v in ('noisy', 'reviewed')]].stack().mean() / 60:.1f} min"})
+                     "wall per run": f"{wall_minutes:.1f} min"})
     return pd.DataFrame(rows) if rows else None
 
 

@@ -34,7 +34,7 @@ import pandas as pd  # noqa: E402
 
 from benchmarks.large_photos import fresh, stage_rate, test_scores, timed  # noqa: E402
 from benchmarks.report import header_lines, markdown_table, start_snapshot  # noqa: E402
-from benchmarks.runner import mean_and_spread  # noqa: E402
+from benchmarks.runner import mean_and_spread, mean_and_standard_error  # noqa: E402
 from leafdisease.utils.atomic_io import write_csv, write_json, write_text  # noqa: E402
 from leafdisease.utils.errors import UserError, cli_entry  # noqa: E402
 
@@ -101,7 +101,7 @@ def summary_rows(runs):
         wall_ratio = group.loc[paired, "wall_s"] / reference.loc[paired, "wall_s"]
         cpu_ratio = group.loc[paired, "cpu_s"] / reference.loc[paired, "cpu_s"]
         mean, spread = mean_and_spread(100 * group["test_balanced_acc"].to_numpy())
-        standard_error = differences.std(ddof=1) / np.sqrt(len(differences)) if len(differences) > 1 else np.nan
+        difference, standard_error = mean_and_standard_error(differences)
         rows.append({
             "size": f"{size} px", "reading": reading, "seeds": len(group),
             "test bal. acc. (mean ± sd)": f"{mean:.1f} ± {spread:.1f}",
@@ -109,7 +109,7 @@ def summary_rows(runs):
             f"- {REFERENCE}, per seed": "–" if reading == REFERENCE else
             " / ".join(f"{value:+.0f}" for value in differences),
             f"- {REFERENCE} (mean ± se)": "–" if reading == REFERENCE or not len(differences) else
-            f"{differences.mean():+.1f} ± {standard_error:.1f}",
+            f"{difference:+.1f} ± {standard_error:.1f}",
             "wall": f"{group['wall_s'].mean() / 60:.1f} min",
             f"wall / {REFERENCE}": "–" if not len(paired) else f"{wall_ratio.mean():.2f}x",
             f"CPU / {REFERENCE}": "–" if not len(paired) else f"{cpu_ratio.mean():.2f}x",

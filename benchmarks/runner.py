@@ -152,6 +152,14 @@ def mean_and_spread(values):
     return float(values.mean()), float(values.std(ddof=1)) if values.size > 1 else float("nan")
 
 
+def mean_and_standard_error(values):
+    """The mean of paired differences and its standard error (nan with fewer than two)."""
+    values = np.asarray(values, dtype=float)
+    if values.size == 0:
+        return float("nan"), float("nan")
+    return float(values.mean()), float(values.std(ddof=1) / np.sqrt(values.size)) if values.size > 1 else float("nan")
+
+
 def format_percent(values, several_seeds):
     mean, spread = mean_and_spread(values)
     if math.isnan(mean):
