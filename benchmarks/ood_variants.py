@@ -18,6 +18,9 @@ more unknown), each with the threshold that keeps 95 % of the validation photos 
                         VIM_DIMENSIONS directions), scaled, minus the logits' logsumexp;
 - knn_blocks:           k-NN (k=1) on the normalised pooled outputs of blocks 2 to the last and the penultimate
                         features side by side: earlier blocks keep more of what tells one plant from another.
+- knn_imagenet:         k-NN (k=1) on the penultimate features of the ImageNet backbone before fine-tuning: what
+                        tells one plant from another before training narrowed the features to the known diseases;
+                        it costs a second forward pass per photo (the fine-tuned one still gives the diagnosis).
 
 Features are cached beside each run (variants_features.npz). Writes OUT/ood_variants.md and .csv.
 """
@@ -60,8 +63,10 @@ def parse_args(argv=None):
     parser.add_argument("--profile", default="final")
     parser.add_argument("--work", default="benchmarks/runs/ood", help="benchmarks/ood.py's --work")
     parser.add_argument("--out", default="benchmarks/reports")
+    parser.add_argument("--no-pretrained", action="store_true",
+                        help="knn_imagenet on a randomly initialised backbone (tests: no ImageNet weights offline)")
     args = parser.parse_args(argv)
-    args.no_pretrained, args.workers, args.model = False, None, models.DEFAULT_MODEL  # ood.stage_commands reads them
+    args.workers, args.model = None, models.DEFAULT_MODEL  # ood.stage_commands reads them
     return args
 
 
@@ -108,6 +113,10 @@ def run_features(args, crop, seed, training, photos):
                 "near": near, **photos}
         flat = {f"{name}_{key}": value for name, paths in sets.items()
                 for key, value in forward(model, checkpoint, paths, f"{training} {crop} {name}").items()}
+        imagenet = models.create_model(checkpoint["model_name"], len(checkpoint["class_ids"]),
+                                       pretrained=not args.no_pretrained).eval()
+        flat.update({f"{name}_imagenet": forward(imagenet, checkpoint, paths, f"ImageNet backbone {name}")["feat"]
+                     for name, paths in sets.items()})
         flat["train_targets"] = metadata.train["label"].map(index_of).to_numpy()
         np.savez(cache, **flat)
     return flat
@@ -164,6 +173,8 @@ def variant_scores(flat):
                       "vim": vim_scores(train, flat["train_logits"], features, logits)}
         if any(key.startswith(f"{name}_b") for key in flat):
             by_variant["knn_blocks"] = knn_distances(block_features(flat, "train"), block_features(flat, name), 1)
+        if f"{name}_imagenet" in flat:
+            by_variant["knn_imagenet"] = knn_distances(flat["train_imagenet"], flat[f"{name}_imagenet"], 1)
         for variant, values in by_variant.items():
             scores.setdefault(variant, {})[name] = values
     return scores
