@@ -22,7 +22,6 @@ the runs OUT's CSV already holds count as finished on a new machine too.
 """
 import argparse
 import json
-from datetime import datetime
 import os
 import sys
 from pathlib import Path
@@ -33,7 +32,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from benchmarks.large_photos import fresh, stage_rate, test_scores, timed  # noqa: E402
-from benchmarks.report import header_lines, markdown_table, start_snapshot  # noqa: E402
+from benchmarks.report import (header_lines, markdown_table, run_end_stamp, runs_ended_line,  # noqa: E402
+                               start_snapshot)
 from benchmarks.runner import mean_and_spread, mean_and_standard_error  # noqa: E402
 from leafdisease.utils.atomic_io import write_csv, write_json, write_text  # noqa: E402
 from leafdisease.utils.errors import UserError, cli_entry  # noqa: E402
@@ -85,7 +85,7 @@ def run_once(args, reading, size, seed):
     return {"reading": reading, "img_size": size, "seed": seed, "wall_s": wall, "cpu_s": cpu,
             "cleaning_s": summary["seconds"], "cached": (summary.get("cache") or {}).get("reduced", 0),
             "full_img_s": stage_rate(runs / "task1_stage2"), "stage1_img_s": stage_rate(runs / "task1_stage1"),
-            "load_average": os.getloadavg()[0], "finished_at": datetime.now().isoformat(timespec="minutes"),
+            **run_end_stamp(),
             **{f"test_{key}": scores[key] for key in ("balanced_acc", "many_acc", "medium_acc", "few_acc")}}
 
 
@@ -134,7 +134,8 @@ def write_reports(args, started, argv):
               f"(MAX_SIDE unset: --max-side auto). Differences are paired: the same seed read `{REFERENCE}`.",
               "- Load average when each run ended is in the CSV (load_average): other work on the 2 cores slows the "
               "wall time of the runs it overlaps; the CPU time (train_fixed.sh and every process it waited for, "
-              "loader workers included) moves far less with it.", ""]
+              "loader workers included) moves far less with it."]
+    lines += [runs_ended_line(runs, "seed"), ""] if len(runs) else [""]
     lines += markdown_table(summary_rows(runs)) if len(runs) else ["(no finished run yet)"]
     write_text(out / "large_photos_real.md", "\n".join(lines) + "\n")
 

@@ -44,7 +44,8 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from benchmarks import realdata  # noqa: E402
-from benchmarks.report import header_lines, markdown_table, start_snapshot  # noqa: E402
+from benchmarks.report import (header_lines, markdown_table, run_end_stamp, runs_ended_line,  # noqa: E402
+                               start_snapshot)
 from benchmarks.runner import mean_and_spread, run_stages  # noqa: E402
 from leafdisease.data import cleaning  # noqa: E402
 from leafdisease.data.demo_data.photo import render_scene  # noqa: E402
@@ -286,7 +287,7 @@ def write_reports(args, started, argv):
               "a class at the stored threshold (lower is better); `known answered %`: known test photos kept.",
               "- Runs: " + ", ".join(sorted({f"{training.replace('_', ' ')}: {crop} seed {seed}" for training, crop, seed
                                              in zip(runs.training, runs.crop_left_out, runs.seed)})) + ".",
-              ""]
+              runs_ended_line(runs, "training"), ""]
     lines += markdown_table(summary_table(runs))
     write_text(out / "ood.md", "\n".join(lines) + "\n")
 
@@ -335,7 +336,7 @@ def main(argv=None):
         record = run_stages(stages)
         rows = evaluate_run(args, crop, seed, training, stages[-1][0] / "best.pth", photos)
         write_json(result_path(args, crop, seed, training),
-                   [dict(row, train_wall_s=record["wall_seconds"]) for row in rows])
+                   [dict(row, train_wall_s=record["wall_seconds"], **run_end_stamp()) for row in rows])
         write_reports(args, started, argv)
     write_reports(args, started, argv)
     if (Path(args.out) / "ood.md").exists():

@@ -6,6 +6,7 @@ import shlex
 from pathlib import Path
 
 import cv2
+import pandas as pd
 import torch
 
 from leafdisease.utils import runtime
@@ -65,3 +66,27 @@ def markdown_table(frame):
     lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in frame.itertuples(index=False)]
     return lines
+
+
+def run_end_stamp():
+    """What a benchmark records beside each run's result: when it ended and the 1-minute load average then (other
+    work on the cores slows the runs it overlaps, so a report says which runs shared the machine)."""
+    return {"finished_at": datetime.datetime.now().isoformat(timespec="minutes"),
+            "load_average": round(os.getloadavg()[0], 2)}
+
+
+def runs_ended_line(runs, by):
+    """'- When the runs ended: ...' from the rows' run_end_stamp, one part per value of column `by`; rows of a
+    report written before the stamp existed are said to have none."""
+    parts = []
+    for value, group in runs.groupby(by, sort=False):
+        label = str(value).replace("_", " ")
+        stamped = group.dropna(subset=["finished_at"]) if "finished_at" in group else group.iloc[:0]
+        if len(stamped) < len(group):
+            parts.append(f"{label}: {len(group) - len(stamped)} row(s) without a record (an earlier report)")
+        if len(stamped):
+            ended = pd.to_datetime(stamped["finished_at"])
+            load = stamped["load_average"].astype(float)
+            parts.append(f"{label}: {ended.min():%Y-%m-%d %H:%M} to {ended.max():%Y-%m-%d %H:%M}, load average "
+                         f"{load.min():.1f}-{load.max():.1f} as each ended")
+    return "- When the runs ended (local time): " + "; ".join(parts) + "."

@@ -4,9 +4,10 @@ Benchmarks are not tests; these only check the scripts still run end to end and 
 """
 import re
 
+import pandas as pd
 import pytest
 
-from benchmarks import ablation, speed
+from benchmarks import ablation, report, speed
 
 TINY_MODEL = ["--model", "test_efficientnet", "--batch-size", "8", "--workers", "0"]
 
@@ -59,3 +60,14 @@ def test_speed_writes_its_tables(tiny_cleaned, tmp_path):
         assert len(table_rows(report, measurement)) == 2, measurement  # in memory and through the loader
     assert len(re.findall(r"\| (met|MISSED) \|", report)) == 3
     assert "Peak resident memory" in report and "nproc" in report
+
+
+def test_the_report_says_when_each_group_of_runs_ended_and_which_rows_have_no_record():
+    runs = pd.DataFrame({"training": ["plain", "plain", "outlier_exposure", "outlier_exposure"],
+                         "finished_at": [None, None, "2026-12-07T11:10", "2026-12-07T11:37"],
+                         "load_average": [None, None, 1.42, 2.31]})
+    line = report.runs_ended_line(runs, "training")
+    assert line == ("- When the runs ended (local time): plain: 2 row(s) without a record (an earlier report); "
+                    "outlier exposure: 2026-12-07 11:10 to 2026-12-07 11:37, load average 1.4-2.3 as each ended.")
+    stamp = report.run_end_stamp()
+    assert pd.Timestamp(stamp["finished_at"]) <= pd.Timestamp.now() and stamp["load_average"] >= 0

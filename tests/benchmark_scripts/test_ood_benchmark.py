@@ -37,6 +37,8 @@ def test_a_crop_left_out_is_trained_plain_and_with_outlier_exposure_and_every_me
     report = (tmp_path / "out" / "ood.md").read_text()
     assert "| plain | knn (default) |" in report and "| outlier exposure | msp |" in report
     assert "python benchmarks/ood.py" in report
+    [ended] = [line for line in report.splitlines() if line.startswith("- When the runs ended")]
+    assert "plain: 20" in ended and "outlier exposure: 20" in ended and "as each ended" in ended, ended
     variants_argv = ["--source", str(source), "--chilli", str(chilli / "test"), "--crops", "citrus", "--profile",
                      "screen", "--no-pretrained", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out")]
     ood_variants.main(variants_argv)
