@@ -18,6 +18,8 @@ more unknown), each with the threshold that keeps 95 % of the validation photos 
                         VIM_DIMENSIONS directions), scaled, minus the logits' logsumexp;
 - knn_blocks:           k-NN (k=1) on the normalised pooled outputs of blocks 2 to the last and the penultimate
                         features side by side: earlier blocks keep more of what tells one plant from another.
+- knn+msp:              knn1 and msp, each as the share of validation photos scoring below it, summed: two
+                        scores that fail on different photos, on one scale without a weight to tune.
 - knn_imagenet:         k-NN (k=1) on the penultimate features of the ImageNet backbone before fine-tuning: what
                         tells one plant from another before training narrowed the features to the known diseases;
                         it costs a second forward pass per photo (the fine-tuned one still gives the diagnosis).
@@ -177,7 +179,14 @@ def variant_scores(flat):
             by_variant["knn_imagenet"] = knn_distances(flat["train_imagenet"], flat[f"{name}_imagenet"], 1)
         for variant, values in by_variant.items():
             scores.setdefault(variant, {})[name] = values
+    scores["knn+msp"] = {name: sum(validation_share(scores[variant]["val"], scores[variant][name])
+                                   for variant in ("knn1", "msp")) for name in SCORED}
     return scores
+
+
+def validation_share(val_scores, scores):
+    """Each score as the share of validation photos scoring below it."""
+    return np.searchsorted(np.sort(val_scores), scores) / len(val_scores)
 
 
 def evaluate_variants(flat, crop, seed, training):

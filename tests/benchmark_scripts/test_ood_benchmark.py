@@ -44,7 +44,8 @@ def test_a_crop_left_out_is_trained_plain_and_with_outlier_exposure_and_every_me
     ood_variants.main(variants_argv)
     variants = pd.read_csv(tmp_path / "out" / "ood_variants.csv")
     assert set(variants["training"]) == {"plain", "outlier_exposure"}
-    assert {"knn1", "knn5", "mahalanobis_normed", "vim", "knn_blocks", "knn_imagenet"} <= set(variants["variant"])
+    assert {"knn1", "knn5", "mahalanobis_normed", "vim", "knn_blocks", "knn_imagenet", "knn+msp"} <= set(
+        variants["variant"])
     for training in ("plain", "outlier_exposure"):  # the same scores as ood.py's where the method is the same
         for method, variant in (("msp", "msp"), ("knn", "knn1"), ("mahalanobis", "mahalanobis")):
             expected = runs[(runs.training == training) & (runs.method == method)].iloc[0]
