@@ -77,16 +77,17 @@ def run_end_stamp():
 
 def runs_ended_line(runs, by):
     """'- When the runs ended: ...' from the rows' run_end_stamp, one part per value of column `by`; rows of a
-    report written before the stamp existed are said to have none."""
+    report written before the stamp existed are counted as having none."""
     parts = []
     for value, group in runs.groupby(by, sort=False):
-        label = str(value).replace("_", " ")
         stamped = group.dropna(subset=["finished_at"]) if "finished_at" in group else group.iloc[:0]
-        if len(stamped) < len(group):
-            parts.append(f"{label}: {len(group) - len(stamped)} row(s) without a record (an earlier report)")
+        unrecorded = f"{len(group) - len(stamped)} row(s) of an earlier report without a record"
         if len(stamped):
-            ended = pd.to_datetime(stamped["finished_at"])
-            load = stamped["load_average"].astype(float)
-            parts.append(f"{label}: {ended.min():%Y-%m-%d %H:%M} to {ended.max():%Y-%m-%d %H:%M}, load average "
-                         f"{load.min():.1f}-{load.max():.1f} as each ended")
+            ended, load = pd.to_datetime(stamped["finished_at"]), stamped["load_average"].astype(float)
+            text = (f"{ended.min():%Y-%m-%d %H:%M} to {ended.max():%Y-%m-%d %H:%M}, load average "
+                    f"{load.min():.1f}-{load.max():.1f} as each ended")
+            unrecorded = f" ({unrecorded})" if len(stamped) < len(group) else ""
+            parts.append(f"{str(value).replace('_', ' ')}: {text}{unrecorded}")
+        else:
+            parts.append(f"{str(value).replace('_', ' ')}: {unrecorded}")
     return "- When the runs ended (local time): " + "; ".join(parts) + "."

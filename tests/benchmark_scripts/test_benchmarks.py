@@ -63,11 +63,12 @@ def test_speed_writes_its_tables(tiny_cleaned, tmp_path):
 
 
 def test_the_report_says_when_each_group_of_runs_ended_and_which_rows_have_no_record():
-    runs = pd.DataFrame({"training": ["plain", "plain", "outlier_exposure", "outlier_exposure"],
-                         "finished_at": [None, None, "2026-12-07T11:10", "2026-12-07T11:37"],
-                         "load_average": [None, None, 1.42, 2.31]})
+    runs = pd.DataFrame({"training": ["plain", "plain", "outlier_exposure", "outlier_exposure", "outlier_exposure"],
+                         "finished_at": [None, None, "2026-12-07T11:10", "2026-12-07T11:37", None],
+                         "load_average": [None, None, 1.42, 2.31, None]})
     line = report.runs_ended_line(runs, "training")
-    assert line == ("- When the runs ended (local time): plain: 2 row(s) without a record (an earlier report); "
-                    "outlier exposure: 2026-12-07 11:10 to 2026-12-07 11:37, load average 1.4-2.3 as each ended.")
+    assert line == ("- When the runs ended (local time): plain: 2 row(s) of an earlier report without a record; "
+                    "outlier exposure: 2026-12-07 11:10 to 2026-12-07 11:37, load average 1.4-2.3 as each ended "
+                    "(1 row(s) of an earlier report without a record).")
     stamp = report.run_end_stamp()
     assert pd.Timestamp(stamp["finished_at"]) <= pd.Timestamp.now() and stamp["load_average"] >= 0
