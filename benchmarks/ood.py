@@ -335,8 +335,9 @@ def main(argv=None):
         stages = stage_commands(args, crop, seed, training)
         record = run_stages(stages)
         rows = evaluate_run(args, crop, seed, training, stages[-1][0] / "best.pth", photos)
+        stamp = run_end_stamp()
         write_json(result_path(args, crop, seed, training),
-                   [dict(row, train_wall_s=record["wall_seconds"], **run_end_stamp()) for row in rows])
+                   [dict(row, train_wall_s=record["wall_seconds"], **stamp) for row in rows])
         write_reports(args, started, argv)
     write_reports(args, started, argv)
     if (Path(args.out) / "ood.md").exists():

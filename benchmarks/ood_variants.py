@@ -97,7 +97,20 @@ def forward(model, checkpoint, paths, desc):
     return {key: np.concatenate(values) for key, values in parts.items()}
 
 
-def run_features(args, crop, seed, training, photos):
+def imagenet_features(args, checkpoint, sets, memo):
+    """{<set name>_imagenet: the ImageNet backbone's penultimate features}. The same photos at the same size give the
+    same features whatever the run, so `memo` keeps each set's once per invocation."""
+    key = {name: (checkpoint["img_size"], tuple(paths)) for name, paths in sets.items()}
+    missing = {name: paths for name, paths in sets.items() if key[name] not in memo}
+    if missing:
+        backbone = models.create_model(checkpoint["model_name"], len(checkpoint["class_ids"]),
+                                       pretrained=not args.no_pretrained).eval()
+        for name, paths in missing.items():
+            memo[key[name]] = forward(backbone, checkpoint, paths, f"ImageNet backbone {name}")["feat"]
+    return {f"{name}_imagenet": memo[key[name]] for name in sets}
+
+
+def run_features(args, crop, seed, training, photos, imagenet_memo):
     """The cached forward passes of one run: {set name: {logits, feat, b<i>}}, plus train targets."""
     run_dir = ood.stage_commands(args, crop, seed, training)[-1][0]
     cache = run_dir / FEATURE_FILE
@@ -115,10 +128,7 @@ def run_features(args, crop, seed, training, photos):
                 "near": near, **photos}
         flat = {f"{name}_{key}": value for name, paths in sets.items()
                 for key, value in forward(model, checkpoint, paths, f"{training} {crop} {name}").items()}
-        imagenet = models.create_model(checkpoint["model_name"], len(checkpoint["class_ids"]),
-                                       pretrained=not args.no_pretrained).eval()
-        flat.update({f"{name}_imagenet": forward(imagenet, checkpoint, paths, f"ImageNet backbone {name}")["feat"]
-                     for name, paths in sets.items()})
+        flat.update(imagenet_features(args, checkpoint, sets, imagenet_memo))
         flat["train_targets"] = metadata.train["label"].map(index_of).to_numpy()
         np.savez(cache, **flat)
     return flat
@@ -222,11 +232,12 @@ def main(argv=None):
     started = start_snapshot()
     photos = {"chilli": sorted(str(path) for path in Path(args.chilli).rglob("*") if path.is_file()),
               "noleaf": [str(path) for path in ood.write_noleaf_photos(Path(args.work) / "noleaf", 100)]}
-    rows = []
+    rows, imagenet_memo = [], {}
     for training, seed, crop in ((t, s, c) for t in args.training for s in args.seeds for c in args.crops):
         if not (ood.stage_commands(args, crop, seed, training)[-1][0] / "best.pth").exists():
             continue
-        rows += evaluate_variants(run_features(args, crop, seed, training, photos), crop, seed, training)
+        rows += evaluate_variants(run_features(args, crop, seed, training, photos, imagenet_memo), crop, seed,
+                                  training)
     runs = pd.DataFrame(rows)
     if runs.empty:
         print("no finished benchmarks/ood.py run under --work")

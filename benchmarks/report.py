@@ -80,14 +80,14 @@ def runs_ended_line(runs, by):
     report written before the stamp existed are counted as having none."""
     parts = []
     for value, group in runs.groupby(by, sort=False):
+        label = str(value).replace("_", " ")
         stamped = group.dropna(subset=["finished_at"]) if "finished_at" in group else group.iloc[:0]
-        unrecorded = f"{len(group) - len(stamped)} row(s) of an earlier report without a record"
-        if len(stamped):
-            ended, load = pd.to_datetime(stamped["finished_at"]), stamped["load_average"].astype(float)
-            text = (f"{ended.min():%Y-%m-%d %H:%M} to {ended.max():%Y-%m-%d %H:%M}, load average "
-                    f"{load.min():.1f}-{load.max():.1f} as each ended")
-            unrecorded = f" ({unrecorded})" if len(stamped) < len(group) else ""
-            parts.append(f"{str(value).replace('_', ' ')}: {text}{unrecorded}")
-        else:
-            parts.append(f"{str(value).replace('_', ' ')}: {unrecorded}")
+        unrecorded = len(group) - len(stamped)
+        note = f"{unrecorded} row(s) of an earlier report without a record"
+        if not len(stamped):
+            parts.append(f"{label}: {note}")
+            continue
+        ended, load = pd.to_datetime(stamped["finished_at"]), stamped["load_average"].astype(float)
+        parts.append(f"{label}: {ended.min():%Y-%m-%d %H:%M} to {ended.max():%Y-%m-%d %H:%M}, load average "
+                     f"{load.min():.1f}-{load.max():.1f} as each ended" + (f" ({note})" if unrecorded else ""))
     return "- When the runs ended (local time): " + "; ".join(parts) + "."

@@ -153,11 +153,12 @@ def mean_and_spread(values):
 
 
 def mean_and_standard_error(values):
-    """The mean of paired differences and its standard error (nan with fewer than two)."""
+    """The mean of paired differences and its standard error (nan with fewer than two; nan values left out, as
+    mean_and_spread leaves them)."""
     values = np.asarray(values, dtype=float)
-    if values.size == 0:
-        return float("nan"), float("nan")
-    return float(values.mean()), float(values.std(ddof=1) / np.sqrt(values.size)) if values.size > 1 else float("nan")
+    values = values[~np.isnan(values)]
+    mean, spread = mean_and_spread(values)
+    return mean, spread / math.sqrt(max(values.size, 1))
 
 
 def format_percent(values, several_seeds):
