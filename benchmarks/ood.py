@@ -3,6 +3,7 @@
     python benchmarks/ood.py                                  # each field13 crop left out in turn, seed 0
     python benchmarks/ood.py --seeds 0 1 2                    # more seeds (finished runs are reused)
     python benchmarks/ood.py --training plain outlier_exposure  # also train with outlier exposure
+    python benchmarks/ood.py --training background_class      # the outliers as one more class instead
 
 For each crop of field13 (bean, blackgram, citrus) and seed, a model is trained without that crop (its classes are
 left out of train/ and val/ before cleaning) by today's default recipe at the CPU profile (realdata.py's `sampler`
@@ -11,7 +12,11 @@ threshold keeping 95 % of the validation photos answered. --training outlier_exp
 train.py --outlier-dir: photos that are none of the classes, trained towards an even answer
 (leafdisease/training/outlier_exposure.py): --outlier-leaves (default chilli5's train/ and val/: another crop's
 leaves) and --outlier-scenes field scenes without a leaf that the demo generator draws (other draws than the no-leaf
-test photos). No photo of the left-out crop is among them. Each run is then shown:
+test photos). No photo of the left-out crop is among them. --training background_class trains the same row on the
+same outlier photos as one more class, `background` (as PlantVillage ships one; every fifth outlier photo in val/):
+its known photos' diagnosis is the best of the other classes, and its scores are the probability of `background`,
+every unknown.py method refitted on the other classes' photos, and knn+background (each of knn and that probability
+as the share of validation photos scoring below it, summed). Each run is then shown:
 
 - known:  field13's test photos of the crops it was trained on;
 - near:   the left-out crop's test photos (leaves of a crop it never saw, the same kind of photo);
@@ -48,6 +53,7 @@ from benchmarks.report import (header_lines, markdown_table, run_end_stamp, runs
                                start_snapshot)
 from benchmarks.runner import mean_and_spread, run_stages  # noqa: E402
 from leafdisease.data import cleaning  # noqa: E402
+from leafdisease.data import metadata as cleaned_metadata  # noqa: E402
 from leafdisease.data.demo_data.photo import render_scene  # noqa: E402
 from leafdisease.deployment import inference, unknown  # noqa: E402
 from leafdisease.evaluation import metrics  # noqa: E402
@@ -60,7 +66,9 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "realdata"
 CROPS = ("bean", "blackgram", "citrus")
 SETS = ("near", "chilli", "noleaf")
-TRAININGS = ("plain", "outlier_exposure")
+TRAININGS = ("plain", "outlier_exposure", "background_class")
+BACKGROUND_CLASS = "background"  # background_class runs: the outlier photos' class
+BACKGROUND_METHODS = ("background", "knn+background")
 PACKAGE_PHOTOS = ("grace_hopper.jpg", "logo2.png", "Minduka_Present_Blue_Pack.png")
 RESULT_FILE = "ood_result.json"
 NOLEAF_TEST_SEED, OUTLIER_SCENE_SEED = 1000, 5000  # the test scenes and the exposure's scenes are other draws
@@ -73,11 +81,14 @@ def parse_args(argv=None):
     parser.add_argument("--crops", nargs="+", choices=CROPS, default=list(CROPS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--training", nargs="+", choices=TRAININGS, default=["plain"],
-                        help="plain: the default recipe; outlier_exposure: the same with --outlier-dir")
+                        help="plain: the default recipe; outlier_exposure: the same with --outlier-dir; "
+                             "background_class: the outlier photos as one more class")
     parser.add_argument("--outlier-leaves", nargs="+", default=[str(SHARED / "chilli5" / split)
                                                                 for split in ("train", "val")],
-                        help="outlier exposure: folders of leaves of crops that are none of field13's")
-    parser.add_argument("--outlier-scenes", type=int, default=200, help="outlier exposure: leaf-free scenes drawn")
+                        help="outlier exposure, background class: folders of leaves of crops that are none of "
+                             "field13's")
+    parser.add_argument("--outlier-scenes", type=int, default=200,
+                        help="outlier exposure, background class: leaf-free scenes drawn")
     parser.add_argument("--profile", choices=tuple(realdata.PROFILES), default="final")
     parser.add_argument("--noleaf-count", type=int, default=100)
     parser.add_argument("--model", default=models.DEFAULT_MODEL)
@@ -86,7 +97,7 @@ def parse_args(argv=None):
     parser.add_argument("--work", default="benchmarks/runs/ood", help="cleaned data, runs, no-leaf photos")
     parser.add_argument("--out", default="benchmarks/reports")
     args = parser.parse_args(argv)
-    leaves = args.outlier_leaves if "outlier_exposure" in args.training else []
+    leaves = args.outlier_leaves if set(args.training) & {"outlier_exposure", "background_class"} else []
     for folder in (Path(args.source) / "train", Path(args.chilli), *map(Path, leaves)):
         if not folder.is_dir():
             raise UserError(f"{folder}: not found")
@@ -100,8 +111,9 @@ def crop_of(class_name):
     return class_name.split("_")[0]
 
 
-def write_source_without(source, crop, target):
-    """An ImageFolder train/ and val/ of `source` without `crop`'s classes (links to the photos)."""
+def write_source_without(source, crop, target, background=None):
+    """An ImageFolder train/ and val/ of `source` without `crop`'s classes (links to the photos), and with a
+    BACKGROUND_CLASS of the photos under `background` when given (every fifth in val/)."""
     if (target / "done").exists():
         return target
     for split in ("train", "val"):
@@ -112,6 +124,14 @@ def write_source_without(source, crop, target):
                     link = target / split / class_dir.name / photo.name
                     if not link.exists():
                         link.symlink_to(photo.resolve())
+    if background is not None:
+        photos = sorted(path for path in Path(background).rglob("*") if path.is_file())
+        for number, photo in enumerate(photos):
+            link = (target / ("val" if number % 5 == 4 else "train") / BACKGROUND_CLASS
+                    / "_".join(photo.relative_to(background).parts))
+            link.parent.mkdir(parents=True, exist_ok=True)
+            if not link.exists():
+                link.symlink_to(photo.resolve())
     (target / "done").write_text("")
     return target
 
@@ -177,9 +197,20 @@ def test_photos(source, crops_kept, crop_left_out):
 # ----------------------------------------------------------------------------------------------------
 # Runs
 # ----------------------------------------------------------------------------------------------------
+def training_dir(args, crop, training):
+    """Where a training's runs of the data without `crop` live (plain: the crop's folder itself, as first written)."""
+    return Path(args.work) / crop / ("" if training == "plain" else training)
+
+
+def cleaned_dir(args, crop, training):
+    """The cleaned data a training's runs read: background_class's has one more class."""
+    return training_dir(args, crop, training) / "cleaned" if training == "background_class" else (
+        Path(args.work) / crop / "cleaned")
+
+
 def run_args(args, crop, data_dir, training):
     """What realdata.stage_commands needs for the `sampler` row on the data without `crop`."""
-    out = Path(args.work) / crop / ("" if training == "plain" else training)
+    out = training_dir(args, crop, training)
     return SimpleNamespace(out=str(out), profile=args.profile, suffix="", data_dir=str(data_dir),
                            model=args.model, batch_size=32, no_pretrained=args.no_pretrained,
                            workers=args.workers, select_metric=metrics.DEFAULT_TARGET_METRIC)
@@ -187,9 +218,8 @@ def run_args(args, crop, data_dir, training):
 
 def stage_commands(args, crop, seed, training):
     """realdata.stage_commands for the run, each stage with --outlier-dir under outlier exposure."""
-    data_dir = Path(args.work) / crop / "cleaned"
-    stages = realdata.stage_commands(run_args(args, crop, data_dir, training), "sampler", seed)
-    if training == "plain":
+    stages = realdata.stage_commands(run_args(args, crop, cleaned_dir(args, crop, training), training), "sampler", seed)
+    if training != "outlier_exposure":
         return stages
     return [(folder, command + ["--outlier-dir", str(Path(args.work) / "outliers" / "photos")]) for folder, command in stages]
 
@@ -204,35 +234,78 @@ def scored(model, checkpoint, paths, desc):
     return scores, features, time.perf_counter() - started
 
 
+def background_class_scores(args, crop, checkpoint, model, outputs):
+    """({method: {set name: scores}}, {method: threshold}, {method: seconds scoring the known photos}) of a
+    background_class run: unknown.py's methods refitted on the other classes' training photos (the record
+    train.py fitted counts `background` as a known class), the probability of `background`, and both together."""
+    background = checkpoint["class_names"].index(BACKGROUND_CLASS)
+    columns = [index for index in range(len(checkpoint["class_names"])) if index != background]
+    metadata = cleaned_metadata.load_metadata(cleaned_dir(args, crop, "background_class"))
+    index_of = cleaned_metadata.label_to_index(checkpoint["class_ids"])
+    fitted = {}
+    for split, table in (("train", metadata.train), ("val", metadata.val)):
+        logits, features = scored(model, checkpoint, list(table["path"]), split)[:2]
+        targets = table["label"].map(index_of).to_numpy()
+        fitted[split] = (logits, features, targets != background, np.searchsorted(columns, targets))
+    (_, train_features, train_known, train_targets), (val_logits, val_features, val_known, _) = fitted.values()
+    record = unknown.fit(train_features[train_known], train_targets[train_known], len(columns),
+                         val_features[val_known], val_logits[val_known][:, columns])
+    outputs = dict(outputs, val=(val_logits[val_known], val_features[val_known]))
+    scores, seconds = {}, {}
+    for method in unknown.METHODS + ("background",):
+        for name, (logits, features) in outputs.items():
+            started = time.perf_counter()
+            scores.setdefault(method, {})[name] = (
+                torch.softmax(logits.double(), dim=1)[:, background] if method == "background"
+                else unknown.score(record, features, logits[:, columns], method)).numpy()
+            seconds[method] = time.perf_counter() - started if name == "known" else seconds.get(method)
+    scores["knn+background"] = {name: sum(np.searchsorted(np.sort(scores[method]["val"]), scores[method][name])
+                                          / len(scores[method]["val"]) for method in ("knn", "background"))
+                                for name in outputs}
+    seconds["knn+background"] = seconds["knn"] + seconds["background"]
+    thresholds = {method: unknown.threshold_at(by_set["val"], unknown.DEFAULT_KEEP) for method, by_set in scores.items()}
+    return scores, thresholds, seconds
+
+
+def record_scores(checkpoint, outputs):
+    """The same as background_class_scores for a run whose every class is known: train.py's record."""
+    record = checkpoint["unknown"]
+    scores, seconds = {}, {}
+    for method in unknown.METHODS:
+        for name, (logits, features) in outputs.items():
+            started = time.perf_counter()
+            scores.setdefault(method, {})[name] = unknown.score(record, features, logits, method).numpy()
+            seconds[method] = time.perf_counter() - started if name == "known" else seconds.get(method)
+    return scores, {method: unknown.threshold(record, method=method) for method in unknown.METHODS}, seconds
+
+
 def evaluate_run(args, crop, seed, training, checkpoint_path, photos):
     checkpoint = checkpoint_format.load(checkpoint_path, need="weights")
-    record = checkpoint["unknown"]
     model = inference.build_model(checkpoint, checkpoint_path)
-    kept = sorted({crop_of(name) for name in checkpoint["class_names"]})
+    class_names = checkpoint["class_names"]
+    kept = sorted({crop_of(name) for name in class_names if name != BACKGROUND_CLASS})
     known_paths, known_names, near = test_photos(args.source, kept, crop)
-    index_of = {name: index for index, name in enumerate(checkpoint["class_names"])}
-    targets = np.array([index_of[name] for name in known_names])
-    logits, features, forward_s = scored(model, checkpoint, known_paths, "known")
-    predicted = inference.adjust_scores(logits, checkpoint["train_counts"],
-                                        checkpoint.get("logit_adjust_tau") or 0).argmax(dim=1).numpy()
-    every_class = metrics.per_class_metrics(metrics.confusion_matrix(targets, predicted, len(index_of)))
     sets = {"near": near, "chilli": photos["chilli"], "noleaf": photos["noleaf"]}
-    others = {name: scored(model, checkpoint, paths, name)[:2] for name, paths in sets.items()}
+    logits, features, forward_s = scored(model, checkpoint, known_paths, "known")
+    outputs = {"known": (logits, features), **{name: scored(model, checkpoint, paths, name)[:2]
+                                                for name, paths in sets.items()}}
+    adjusted = inference.adjust_scores(logits, checkpoint["train_counts"], checkpoint.get("logit_adjust_tau") or 0)
+    diagnosed = [index for index, name in enumerate(class_names) if name != BACKGROUND_CLASS]
+    predicted = adjusted[:, diagnosed].argmax(dim=1).numpy()  # a known photo's diagnosis: never `background`
+    index_of = {class_names[column]: index for index, column in enumerate(diagnosed)}
+    targets = np.array([index_of[name] for name in known_names])
+    every_class = metrics.per_class_metrics(metrics.confusion_matrix(targets, predicted, len(index_of)))
+    scores, thresholds, seconds = (background_class_scores(args, crop, checkpoint, model, outputs)
+                                   if training == "background_class" else record_scores(checkpoint, outputs))
     rows = []
-    for method in unknown.METHODS:
-        started = time.perf_counter()
-        known_scores = unknown.score(record, features, logits, method).numpy()
-        scoring_s = time.perf_counter() - started
-        threshold = unknown.threshold(record, method=method)
+    for method, by_set in scores.items():
         row = {"crop_left_out": crop, "seed": seed, "training": training, "method": method,
                "known_photos": len(known_paths),
                "known_balanced_acc_all": float(np.nanmean(every_class["recall"])),
                "forward_ms_per_photo": 1000 * forward_s / len(known_paths),
-               "score_ms_per_photo": 1000 * scoring_s / len(known_paths)}
-        for name, (set_logits, set_features) in others.items():
-            figures = unknown.detection_metrics(known_scores, unknown.score(record, set_features, set_logits,
-                                                                            method).numpy(),
-                                                threshold, targets, predicted)
+               "score_ms_per_photo": 1000 * seconds[method] / len(known_paths)}
+        for name in sets:
+            figures = unknown.detection_metrics(by_set["known"], by_set[name], thresholds[method], targets, predicted)
             row.update({f"{name}_photos": len(sets[name]), f"{name}_auroc": figures["auroc"],
                         f"{name}_diagnosed": figures["diagnosed_at_stored"],
                         f"{name}_fpr95": figures["fpr_at_95_tpr"]})
@@ -244,7 +317,8 @@ def evaluate_run(args, crop, seed, training, checkpoint_path, photos):
 
 def summary_table(runs):
     rows = []
-    for training, method in ((training, method) for training in TRAININGS for method in unknown.METHODS):
+    for training, method in ((training, method) for training in TRAININGS
+                             for method in unknown.METHODS + BACKGROUND_METHODS):
         group = runs[(runs["training"] == training) & (runs["method"] == method)]
         if group.empty:
             continue
@@ -283,6 +357,10 @@ def write_reports(args, started, argv):
               f"{', '.join(args.outlier_leaves)} (another crop's leaves) and {args.outlier_scenes} leaf-free scenes "
               "of the demo generator (other draws than the no-leaf test photos); its chilli column is other photos "
               "of a kind it was shown.",
+              f"- Background class: the same runs with those outlier photos as one more class, `{BACKGROUND_CLASS}` "
+              "(every fifth in val/); known photos diagnosed among the other classes; `background`: its "
+              "probability; unknown.py's methods refitted on the other classes' photos; knn+background: both as "
+              "shares of validation photos below, summed.",
               "- Mean ± standard deviation over crops left out and seeds; `diagnosed %`: unknown photos still given "
               "a class at the stored threshold (lower is better); `known answered %`: known test photos kept.",
               "- Runs: " + ", ".join(sorted({f"{training.replace('_', ' ')}: {crop} seed {seed}" for training, crop, seed
@@ -321,12 +399,15 @@ def main(argv=None):
     work = Path(args.work)
     photos = {"chilli": sorted(str(path) for path in Path(args.chilli).rglob("*") if path.is_file()),
               "noleaf": [str(path) for path in write_noleaf_photos(work / "noleaf", args.noleaf_count)]}
-    if "outlier_exposure" in args.training:
+    if set(args.training) & {"outlier_exposure", "background_class"}:
         write_outlier_photos(work / "outliers", args.outlier_leaves, args.outlier_scenes)
     restore_finished_runs(args)
     for seed, training, crop in ((s, t, c) for s in args.seeds for t in args.training for c in args.crops):
-        data_dir = work / crop / "cleaned"
-        source = write_source_without(args.source, crop, work / crop / "source")
+        data_dir = cleaned_dir(args, crop, training)
+        background = work / "outliers" / "photos" if training == "background_class" else None
+        source = write_source_without(args.source, crop,
+                                      (training_dir(args, crop, training) if background else work / crop) / "source",
+                                      background)
         if not (data_dir / "metadata" / "classes.csv").is_file():
             cleaning.clean_dataset(source, data_dir, progress=False)
         if result_path(args, crop, seed, training).exists():
