@@ -234,6 +234,14 @@ def scored(model, checkpoint, paths, desc):
     return scores, features, time.perf_counter() - started
 
 
+def scores_by_set(score_of, outputs):
+    """({set name: score_of(logits, features)} for every set of `outputs`, seconds scoring its known photos)."""
+    started = time.perf_counter()
+    known = score_of(*outputs["known"])
+    seconds = time.perf_counter() - started
+    return {"known": known, **{name: score_of(*pair) for name, pair in outputs.items() if name != "known"}}, seconds
+
+
 def background_class_scores(args, crop, checkpoint, model, outputs):
     """({method: {set name: scores}}, {method: threshold}, {method: seconds scoring the known photos}) of a
     background_class run: unknown.py's methods refitted on the other classes' training photos (the record
@@ -252,18 +260,17 @@ def background_class_scores(args, crop, checkpoint, model, outputs):
                          val_features[val_known], val_logits[val_known][:, columns])
     outputs = dict(outputs, val=(val_logits[val_known], val_features[val_known]))
     scores, seconds = {}, {}
-    for method in unknown.METHODS + ("background",):
-        for name, (logits, features) in outputs.items():
-            started = time.perf_counter()
-            scores.setdefault(method, {})[name] = (
-                torch.softmax(logits.double(), dim=1)[:, background] if method == "background"
-                else unknown.score(record, features, logits[:, columns], method)).numpy()
-            seconds[method] = time.perf_counter() - started if name == "known" else seconds.get(method)
+    for method in unknown.METHODS:
+        scores[method], seconds[method] = scores_by_set(
+            lambda logits, features: unknown.score(record, features, logits[:, columns], method).numpy(), outputs)
+    scores["background"], seconds["background"] = scores_by_set(
+        lambda logits, features: torch.softmax(logits.double(), dim=1)[:, background].numpy(), outputs)
     scores["knn+background"] = {name: sum(np.searchsorted(np.sort(scores[method]["val"]), scores[method][name])
                                           / len(scores[method]["val"]) for method in ("knn", "background"))
                                 for name in outputs}
     seconds["knn+background"] = seconds["knn"] + seconds["background"]
-    thresholds = {method: unknown.threshold_at(by_set["val"], unknown.DEFAULT_KEEP) for method, by_set in scores.items()}
+    thresholds = {method: unknown.threshold_at(by_set["val"], unknown.DEFAULT_KEEP)
+                  for method, by_set in scores.items()}
     return scores, thresholds, seconds
 
 
@@ -272,10 +279,8 @@ def record_scores(checkpoint, outputs):
     record = checkpoint["unknown"]
     scores, seconds = {}, {}
     for method in unknown.METHODS:
-        for name, (logits, features) in outputs.items():
-            started = time.perf_counter()
-            scores.setdefault(method, {})[name] = unknown.score(record, features, logits, method).numpy()
-            seconds[method] = time.perf_counter() - started if name == "known" else seconds.get(method)
+        scores[method], seconds[method] = scores_by_set(
+            lambda logits, features: unknown.score(record, features, logits, method).numpy(), outputs)
     return scores, {method: unknown.threshold(record, method=method) for method in unknown.METHODS}, seconds
 
 
