@@ -234,6 +234,11 @@ def scored(model, checkpoint, paths, desc):
     return scores, features, time.perf_counter() - started
 
 
+def validation_share(val_scores, scores):
+    """Each score as the share of validation photos scoring below it: two scores on one scale, without a weight."""
+    return np.searchsorted(np.sort(val_scores), scores) / len(val_scores)
+
+
 def scores_by_set(score_of, outputs):
     """({set name: score_of(logits, features)} for every set of `outputs`, seconds scoring its known photos)."""
     started = time.perf_counter()
@@ -265,9 +270,8 @@ def background_class_scores(args, crop, checkpoint, model, outputs):
             lambda logits, features: unknown.score(record, features, logits[:, columns], method).numpy(), outputs)
     scores["background"], seconds["background"] = scores_by_set(
         lambda logits, features: torch.softmax(logits.double(), dim=1)[:, background].numpy(), outputs)
-    scores["knn+background"] = {name: sum(np.searchsorted(np.sort(scores[method]["val"]), scores[method][name])
-                                          / len(scores[method]["val"]) for method in ("knn", "background"))
-                                for name in outputs}
+    scores["knn+background"] = {name: sum(validation_share(scores[method]["val"], scores[method][name])
+                                          for method in ("knn", "background")) for name in outputs}
     seconds["knn+background"] = seconds["knn"] + seconds["background"]
     thresholds = {method: unknown.threshold_at(by_set["val"], unknown.DEFAULT_KEEP)
                   for method, by_set in scores.items()}

@@ -191,14 +191,9 @@ def variant_scores(flat):
             by_variant["knn_imagenet"] = knn_distances(flat["train_imagenet"], flat[f"{name}_imagenet"], 1)
         for variant, values in by_variant.items():
             scores.setdefault(variant, {})[name] = values
-    scores["knn+msp"] = {name: sum(validation_share(scores[variant]["val"], scores[variant][name])
+    scores["knn+msp"] = {name: sum(ood.validation_share(scores[variant]["val"], scores[variant][name])
                                    for variant in ("knn1", "msp")) for name in SCORED}
     return scores
-
-
-def validation_share(val_scores, scores):
-    """Each score as the share of validation photos scoring below it."""
-    return np.searchsorted(np.sort(val_scores), scores) / len(val_scores)
 
 
 def evaluate_variants(flat, crop, seed, training):
