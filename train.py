@@ -106,6 +106,9 @@ def add_data_and_model_options(parser, recipe_default, from_recipe):
                            "what is not a leaf this model knows")
     data.add_argument("--outlier-weight", type=float, default=outlier_exposure.WEIGHT,
                       help="--outlier-dir's loss weight")
+    data.add_argument("--outlier-mix", choices=outlier_exposure.MIXES, default=outlier_exposure.DEFAULT_MIX,
+                      help="cutmix: --outlier-dir's photos pasted as patches into the batch's photos, trained "
+                           "towards their class and the even answer by area (mixture outlier exposure)")
 
     model = parser.add_argument_group("model")
     model.add_argument("--model", default=models.DEFAULT_MODEL, help="any timm model name")
@@ -593,7 +596,7 @@ def train_epochs(context, state, criterion, loaders, start_epoch, partial_progre
                 state, criterion, loaders.train, context.model_input, epoch, progress, epochs=args.epochs,
                 backbone_frozen=args.stage == "head", clip_grad=args.clip_grad, amp_dtype=context.amp_dtype,
                 show_progress=rank == 0, after_step=save_last_every_steps(context, state, epoch),
-                outliers=loaders.outliers, outlier_weight=args.outlier_weight)
+                outliers=loaders.outliers, outlier_weight=args.outlier_weight, outlier_mix=args.outlier_mix)
         except KeyboardInterrupt:
             save_last(context, state, epoch_in_progress=epoch, progress=progress)
             log(rank, f"interrupted in epoch {epoch} after {progress['steps']} steps; saved "
@@ -713,7 +716,8 @@ def print_and_write_setup(context, excluded, metadata, loaders, resume_path, sta
     if loaders.outliers is not None:
         print(f"outlier exposure: {len(loaders.outliers.loader.dataset)} photos of none of the classes "
               f"({', '.join(map(str, args.outlier_dir))}), {outlier_exposure.outlier_batch_size(batch_size)} beside "
-              f"each batch, towards an even answer with weight {args.outlier_weight:g}")
+              f"each batch, towards an even answer with weight {args.outlier_weight:g}"
+              + (", pasted as patches into the batch's photos (cutmix)" if args.outlier_mix == "cutmix" else ""))
     if resume_path:
         print(f"resuming from {resume_path} at epoch {start_epoch}")
     weights_table = pd.DataFrame({"id": context.class_ids, "name": context.class_names,

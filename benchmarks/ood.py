@@ -4,6 +4,7 @@
     python benchmarks/ood.py --seeds 0 1 2                    # more seeds (finished runs are reused)
     python benchmarks/ood.py --training plain outlier_exposure  # also train with outlier exposure
     python benchmarks/ood.py --training background_class      # the outliers as one more class instead
+    python benchmarks/ood.py --training mixed_outlier_exposure  # the outliers pasted into the photos (cutmix)
 
 For each crop of field13 (bean, blackgram, citrus) and seed, a model is trained without that crop (its classes are
 left out of train/ and val/ before cleaning) by today's default recipe at the CPU profile (realdata.py's `sampler`
@@ -12,7 +13,8 @@ threshold keeping 95 % of the validation photos answered. --training outlier_exp
 train.py --outlier-dir: photos that are none of the classes, trained towards an even answer
 (leafdisease/training/outlier_exposure.py): --outlier-leaves (default chilli5's train/ and val/: another crop's
 leaves) and --outlier-scenes field scenes without a leaf that the demo generator draws (other draws than the no-leaf
-test photos). No photo of the left-out crop is among them. --training background_class trains the same row on the
+test photos). No photo of the left-out crop is among them. --training mixed_outlier_exposure: the same with
+--outlier-mix cutmix (each outlier photo pasted as a patch into a known one). --training background_class trains the same row on the
 same outlier photos as one more class, `background` (as PlantVillage ships one; every fifth outlier photo in val/):
 its known photos' diagnosis is the best of the other classes, and its scores are the probability of `background`,
 every unknown.py method refitted on the other classes' photos, and knn+background (each of knn and that probability
@@ -66,7 +68,9 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "realdata"
 CROPS = ("bean", "blackgram", "citrus")
 SETS = ("near", "chilli", "noleaf")
-TRAININGS = ("plain", "outlier_exposure", "background_class")
+TRAININGS = ("plain", "outlier_exposure", "mixed_outlier_exposure", "background_class")
+OUTLIER_EXPOSURE_MIX = {"outlier_exposure": "none", "mixed_outlier_exposure": "cutmix"}  # train.py --outlier-mix
+WITH_OUTLIERS = {*OUTLIER_EXPOSURE_MIX, "background_class"}
 BACKGROUND_CLASS = "background"  # background_class runs: the outlier photos' class
 BACKGROUND_METHODS = ("background", "knn+background")
 PACKAGE_PHOTOS = ("grace_hopper.jpg", "logo2.png", "Minduka_Present_Blue_Pack.png")
@@ -82,7 +86,8 @@ def parse_args(argv=None):
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--training", nargs="+", choices=TRAININGS, default=["plain"],
                         help="plain: the default recipe; outlier_exposure: the same with --outlier-dir; "
-                             "background_class: the outlier photos as one more class")
+                             "mixed_outlier_exposure: with --outlier-mix cutmix too; background_class: the outlier "
+                             "photos as one more class")
     parser.add_argument("--outlier-leaves", nargs="+", default=[str(SHARED / "chilli5" / split)
                                                                 for split in ("train", "val")],
                         help="outlier exposure, background class: folders of leaves of crops that are none of "
@@ -97,7 +102,7 @@ def parse_args(argv=None):
     parser.add_argument("--work", default="benchmarks/runs/ood", help="cleaned data, runs, no-leaf photos")
     parser.add_argument("--out", default="benchmarks/reports")
     args = parser.parse_args(argv)
-    leaves = args.outlier_leaves if set(args.training) & {"outlier_exposure", "background_class"} else []
+    leaves = args.outlier_leaves if set(args.training) & WITH_OUTLIERS else []
     for folder in (Path(args.source) / "train", Path(args.chilli), *map(Path, leaves)):
         if not folder.is_dir():
             raise UserError(f"{folder}: not found")
@@ -217,11 +222,12 @@ def run_args(args, crop, data_dir, training):
 
 
 def stage_commands(args, crop, seed, training):
-    """realdata.stage_commands for the run, each stage with --outlier-dir under outlier exposure."""
+    """realdata.stage_commands for the run, each stage with --outlier-dir and --outlier-mix under outlier exposure."""
     stages = realdata.stage_commands(run_args(args, crop, cleaned_dir(args, crop, training), training), "sampler", seed)
-    if training != "outlier_exposure":
+    if training not in OUTLIER_EXPOSURE_MIX:
         return stages
-    return [(folder, command + ["--outlier-dir", str(Path(args.work) / "outliers" / "photos")]) for folder, command in stages]
+    return [(folder, command + ["--outlier-dir", str(Path(args.work) / "outliers" / "photos"),
+                                "--outlier-mix", OUTLIER_EXPOSURE_MIX[training]]) for folder, command in stages]
 
 
 def scored(model, checkpoint, paths, desc):
@@ -366,6 +372,8 @@ def write_reports(args, started, argv):
               f"{', '.join(args.outlier_leaves)} (another crop's leaves) and {args.outlier_scenes} leaf-free scenes "
               "of the demo generator (other draws than the no-leaf test photos); its chilli column is other photos "
               "of a kind it was shown.",
+              "- Mixed outlier exposure: the same with train.py --outlier-mix cutmix (each outlier photo pasted as a "
+              "patch into a known photo, trained towards its class and the even answer by area).",
               f"- Background class: the same runs with those outlier photos as one more class, `{BACKGROUND_CLASS}` "
               "(every fifth in val/); known photos diagnosed among the other classes; `background`: its "
               "probability; unknown.py's methods refitted on the other classes' photos; knn+background: both as "
@@ -408,7 +416,7 @@ def main(argv=None):
     work = Path(args.work)
     photos = {"chilli": sorted(str(path) for path in Path(args.chilli).rglob("*") if path.is_file()),
               "noleaf": [str(path) for path in write_noleaf_photos(work / "noleaf", args.noleaf_count)]}
-    if set(args.training) & {"outlier_exposure", "background_class"}:
+    if set(args.training) & WITH_OUTLIERS:
         write_outlier_photos(work / "outliers", args.outlier_leaves, args.outlier_scenes)
     restore_finished_runs(args)
     for seed, training, crop in ((s, t, c) for s in args.seeds for t in args.training for c in args.crops):

@@ -165,13 +165,14 @@ def current_lr(optimizer):
 # ----------------------------------------------------------------------------------------------------
 def train_one_epoch(state, criterion, loader, model_input, epoch, progress, *, epochs, backbone_frozen=False,
                     clip_grad=CLIP_GRAD, amp_dtype=None, show_progress=True, after_step=None, outliers=None,
-                    outlier_weight=outlier_exposure.WEIGHT):
+                    outlier_weight=outlier_exposure.WEIGHT, outlier_mix=outlier_exposure.DEFAULT_MIX):
     """Trains `state` until the loader is exhausted, continuing a partly-done epoch's `progress`
     (new_epoch_progress() for a fresh one), which it updates in place and returns. backbone_frozen: the head
     stage (state.trainable is HeadOnly): features under no_grad. model_input (dataset.ModelInput) puts the
     loader's uint8 batches on its device as the model's input. after_step(progress) runs after every update
     (train.py's --save-every-steps). outliers: batches (outlier_exposure.EndlessBatches) of photos of none of the
-    classes, put beside every batch and trained towards an even answer with `outlier_weight`. A non-finite loss
+    classes, put beside every batch and trained towards an even answer with `outlier_weight` (outlier_mix
+    "cutmix": pasted into the batch's photos, towards their class and the even answer by area). A non-finite loss
     raises TrainingDiverged before the update."""
     model, optimizer, scaler = state.model, state.optimizer, state.scaler
     device = model_input.device
@@ -190,7 +191,10 @@ def train_one_epoch(state, criterion, loader, model_input, epoch, progress, *, e
         targets = targets.to(device, non_blocking=True)
         batch_size = targets.size(0)
         if outliers is not None:
-            images = torch.cat([images, model_input(next(outliers)[0])])
+            outlier_images, kept_share = model_input(next(outliers)[0]), 0.0
+            if outlier_mix == "cutmix":
+                outlier_images, kept_share = outlier_exposure.paste_outlier_patches(images, outlier_images)
+            images = torch.cat([images, outlier_images])
         if backbone_frozen:
             with torch.no_grad(), runtime.autocast(device, amp_dtype):
                 features = model.forward_features(images)
@@ -203,7 +207,8 @@ def train_one_epoch(state, criterion, loader, model_input, epoch, progress, *, e
             logits, outlier_logits = logits[:batch_size], logits[batch_size:]
         loss = criterion(logits.float(), targets)
         if outliers is not None:
-            loss = loss + outlier_weight * outlier_exposure.uniform_cross_entropy(outlier_logits)
+            loss = loss + outlier_weight * outlier_exposure.mixed_cross_entropy(
+                outlier_logits, targets[:len(outlier_logits)], kept_share)
         if not torch.isfinite(loss):
             raise TrainingDiverged(
                 f"loss became {loss.item()} at epoch {epoch} step {progress['steps'] + 1}; best.pth and last.pth "

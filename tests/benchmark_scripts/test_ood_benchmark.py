@@ -18,7 +18,7 @@ def test_a_crop_left_out_is_trained_plain_and_with_outlier_exposure_and_every_me
             (source / split / f"leaf_{index}").rename(source / split / name)
     chilli = write_image_folder(tmp_path / "chilli", {"train": [4, 4], "test": [3, 3]}, seed=5)
     argv = ["--source", str(source), "--chilli", str(chilli / "test"), "--crops", "citrus", "--profile", "screen",
-            "--training", "plain", "outlier_exposure", "background_class", "--outlier-leaves", str(chilli / "train"),
+            "--training", "plain", "outlier_exposure", "mixed_outlier_exposure", "background_class", "--outlier-leaves", str(chilli / "train"),
             "--outlier-scenes", "4",
             "--noleaf-count", "3", "--model", "test_efficientnet", "--no-pretrained", "--workers", "0",
             "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out")]
@@ -27,10 +27,14 @@ def test_a_crop_left_out_is_trained_plain_and_with_outlier_exposure_and_every_me
     assert set(runs["crop_left_out"]) == {"citrus"}
     assert sorted(runs.groupby("training")["method"].apply(sorted).to_dict().items()) == [
         ("background_class", sorted(unknown.METHODS + ood.BACKGROUND_METHODS)),
-        ("outlier_exposure", sorted(unknown.METHODS)), ("plain", sorted(unknown.METHODS))]
+        ("mixed_outlier_exposure", sorted(unknown.METHODS)), ("outlier_exposure", sorted(unknown.METHODS)),
+        ("plain", sorted(unknown.METHODS))]
     exposed = tmp_path / "work" / "citrus" / "outlier_exposure"
     train_log = next(exposed.rglob("full/train.log")).read_text()
     assert "outlier exposure: 12 photos of none of the classes" in train_log  # 8 chilli leaves + 4 scenes
+    assert "(cutmix)" not in train_log
+    mixed = tmp_path / "work" / "citrus" / "mixed_outlier_exposure"
+    assert "(cutmix)" in next(mixed.rglob("full/train.log")).read_text()
     with_background = tmp_path / "work" / "citrus" / "background_class" / "source"
     assert len(list((with_background / "train" / ood.BACKGROUND_CLASS).iterdir())) == 10  # the same 12, 1 in 5 in val
     assert len(list((with_background / "val" / ood.BACKGROUND_CLASS).iterdir())) == 2
