@@ -21,9 +21,9 @@ uncertain', one whose crop does '<crop>, disease uncertain', and only one below 
 'level' column (class, disease, crop, unknown) follows 'label'. The AI Challenger JSON is the same either way.
 Unknown photos: a model trained since the unknown-photo score (or given it by --fit-unknown) scores how unlike its
 own classes each photo is (leafdisease/deployment/unknown.py); the CSV's 'unknown_score' and 'unknown' columns follow
-'label', which says 'unknown' for a photo above the stored threshold (set to keep --unknown-keep of the validation
-photos answered; give --unknown-keep to move it). A model without the record leaves both columns empty and says
-which command fills them.
+'label', which says 'unknown' for a photo above the threshold (set on the stored validation scores to keep the
+model's share of new photos of its classes answered; give --unknown-keep to move it). A model without the record
+leaves both columns empty and says which command fills them.
 --explain writes <explain-dir>/<photo stem>.png (the model's input crop beside the Grad-CAM heat map of the
 predicted class) and adds a 'gradcam' column naming it. --checkpoint also takes an export.py folder or model.onnx
 (ONNX: no --explain, no --calibrate-tau).
@@ -90,8 +90,8 @@ def parse_args(argv=None):
 
     unknown_photos = parser.add_argument_group("unknown photos (not a leaf the model knows)")
     unknown_photos.add_argument("--unknown-keep", type=float, default=None,
-                                help="the share of validation photos the unknown-photo threshold keeps answered "
-                                     "(default: the threshold stored with the model)")
+                                help="the share of new photos of the model's classes the unknown-photo threshold "
+                                     "keeps answered (default: the model's stored share)")
     unknown_photos.add_argument("--fit-unknown", action="store_true",
                                 help="fit the unknown-photo score on --data-dir (training features, validation "
                                      "threshold) and store it in --checkpoint (for checkpoints from before it)")
@@ -216,8 +216,8 @@ def fit_unknown(args, checkpoint, model, device, score_options):
     checkpoint_format.save(args.checkpoint, checkpoint)
     record = checkpoint["unknown"]
     print(f"stored the unknown-photo score ({record['method']}, fitted on {record['train_photos']} training photos; "
-          f"threshold {record['thresholds'][record['method']]:.4g} keeps {keep:.0%} of the validation photos "
-          f"answered) in {args.checkpoint}")
+          f"threshold {unknown.threshold(record):.4g} keeps {keep:.0%} of new photos of its classes answered) in "
+          f"{args.checkpoint}")
 
 
 def add_unknown_columns(table, predictions, checkpoint, args):
@@ -246,7 +246,7 @@ def add_unknown_columns(table, predictions, checkpoint, args):
     record = checkpoint["unknown"]
     print(f"{int(flagged.sum())} of {len(flagged)} photo(s) do not look like a leaf this model knows ({record['method']} "
           f"score above {unknown.threshold(record, args.unknown_keep):.4g}, the threshold that keeps "
-          f"{args.unknown_keep or record['keep']:.0%} of its validation photos answered): labelled "
+          f"{args.unknown_keep or record['keep']:.0%} of new photos of its classes answered): labelled "
           f"'{hierarchy.UNKNOWN_LABEL}'")
     return table
 

@@ -168,8 +168,9 @@ def add_evaluation_and_runtime_options(parser):
                                  "set as long-tailed as training (AI Challenger's leaderboard); prior_acc: recall "
                                  "weighted by the training shares. Plain accuracy is what hid the seed's collapse"),
     evaluation.add_argument("--unknown-keep", type=float, default=unknown.DEFAULT_KEEP,
-                            help="the share of validation photos the unknown-photo threshold keeps answered; the "
-                                 "rest of the score range is 'not a leaf this model knows' (predict.py can change it)")
+                            help="the share of new photos of the model's classes the unknown-photo threshold keeps "
+                                 "answered (set on the validation photos); the rest of the score range is 'not a leaf "
+                                 "this model knows' (predict.py can change it)")
     evaluation.add_argument("--many-threshold", type=int, default=longtail.MANY_SHOT_THRESHOLD)
     evaluation.add_argument("--few-threshold", type=int, default=longtail.FEW_SHOT_THRESHOLD)
     evaluation.add_argument("--output", default="checkpoints/run")
@@ -607,7 +608,7 @@ def train_epochs(context, state, criterion, loaders, start_epoch, partial_progre
 
 def write_unknown_record(context, state, workers):
     """best.pth with the unknown-photo record of its weights (leafdisease/deployment/unknown.py): features of the
-    training photos and the threshold that keeps --unknown-keep of the validation photos answered. The best epoch's
+    training photos and the validation scores its threshold is set on (--unknown-keep). The best epoch's
     weights are in memory (state.best), as save_best wrote them."""
     path = context.output / "best.pth"
     best = {**checkpoint_header(context, state), **state.best}
@@ -617,7 +618,7 @@ def write_unknown_record(context, state, workers):
     checkpoint.save(path, best)
     record = best["unknown"]
     log(0, f"unknown photos: {record['method']} score fitted on {record['train_photos']} training photos; threshold "
-           f"{record['thresholds'][record['method']]:.4g} keeps {record['keep']:.0%} of the validation photos answered")
+           f"{unknown.threshold(record):.4g} keeps {record['keep']:.0%} of new photos of its classes answered")
 
 
 def save_last_every_steps(context, state, epoch):

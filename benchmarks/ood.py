@@ -9,7 +9,7 @@
 For each crop of field13 (bean, blackgram, citrus) and seed, a model is trained without that crop (its classes are
 left out of train/ and val/ before cleaning) by today's default recipe at the CPU profile (realdata.py's `sampler`
 row, --profile final: 5 head + 15 full epochs at 128 px); train.py fits the unknown-photo record at its end, the
-threshold keeping 95 % of the validation photos answered. --training outlier_exposure trains the same row with
+threshold set on the validation photos to keep 95 % answered. --training outlier_exposure trains the same row with
 train.py --outlier-dir: photos that are none of the classes, trained towards an even answer
 (leafdisease/training/outlier_exposure.py): --outlier-leaves (default chilli5's train/ and val/: another crop's
 leaves) and --outlier-scenes field scenes without a leaf that the demo generator draws (other draws than the no-leaf
@@ -364,8 +364,8 @@ def write_reports(args, started, argv):
     lines = header_lines("Unknown photos on real photos: leave-one-crop-out on field13", started,
                          "benchmarks/ood.py", argv)
     lines += ["- Each run: field13 without one crop, realdata.py's `sampler` row at the `"
-              f"{args.profile}` profile; the unknown-photo record fitted by train.py at the end (threshold keeps "
-              f"{unknown.DEFAULT_KEEP:.0%} of validation photos). Known: field13 test photos of the crops trained "
+              f"{args.profile}` profile; the unknown-photo record fitted by train.py at the end (threshold set on the "
+              f"validation photos to keep {unknown.DEFAULT_KEEP:.0%} answered, unknown.threshold_at). Known: field13 test photos of the crops trained "
               "on; near: the left-out crop's test photos; chilli: chilli5's test photos; no-leaf: demo scenes "
               f"without a leaf ({args.noleaf_count}) and crops of matplotlib's sample photos.",
               "- Outlier exposure: the same runs with train.py --outlier-dir: "

@@ -7,7 +7,7 @@ leafdisease/deployment/unknown.py (issue 32).
 For each finished run of benchmarks/ood.py (each crop left out; plain and with outlier exposure where trained), one
 forward pass over the run's training and validation photos and the known / near / chilli / no-leaf test photos
 gives the logits, the penultimate features and the pooled output of every backbone block. Scored from them (higher =
-more unknown), each with the threshold that keeps 95 % of the validation photos answered, as train.py sets it:
+more unknown), each with the threshold set on the validation photos to keep 95 % answered, as unknown.py sets it:
 
 - msp, energy:          as unknown.py computes them;
 - knn1, knn5, knn10:    distance of the normalised penultimate features to the k-th nearest training photo
@@ -242,8 +242,8 @@ def main(argv=None):
     write_csv(Path(args.out) / "ood_variants.csv", runs)
     lines = header_lines("Unknown photos: post-hoc score variants on benchmarks/ood.py's runs", started,
                          "benchmarks/ood_variants.py", argv)
-    lines += ["- Each run of benchmarks/ood.py (field13 without one crop); every variant's threshold keeps "
-              f"{unknown.DEFAULT_KEEP:.0%} of the run's validation photos answered. Mean ± standard deviation over "
+    lines += ["- Each run of benchmarks/ood.py (field13 without one crop); every variant's threshold set on the "
+              f"run's validation photos to keep {unknown.DEFAULT_KEEP:.0%} answered. Mean ± standard deviation over "
               "the runs, in %.",
               "- Runs: " + ", ".join(sorted({f"{t.replace('_', ' ')}: {c} seed {s}" for t, c, s
                                              in zip(runs.training, runs.crop_left_out, runs.seed)})) + ".", ""]

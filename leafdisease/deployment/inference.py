@@ -182,7 +182,7 @@ class Predictions:
 
 def predict_probabilities(model, paths, checkpoint, device, tau, unknown_keep=None, **score_options):
     """Class probabilities of each readable photo, logit-adjusted by `tau`, and its unknown-photo score where the
-    model carries the record (at its stored threshold, or one keeping `unknown_keep` of the validation photos): the
+    model carries the record (at its threshold, or one keeping `unknown_keep` of new photos answered): the
     one path from photo files to answers that predict.py, evaluate.py and the diagnosis page (app.py) share.
     `score_options` go to predict_scores_and_features."""
     record = checkpoint.get("unknown")
