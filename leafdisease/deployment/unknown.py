@@ -12,12 +12,12 @@ unknown:
 - knn:          the distance of the L2-normalised features to their KNN_K-th nearest training photo (Sun et al.,
                 2022), against a class-balanced sample of at most MAX_REFERENCE training photos.
 
-What a score needs (the record: reference features, class means, the precision matrix, the validation photos'
-scores and the thresholds) is fitted at the end of training (train.py) or added to an older checkpoint by
-`predict.py --fit-unknown`, and stored with the model (the checkpoint's "unknown" section). The threshold is set on
-the stored validation scores (known classes) so that a new photo of the known classes is answered with probability
-at least `keep` (split conformal); `keep` can be changed at predict time. A matrix product over at most MAX_REFERENCE stored features costs milliseconds per photo on a
-CPU, so no approximate-neighbour index (faiss) is needed at this size.
+What a score needs (the record: reference features, class means, the precision matrix and the validation photos'
+scores) is fitted at the end of training (train.py) or added to an older checkpoint by `predict.py --fit-unknown`,
+and stored with the model (the checkpoint's "unknown" section). The threshold is set on the stored validation scores
+(known classes) so that a new photo of the known classes is answered with probability at least `keep` (split
+conformal, threshold_at); `keep` can be changed at predict time. A matrix product over at most MAX_REFERENCE stored
+features costs milliseconds per photo on a CPU, so no approximate-neighbour index (faiss) is needed at this size.
 """
 import math
 
