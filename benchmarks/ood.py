@@ -69,8 +69,9 @@ SHARED = ROOT.parent / "shared" / "realdata"
 CROPS = ("bean", "blackgram", "citrus")
 SETS = ("near", "chilli", "noleaf")
 TRAININGS = ("plain", "outlier_exposure", "mixed_outlier_exposure", "background_class")
-OUTLIER_EXPOSURE_MIX = {"outlier_exposure": "none", "mixed_outlier_exposure": "cutmix"}  # train.py --outlier-mix
-WITH_OUTLIERS = {*OUTLIER_EXPOSURE_MIX, "background_class"}
+# train.py options beside --outlier-dir (none for the default mix: runs trained before --outlier-mix resume as they are)
+OUTLIER_EXPOSURE_OPTIONS = {"outlier_exposure": [], "mixed_outlier_exposure": ["--outlier-mix", "cutmix"]}
+WITH_OUTLIERS = {*OUTLIER_EXPOSURE_OPTIONS, "background_class"}
 BACKGROUND_CLASS = "background"  # background_class runs: the outlier photos' class
 BACKGROUND_METHODS = ("background", "knn+background")
 PACKAGE_PHOTOS = ("grace_hopper.jpg", "logo2.png", "Minduka_Present_Blue_Pack.png")
@@ -224,10 +225,10 @@ def run_args(args, crop, data_dir, training):
 def stage_commands(args, crop, seed, training):
     """realdata.stage_commands for the run, each stage with --outlier-dir and --outlier-mix under outlier exposure."""
     stages = realdata.stage_commands(run_args(args, crop, cleaned_dir(args, crop, training), training), "sampler", seed)
-    if training not in OUTLIER_EXPOSURE_MIX:
+    if training not in OUTLIER_EXPOSURE_OPTIONS:
         return stages
     return [(folder, command + ["--outlier-dir", str(Path(args.work) / "outliers" / "photos"),
-                                "--outlier-mix", OUTLIER_EXPOSURE_MIX[training]]) for folder, command in stages]
+                                *OUTLIER_EXPOSURE_OPTIONS[training]]) for folder, command in stages]
 
 
 def scored(model, checkpoint, paths, desc):
