@@ -14,8 +14,8 @@ train.py --outlier-dir: photos that are none of the classes, trained towards an 
 (leafdisease/training/outlier_exposure.py): --outlier-leaves (default chilli5's train/ and val/: another crop's
 leaves) and --outlier-scenes field scenes without a leaf that the demo generator draws (other draws than the no-leaf
 test photos). No photo of the left-out crop is among them. --training mixed_outlier_exposure: the same with
---outlier-mix cutmix (each outlier photo pasted as a patch into a known one). --training background_class trains the same row on the
-same outlier photos as one more class, `background` (as PlantVillage ships one; every fifth outlier photo in val/):
+--outlier-mix cutmix (each outlier photo pasted as a patch into a known one). --training background_class trains
+the same row on the same outlier photos as one more class, `background` (as PlantVillage ships one; every fifth outlier photo in val/):
 its known photos' diagnosis is the best of the other classes, and its scores are the probability of `background`,
 every unknown.py method refitted on the other classes' photos, and knn+background (each of knn and that probability
 as the share of validation photos scoring below it, summed). Each run is then shown:
@@ -366,8 +366,8 @@ def write_reports(args, started, argv):
                          "benchmarks/ood.py", argv)
     lines += ["- Each run: field13 without one crop, realdata.py's `sampler` row at the `"
               f"{args.profile}` profile; the unknown-photo record fitted by train.py at the end (threshold set on the "
-              f"validation photos to keep {unknown.DEFAULT_KEEP:.0%} answered, unknown.threshold_at). Known: field13 test photos of the crops trained "
-              "on; near: the left-out crop's test photos; chilli: chilli5's test photos; no-leaf: demo scenes "
+              f"validation photos to keep {unknown.DEFAULT_KEEP:.0%} answered, unknown.threshold_at). Known: field13 "
+              "test photos of the crops trained on; near: the left-out crop's test photos; chilli: chilli5's test photos; no-leaf: demo scenes "
               f"without a leaf ({args.noleaf_count}) and crops of matplotlib's sample photos.",
               "- Outlier exposure: the same runs with train.py --outlier-dir: "
               f"{', '.join(args.outlier_leaves)} (another crop's leaves) and {args.outlier_scenes} leaf-free scenes "

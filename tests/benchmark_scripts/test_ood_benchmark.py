@@ -18,8 +18,8 @@ def test_a_crop_left_out_is_trained_plain_and_with_outlier_exposure_and_every_me
             (source / split / f"leaf_{index}").rename(source / split / name)
     chilli = write_image_folder(tmp_path / "chilli", {"train": [4, 4], "test": [3, 3]}, seed=5)
     argv = ["--source", str(source), "--chilli", str(chilli / "test"), "--crops", "citrus", "--profile", "screen",
-            "--training", "plain", "outlier_exposure", "mixed_outlier_exposure", "background_class", "--outlier-leaves", str(chilli / "train"),
-            "--outlier-scenes", "4",
+            "--training", "plain", "outlier_exposure", "mixed_outlier_exposure", "background_class",
+            "--outlier-leaves", str(chilli / "train"), "--outlier-scenes", "4",
             "--noleaf-count", "3", "--model", "test_efficientnet", "--no-pretrained", "--workers", "0",
             "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out")]
     ood.main(argv)

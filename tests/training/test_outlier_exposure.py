@@ -34,8 +34,8 @@ def test_the_outlier_loss_is_least_for_an_even_answer_and_is_cross_entropy_for_a
         torch.nn.functional.cross_entropy(confident, targets).item())
     # half the photo kept: an answer between its class and the even one costs less than either
     between = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
-    assert outlier_exposure.mixed_cross_entropy(between, targets, 0.5) < min(
-        outlier_exposure.mixed_cross_entropy(even, targets, 0.5), outlier_exposure.mixed_cross_entropy(confident, targets, 0.5))
+    half_kept = [outlier_exposure.mixed_cross_entropy(logits, targets, 0.5) for logits in (between, even, confident)]
+    assert half_kept[0] < min(half_kept[1:])
 
 
 def test_cutmix_pastes_one_box_of_each_outlier_and_returns_the_share_kept():
@@ -47,7 +47,8 @@ def test_cutmix_pastes_one_box_of_each_outlier_and_returns_the_share_kept():
         assert (mixed == 0).float().mean().item() == pytest.approx(kept)
         pasted = mixed[0, 0].nonzero()
         if len(pasted):  # one rectangle, the same in every photo and channel
-            assert len(pasted) == (pasted[:, 0].max() - pasted[:, 0].min() + 1) * (pasted[:, 1].max() - pasted[:, 1].min() + 1)
+            rows, columns = pasted[:, 0], pasted[:, 1]
+            assert len(pasted) == (rows.max() - rows.min() + 1) * (columns.max() - columns.min() + 1)
             assert torch.equal(mixed, mixed[:1].expand_as(mixed))
     # fewer photos in the batch than outliers: as many mixes as photos
     assert outlier_exposure.paste_outlier_patches(images[:2], outlier_images)[0].shape[0] == 2
